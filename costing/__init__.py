@@ -1,0 +1,72 @@
+"""The metering core: config, organisation, prices, money, the ledger. Imports nothing above it."""
+
+from .config import Settings, load_settings, settings_from_dict
+from .errors import (
+    BudgetExceeded,
+    ConfigError,
+    CostingError,
+    InvalidKey,
+    LedgerWriteError,
+    PeriodClosed,
+    UnknownModelPrice,
+)
+from .ingest import charge_period, next_period, period_of
+from .keys import create_key, list_keys, revoke_key
+from .ledger import (
+    EVENT_COLUMNS,
+    ROLLUP_SUMS,
+    TOKEN_FIELDS,
+    Event,
+    Note,
+    PeriodSnapshot,
+    Rollup,
+    VirtualKey,
+    create_engine,
+    create_schema,
+    write_events,
+)
+from .money import PICO, ZERO, Price, Usage, cost_of, exact, from_pico, largest_remainder, usd
+from .org import Org, Team
+from .prices import PriceBook
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "PICO",
+    "ROLLUP_SUMS",
+    "TOKEN_FIELDS",
+    "ZERO",
+    "BudgetExceeded",
+    "ConfigError",
+    "CostingError",
+    "Event",
+    "InvalidKey",
+    "LedgerWriteError",
+    "Note",
+    "Org",
+    "PeriodClosed",
+    "PeriodSnapshot",
+    "Price",
+    "PriceBook",
+    "Rollup",
+    "Settings",
+    "Team",
+    "UnknownModelPrice",
+    "Usage",
+    "VirtualKey",
+    "charge_period",
+    "cost_of",
+    "create_engine",
+    "create_key",
+    "create_schema",
+    "exact",
+    "from_pico",
+    "largest_remainder",
+    "list_keys",
+    "load_settings",
+    "next_period",
+    "period_of",
+    "revoke_key",
+    "settings_from_dict",
+    "usd",
+    "write_events",
+]

@@ -1,0 +1,63 @@
+"""Who a call is for: key, team, department, project, user, tags and its place in a trace."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+MAX_VALUE = 128
+MAX_TAGS = 20
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+def clean(value: str | None, limit: int = MAX_VALUE) -> str:
+    """A header value fit to store: control characters dropped, length capped."""
+    if not value:
+        return ""
+    return _UNSAFE.sub("", value).strip()[:limit]
+
+
+def parse_tags(header: str | None) -> str:
+    """`k=v,k2=v2` cleaned and normalised; malformed pairs are dropped, not fatal."""
+    pairs = []
+    for item in (header or "").split(",")[:MAX_TAGS]:
+        k, sep, v = item.partition("=")
+        k, v = clean(k, 64), clean(v, 128)
+        if sep and k and "," not in v:
+            pairs.append(f"{k}={v}")
+    return ",".join(pairs)
+
+
+def tags_dict(tags: str) -> dict[str, str]:
+    return dict(p.split("=", 1) for p in tags.split(",") if "=" in p)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    trace_id: str  # 32 hex
+    parent_span_id: str  # 16 hex, "" when the call starts a trace
+    flags: str = "01"
+
+
+def parse_traceparent(value: str | None) -> TraceContext | None:
+    """A W3C traceparent, or None when absent or malformed (a bad one is ignored, per the spec)."""
+    if not value:
+        return None
+    m = _TRACEPARENT.match(value.strip().lower())
+    if not m or m.group(1) == "0" * 32 or m.group(2) == "0" * 16:
+        return None
+    return TraceContext(m.group(1), m.group(2), m.group(3))
+
+
+def new_span_id() -> str:
+    return secrets.token_hex(8)
+
+
+def new_trace_id() -> str:
+    return secrets.token_hex(16)
+
+
+def traceparent(trace_id: str, span_id: str, flags: str = "01") -> str:
+    return f"00-{trace_id}-{span_id}-{flags}"

@@ -1,0 +1,195 @@
+"""Typed configuration, read once from YAML and the environment.
+
+Precedence: `--config PATH`, else `$METERLINE_CONFIG`, else `./config.yaml`.
+`$METERLINE_DATABASE_URL` overrides `database:`. Provider secrets are read from the
+environment variables the config names (`api_key_env`), here and nowhere else, so the
+rest of the code never touches `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG = "config.yaml"
+MIB = 1024 * 1024
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderConfig(_Section):
+    kind: Literal["openai", "litellm"] = "openai"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(600.0, gt=0)
+    api_key: SecretStr | None = Field(None, exclude=True)  # resolved from api_key_env
+
+
+class ModelConfig(_Section):
+    name: str  # exact name or glob pattern (`gpt-4o*`)
+    provider: str
+    upstream_model: str | None = None
+    aliases: list[str] = []
+
+
+class PriceConfig(_Section):
+    model: str
+    input_per_mtok: Decimal = Field(ge=0)
+    output_per_mtok: Decimal = Field(Decimal(0), ge=0)
+    cached_input_per_mtok: Decimal | None = Field(None, ge=0)
+    cache_write_per_mtok: Decimal | None = Field(None, ge=0)
+    effective_from: date | None = None
+
+
+class MCPServerConfig(_Section):
+    url: str
+    auth_header_env: str | None = None  # env var holding the `Authorization` value sent upstream
+    price_per_call_usd: Decimal | None = Field(None, ge=0)
+    tool_prices: dict[str, Decimal] = {}
+    method_prices: dict[str, Decimal] = {}
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(300.0, gt=0)
+    auth_header: SecretStr | None = Field(None, exclude=True)
+
+
+class TeamConfig(_Section):
+    id: str
+    name: str | None = None
+    budget_usd_monthly: Decimal | None = Field(None, ge=0)
+
+
+class DepartmentConfig(_Section):
+    id: str
+    name: str | None = None
+    cost_center: str = ""
+    budget_usd_monthly: Decimal | None = Field(None, ge=0)
+    teams: list[TeamConfig] = []
+
+
+class SharedCost(_Section):
+    name: str
+    monthly_usd: Decimal = Field(ge=0)
+
+
+class ChargebackConfig(_Section):
+    subcalls: Literal["root_caller", "key_owner"] = "root_caller"
+    markup_percent: dict[str, Decimal] = {}  # department id -> percent (negative = discount)
+    default_markup_percent: Decimal = Decimal(0)
+    shared_costs: list[SharedCost] = []
+    allocation: Literal["proportional", "even", "weights"] = "proportional"
+    weights: dict[str, Decimal] = {}  # department id -> weight, for allocation: weights
+    currency: str = "USD"
+    exchange_rates: dict[str, Decimal] = {}  # "YYYY-MM" -> units of `currency` per USD
+
+
+class BudgetsConfig(_Section):
+    soft_threshold_percent: Decimal = Field(Decimal(80), gt=0, le=100)
+    webhook_url: str | None = None
+    keys: dict[str, Decimal] = {}  # key id -> monthly budget USD
+
+
+class ServerConfig(_Section):
+    max_body_bytes: int = Field(32 * MIB, gt=0)
+    spool_dir: str = "meterline-spool"
+    flush_interval_ms: int = Field(200, gt=0)
+    key_refresh_seconds: float = Field(2.0, gt=0)
+    store_prompts: bool = False
+    admin_key_env: str = "METERLINE_ADMIN_KEY"
+    admin_key: SecretStr | None = Field(None, exclude=True)
+
+
+class TelemetryConfig(_Section):
+    otlp_endpoint: str | None = None
+    service_name: str = "meterline"
+
+
+class Settings(_Section):
+    database: str = "sqlite:///meterline.db"
+    providers: dict[str, ProviderConfig] = {}
+    models: list[ModelConfig] = []
+    prices: list[PriceConfig] = []
+    mcp_servers: dict[str, MCPServerConfig] = {}
+    departments: list[DepartmentConfig] = []
+    chargeback: ChargebackConfig = ChargebackConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
+    server: ServerConfig = ServerConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+    path: str | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Settings:
+        for i, m in enumerate(self.models):
+            if m.provider not in self.providers:
+                raise ValueError(f"models.{i}.provider: unknown provider {m.provider!r}")
+        seen: set[str] = set()
+        for d in self.departments:
+            for t in d.teams:
+                if t.id in seen:
+                    raise ValueError(f"departments: team id {t.id!r} is used twice")
+                seen.add(t.id)
+        return self
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, *, environ: dict[str, str] | None = None
+) -> Settings:
+    """Read and validate the config. Raises ConfigError with a one-line message."""
+    env = os.environ if environ is None else environ
+    p = Path(path or env.get("METERLINE_CONFIG") or DEFAULT_CONFIG)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError("config file not found (use --config PATH or $METERLINE_CONFIG)", path=str(p)) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"not valid YAML{where}", path=str(p)) from None
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping of sections", path=str(p))
+    return settings_from_dict(raw, path=str(p), environ=env)
+
+
+def settings_from_dict(
+    raw: dict[str, Any], *, path: str | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    env = os.environ if environ is None else environ
+    raw = dict(raw)
+    if env.get("METERLINE_DATABASE_URL"):
+        raw["database"] = env["METERLINE_DATABASE_URL"]
+    try:
+        settings = Settings.model_validate({**raw, "path": path})
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(x) for x in err["loc"]) or None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(msg, key=key if not msg.startswith(f"{key}:") else None, path=path) from None
+    return _resolve_secrets(settings, env)
+
+
+def _resolve_secrets(settings: Settings, env: dict[str, str] | Any) -> Settings:
+    providers = {
+        name: p.model_copy(update={"api_key": _secret(env, p.api_key_env)})
+        for name, p in settings.providers.items()
+    }
+    servers = {
+        name: s.model_copy(update={"auth_header": _secret(env, s.auth_header_env)})
+        for name, s in settings.mcp_servers.items()
+    }
+    server = settings.server.model_copy(update={"admin_key": _secret(env, settings.server.admin_key_env)})
+    return settings.model_copy(update={"providers": providers, "mcp_servers": servers, "server": server})
+
+
+def _secret(env: Any, name: str | None) -> SecretStr | None:
+    value = env.get(name) if name else None
+    return SecretStr(value) if value else None

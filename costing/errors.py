@@ -1,0 +1,56 @@
+"""Errors raised by the metering core.
+
+    CostingError
+    ├── ConfigError          a bad or missing setting (names the key and the file)
+    ├── UnknownModelPrice    no price for a model (the call is recorded unpriced)
+    ├── BudgetExceeded       a department, team or key is over its monthly budget
+    ├── InvalidKey           missing, unknown or revoked virtual key
+    ├── LedgerWriteError     the ledger could not be written
+    └── PeriodClosed         a closed month cannot be changed
+"""
+
+from __future__ import annotations
+
+
+class CostingError(Exception):
+    """Base of every error the metering core raises on purpose."""
+
+
+class ConfigError(CostingError):
+    def __init__(self, message: str, *, key: str | None = None, path: str | None = None):
+        where = f"{path}: " if path else ""
+        what = f"{key}: " if key else ""
+        super().__init__(f"{where}{what}{message}")
+        self.key = key
+        self.path = path
+
+
+class UnknownModelPrice(CostingError):
+    def __init__(self, model: str):
+        super().__init__(
+            f"no price for model {model!r}: add it under 'prices:' in the config; "
+            "its calls are recorded as unpriced meanwhile"
+        )
+        self.model = model
+
+
+class InvalidKey(CostingError):
+    pass
+
+
+class BudgetExceeded(CostingError):
+    def __init__(self, scope: str, name: str, budget: str, spent: str):
+        super().__init__(
+            f"{scope} {name!r} is over its monthly budget of {budget} USD "
+            f"(spent {spent} USD this month)"
+        )
+        self.scope = scope
+        self.name = name
+
+
+class LedgerWriteError(CostingError):
+    pass
+
+
+class PeriodClosed(CostingError):
+    pass

@@ -1,0 +1,261 @@
+"""The ledger: one row per metered call, hourly rollups kept as rows are written, keys, periods.
+
+Money is stored as integer pico-dollars (`cost_pico`, see money.py): exact on SQLite and
+PostgreSQL alike. Writes are idempotent: a batch replayed after a crash inserts each call once,
+and only the rows actually inserted feed the rollups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Field, SQLModel
+
+EVENT_COLUMNS = (
+    "call_id ts kind status department team project user key_id provider model tool "
+    "input_tokens cached_input_tokens output_tokens reasoning_tokens cost_usd usage_source "
+    "trace_id parent_call_id"
+).split()
+"""The contract's events export columns, in order (`cost_usd` is derived from `cost_pico`)."""
+
+TOKEN_FIELDS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cache_write_tokens",
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(SQLModel, table=True):
+    __tablename__ = "events"
+    __table_args__ = (
+        sa.Index("ix_events_period", "charge_period", "department", "team"),
+        sa.Index("ix_events_ts", "ts"),
+        sa.Index("ix_events_trace", "trace_id"),
+        sa.Index("ix_events_parent_span", "parent_span_id"),
+    )
+
+    call_id: str = Field(primary_key=True, max_length=32)
+    ts: datetime  # UTC
+    charge_period: str = Field(max_length=7)  # YYYY-MM it is billed in (late events: next open)
+    adjustment: bool = False  # billed in a later month than it happened, its own was closed
+    kind: str = Field(max_length=16)  # llm | embedding | mcp
+    status: str = Field(max_length=16)  # ok | upstream_error | client_closed | rejected | tool_error | protocol_error
+    department: str = Field("", max_length=128)  # who is charged
+    team: str = Field("", max_length=128)
+    cost_center: str = Field("", max_length=128)
+    key_team: str = Field("", max_length=128)  # the key's own team
+    project: str = Field("", max_length=256)
+    user: str = Field("", max_length=256)
+    key_id: str = Field("", max_length=64)
+    provider: str = Field("", max_length=128)
+    model: str = Field("", max_length=256)
+    tool: str = Field("", max_length=256)
+    method: str = Field("", max_length=128)  # MCP method, or the LLM route
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_pico: int = Field(0, sa_type=sa.BigInteger)
+    priced: bool = True
+    price_version: str = Field("", max_length=256)
+    usage_source: str = Field("reported", max_length=16)
+    trace_id: str = Field("", max_length=32)
+    parent_span_id: str = Field("", max_length=16)
+    parent_call_id: str = Field("", max_length=32)
+    tags: str = Field("", max_length=1024)  # k=v,k2=v2 as sent
+    http_status: int = 0
+    latency_ms: int = 0
+    request_bytes: int = Field(0, sa_type=sa.BigInteger)
+    response_bytes: int = Field(0, sa_type=sa.BigInteger)
+    error: str = Field("", max_length=512)
+
+
+ROLLUP_DIMS = (
+    "hour charge_period adjustment department team cost_center key_team project user kind "
+    "provider model tool status usage_source priced"
+).split()
+ROLLUP_SUMS = ("requests", *TOKEN_FIELDS, "tool_calls", "cost_pico")
+
+
+class Rollup(SQLModel, table=True):
+    """Hourly sums per who, what and how; reports read these, not raw events."""
+
+    __tablename__ = "rollups_hourly"
+    __table_args__ = (
+        sa.UniqueConstraint(*ROLLUP_DIMS, name="uq_rollups_dims"),
+        sa.Index("ix_rollups_period", "charge_period"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    hour: datetime
+    charge_period: str = Field(max_length=7)
+    adjustment: bool = False
+    department: str = ""
+    team: str = ""
+    cost_center: str = ""
+    key_team: str = ""
+    project: str = ""
+    user: str = ""
+    kind: str = ""
+    provider: str = ""
+    model: str = ""
+    tool: str = ""
+    status: str = ""
+    usage_source: str = ""
+    priced: bool = True
+    requests: int = Field(0, sa_type=sa.BigInteger)
+    input_tokens: int = Field(0, sa_type=sa.BigInteger)
+    cached_input_tokens: int = Field(0, sa_type=sa.BigInteger)
+    output_tokens: int = Field(0, sa_type=sa.BigInteger)
+    reasoning_tokens: int = Field(0, sa_type=sa.BigInteger)
+    cache_write_tokens: int = Field(0, sa_type=sa.BigInteger)
+    tool_calls: int = Field(0, sa_type=sa.BigInteger)
+    cost_pico: int = Field(0, sa_type=sa.BigInteger)
+
+
+class VirtualKey(SQLModel, table=True):
+    __tablename__ = "keys"
+
+    id: str = Field(primary_key=True, max_length=32)
+    prefix: str = Field(max_length=16)  # shown in listings; never enough to use the key
+    key_hash: str = Field(max_length=64, unique=True)  # sha256 of the secret
+    name: str = ""
+    team: str = Field(max_length=128)
+    project: str = ""
+    models: str = ""  # comma-separated names or globs this key may use; empty = all
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class PeriodSnapshot(SQLModel, table=True):
+    """A closed month: the chargeback as it was billed, kept verbatim."""
+
+    __tablename__ = "periods"
+
+    period: str = Field(primary_key=True, max_length=7)
+    closed_at: datetime = Field(default_factory=utcnow)
+    snapshot: str = Field(sa_type=sa.Text)  # JSON lines of the chargeback, exact decimals
+
+
+class Note(SQLModel, table=True):
+    """Things the ledger should remember besides calls: budget alerts, price warnings."""
+
+    __tablename__ = "notes"
+    __table_args__ = (sa.UniqueConstraint("kind", "subject", "period", name="uq_notes_once"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: datetime = Field(default_factory=utcnow)
+    kind: str = Field(max_length=32)  # budget_soft | budget_hard | unpriced_model
+    subject: str = Field(max_length=256)
+    period: str = Field(max_length=7)
+    message: str = ""
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for the ledger URL, tuned for many small batched writes."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(conn: Any, _: Any) -> None:
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def create_schema(engine: sa.Engine) -> None:
+    SQLModel.metadata.create_all(engine)
+
+
+def _insert(engine: sa.Engine, table: sa.Table) -> Any:
+    return (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def write_events(engine: sa.Engine, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert events once each and add the new ones to the rollups, in one transaction.
+
+    Returns how many were new. Safe to call again with the same rows.
+    """
+    rows = list(rows)
+    if not rows:
+        return 0
+    table = Event.__table__
+    with engine.begin() as conn:
+        stmt = _insert(engine, table).on_conflict_do_nothing(index_elements=["call_id"])
+        inserted: set[str] = set()
+        for chunk in _chunks(rows, 500):
+            res = conn.execute(stmt.returning(table.c.call_id), chunk)
+            inserted.update(r[0] for r in res)
+        new = [r for r in rows if r["call_id"] in inserted]
+        _add_to_rollups(engine, conn, new)
+        _link_parents(conn, new)
+    return len(new)
+
+
+def _add_to_rollups(engine: sa.Engine, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    sums: dict[tuple[Any, ...], list[int]] = {}
+    for r in rows:
+        dims = (r["ts"].replace(minute=0, second=0, microsecond=0),) + tuple(r[d] for d in ROLLUP_DIMS[1:])
+        acc = sums.setdefault(dims, [0] * len(ROLLUP_SUMS))
+        acc[0] += 1
+        for i, f in enumerate(TOKEN_FIELDS, start=1):
+            acc[i] += r[f]
+        acc[-2] += 1 if r["kind"] == "mcp" and r["method"] == "tools/call" else 0
+        acc[-1] += r["cost_pico"]
+    if not sums:
+        return
+    table = Rollup.__table__
+    ins = _insert(engine, table)
+    stmt = ins.on_conflict_do_update(
+        index_elements=list(ROLLUP_DIMS),
+        set_={s: table.c[s] + ins.excluded[s] for s in ROLLUP_SUMS},
+    )
+    values = [dict(zip(ROLLUP_DIMS, dims)) | dict(zip(ROLLUP_SUMS, acc)) for dims, acc in sums.items()]
+    # A fixed order keeps concurrent replicas from deadlocking on the same rollup rows.
+    values.sort(key=lambda v: tuple(str(v[d]) for d in ROLLUP_DIMS))
+    for chunk in _chunks(values, 500):
+        conn.execute(stmt, chunk)
+
+
+def _link_parents(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Tie calls to parents recorded elsewhere (another replica, or a parent that ended later).
+
+    A call's id is its span id, so a child's `parent_span_id` names its parent once that
+    parent is in the ledger.
+    """
+    t = Event.__table__
+    p = t.alias("p")
+    found = sa.select(p.c.call_id).where(p.c.call_id == t.c.parent_span_id).scalar_subquery()
+    orphans = [r["call_id"] for r in rows if r["parent_span_id"] and not r["parent_call_id"]]
+    for chunk in _chunks(orphans, 500):
+        conn.execute(
+            sa.update(t).where(t.c.call_id.in_(chunk)).values(parent_call_id=sa.func.coalesce(found, ""))
+        )
+    for chunk in _chunks([r["call_id"] for r in rows], 500):
+        conn.execute(
+            sa.update(t)
+            .where(t.c.parent_call_id == "", t.c.parent_span_id.in_(chunk))
+            .values(parent_call_id=t.c.parent_span_id)
+        )
+
+
+def _chunks(items: list[Any], n: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]

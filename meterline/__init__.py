@@ -1,0 +1,1 @@
+"""The `meterline` command: joins the proxy, the reports and the dashboard."""

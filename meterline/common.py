@@ -1,0 +1,63 @@
+"""What every command shares: the --config option, loading settings, one-line errors."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import sqlalchemy as sa
+import typer
+
+from costing import ConfigError, CostingError, Settings, create_engine, create_schema, load_settings
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="config file (default: ./config.yaml or $METERLINE_CONFIG)", show_default=False),
+]
+MonthOption = Annotated[str, typer.Option("--month", help="billing month, YYYY-MM")]
+
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"meterline: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as e:
+        fail(str(e))
+
+
+def ledger(s: Settings) -> sa.Engine:
+    engine = create_engine(s.database)
+    try:
+        create_schema(engine)
+    except sa.exc.OperationalError as e:
+        fail(f"cannot open the ledger database: {str(e.orig).splitlines()[0]}")
+    return engine
+
+
+def month(value: str) -> str:
+    if not _MONTH.match(value):
+        fail(f"--month: expected YYYY-MM, got {value!r}")
+    return value
+
+
+def write_out(chunks: object, out: Path | None) -> None:
+    if out is None:
+        for chunk in chunks:  # type: ignore[attr-defined]
+            sys.stdout.write(chunk)
+        return
+    tmp = out.with_name(out.name + ".part")
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        for chunk in chunks:  # type: ignore[attr-defined]
+            f.write(chunk)
+    tmp.replace(out)
+
+
+__all__ = ["ConfigOption", "CostingError", "MonthOption", "fail", "ledger", "month", "settings", "write_out"]

@@ -1,0 +1,66 @@
+"""The FastAPI application: built by `create_app(settings)`, nothing happens at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+
+from costing.config import Settings
+from costing.errors import CostingError
+
+from . import admin, llm
+from .errors import ProxyError, error_response, from_costing
+from .runtime import Runtime
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Parameters:
+    settings: the loaded config; the app opens the ledger and spool when it starts.
+    """
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="Meterline", version="0.1.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    app.include_router(llm.router)
+    app.include_router(admin.router)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        writer = runtime.writer
+        if writer is not None and writer.degraded:
+            return JSONResponse({"status": "degraded", "ledger": writer.last_error})
+        return JSONResponse({"status": "ok"})
+
+    @app.exception_handler(ProxyError)
+    async def _proxy_error(request: Request, e: ProxyError) -> Response:
+        return error_response(e)
+
+    @app.exception_handler(CostingError)
+    async def _costing_error(request: Request, e: CostingError) -> Response:
+        return error_response(from_costing(e))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, e: RequestValidationError) -> Response:
+        first = e.errors()[0] if e.errors() else {}
+        param = ".".join(str(x) for x in first.get("loc", ())[1:]) or None
+        return error_response(ProxyError(400, "invalid_request", first.get("msg", "invalid request"), param=param))
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, e: HTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "invalid_request")
+        return error_response(ProxyError(e.status_code, code, str(e.detail)))
+
+    return app

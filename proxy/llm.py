@@ -1,0 +1,217 @@
+"""The OpenAI-compatible routes: forward bytes, read usage, record the call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import aiohttp
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from costing.estimate import count_input, count_text
+from costing.money import Usage, usd
+
+from .errors import ProxyError, error_response, invalid_request
+from .meter import Call
+from .runtime import Runtime, authenticate, read_json_body
+from .streaming import RelayResponse
+from .upstream import response_headers
+from .usage import SSEEvents, has_usage, is_done, streamed_text, usage_in_body, usage_in_event
+
+router = APIRouter()
+
+CALL_ID = "x-meterline-call-id"
+COST = "x-meterline-cost-usd"
+
+# Routes whose streams take `stream_options.include_usage` (the Responses API always reports).
+_ASK_FOR_USAGE = {"/chat/completions", "/completions"}
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    return await forward(request, "/chat/completions", "llm")
+
+
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    return await forward(request, "/completions", "llm")
+
+
+@router.post("/v1/responses")
+async def responses(request: Request) -> Response:
+    return await forward(request, "/responses", "llm")
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    return await forward(request, "/embeddings", "embedding")
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    key = authenticate(rt, request)
+    data = [
+        {"id": m, "object": "model", "created": 0, "owned_by": rt.router.route(m).provider}  # type: ignore[union-attr]
+        for m in rt.router.listed()
+        if key.may_use(m)
+    ]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def forward(request: Request, path: str, kind: str) -> Response:
+    rt: Runtime = request.app.state.runtime
+    key = authenticate(rt, request)
+    body = await read_json_body(request, rt.max_body_bytes)
+    doc = _parse(body)
+    model = doc.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid_request("`model` must be a non-empty string", "model")
+    route = rt.router.route(model)
+    if route is None or not key.may_use(route.model):
+        why = "through this proxy" if route is None else "to this key"
+        raise ProxyError(404, "model_not_found", f"model {model!r} is not available {why}", param="model")
+    stream = doc.get("stream") is True
+    if "stream" in doc and not isinstance(doc["stream"], bool):
+        raise invalid_request("`stream` must be a boolean", "stream")
+
+    call = rt.meter.start(key, request.headers, kind=kind, method=path, body_user=doc.get("user"))
+    call.provider, call.model, call.request_bytes = route.provider, route.model, len(body)
+    rt.admit(call)
+
+    strip_usage = False
+    if route.upstream_model != model:
+        doc["model"] = route.upstream_model
+    if stream and path in _ASK_FOR_USAGE:
+        opts = doc.get("stream_options")
+        if not (isinstance(opts, dict) and opts.get("include_usage") is True):
+            doc["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+            strip_usage = True
+    if route.upstream_model != model or strip_usage:
+        body = orjson.dumps(doc)
+
+    if rt.litellm is not None and route.provider in rt.litellm.providers:
+        return await rt.litellm.forward(call, path, doc, route.upstream_model, stream)
+
+    try:
+        resp = await rt.upstreams.send(route.provider, path, body, request.headers, call.traceparent)
+    except ProxyError as e:
+        call.finish(status="upstream_error", http_status=e.status, error=str(e))
+        raise
+    headers = {CALL_ID: call.call_id}
+    if resp.status >= 400:
+        data = await _read(resp, call)
+        call.finish(status="upstream_error", http_status=resp.status, response_bytes=len(data), error=data[:200].decode("utf-8", "replace"))
+        return Response(data, resp.status, headers=_headers(resp, headers))
+    if not stream:
+        data = await _read(resp, call)
+        usage, response_model = usage_in_body(data)
+        source = "reported"
+        if usage is None:
+            usage, source = _estimate(doc, call.model, _text_of(data)), "estimated"
+        cost = call.finish(status="ok", usage=usage, usage_source=source, response_model=response_model, response_bytes=len(data))
+        if cost is not None:
+            headers[COST] = usd(cost, 12).rstrip("0").rstrip(".") if cost else "0"
+        return Response(data, resp.status, headers=_headers(resp, headers))
+    return RelayResponse(_relay(resp, call, doc, strip_usage), resp.status, _headers(resp, headers))
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise invalid_request("request body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise invalid_request("request body must be a JSON object")
+    return doc
+
+
+async def _read(resp: aiohttp.ClientResponse, call: Call) -> bytes:
+    try:
+        return await resp.read()
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        call.finish(status="upstream_error", http_status=504, error="read timed out")
+        raise ProxyError(504, "upstream_timeout", f"provider {call.provider!r} timed out") from None
+    except aiohttp.ClientError as e:
+        call.finish(status="upstream_error", http_status=502, error=type(e).__name__)
+        raise ProxyError(502, "upstream_unavailable", f"provider {call.provider!r} broke off ({type(e).__name__})") from None
+    finally:
+        resp.release()
+
+
+def _headers(resp: aiohttp.ClientResponse, extra: dict[str, str]) -> dict[str, str]:
+    return response_headers(resp) | extra
+
+
+def _estimate(doc: dict[str, Any], model: str, output_text: str) -> Usage:
+    return Usage(input_tokens=count_input(doc, model), output_tokens=count_text(output_text, model))
+
+
+def _text_of(data: bytes) -> str:
+    """Generated text of a non-streamed body that came without usage."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return ""
+    if not isinstance(doc, dict):
+        return ""
+    parts = []
+    for choice in doc.get("choices") or ():
+        if isinstance(choice, dict):
+            msg = choice.get("message") or {}
+            parts.append(msg.get("content") if isinstance(msg, dict) and isinstance(msg.get("content"), str) else "")
+            parts.append(choice.get("text") if isinstance(choice.get("text"), str) else "")
+    for item in doc.get("output") or ():
+        for c in (item.get("content") or ()) if isinstance(item, dict) else ():
+            if isinstance(c, dict) and isinstance(c.get("text"), str):
+                parts.append(c["text"])
+    return "".join(parts)
+
+
+async def _relay(
+    resp: aiohttp.ClientResponse, call: Call, doc: dict[str, Any], strip_usage: bool
+) -> AsyncGenerator[bytes, None]:
+    """Pass SSE events through as they come; record the call before its final event leaves."""
+    sse = SSEEvents()
+    seen: list[bytes] = []
+    size = 0
+
+    def finish_estimated(status: str, error: str = "") -> None:
+        usage = _estimate(doc, call.model, streamed_text(seen))
+        call.finish(status=status, usage=usage, usage_source="estimated", response_bytes=size, error=error)
+
+    try:
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            for event in sse.feed(chunk):
+                if call.done:
+                    yield event
+                    continue
+                if has_usage(event):
+                    usage, response_model, usage_only = usage_in_event(event)
+                    if usage is not None:
+                        call.finish(status="ok", usage=usage, response_model=response_model, response_bytes=size)
+                        if usage_only and strip_usage:
+                            continue
+                elif is_done(event):
+                    finish_estimated("ok")
+                seen.append(event)
+                yield event
+        rest = sse.rest()
+        if not call.done:
+            finish_estimated("ok")
+        if rest:
+            yield rest
+    except (asyncio.TimeoutError, aiohttp.ClientError) as e:
+        if not call.done:
+            finish_estimated("upstream_error", f"stream broke off: {type(e).__name__}")
+    finally:
+        if not call.done:
+            finish_estimated("client_closed")
+        if resp.content.at_eof():
+            resp.release()  # back to the pool
+        else:
+            resp.close()  # stop reading from an upstream nobody listens to

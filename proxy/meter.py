@@ -1,0 +1,235 @@
+"""The per-call work of the proxy, in one place: attribute at the start, price and record at the end.
+
+`Meter.start` runs before anything reaches an upstream (auth is done by then); `Call.finish`
+prices the call and appends its event to the spool, which makes it durable before the client
+gets the last bytes of the response.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from costing.attribution import (
+    clean,
+    new_span_id,
+    new_trace_id,
+    parse_tags,
+    parse_traceparent,
+    traceparent,
+)
+from costing.keys import KeyInfo
+from costing.money import ZERO, Usage, cost_of, to_pico
+from costing.org import Org
+from costing.prices import PriceBook
+from costing.spool import Spool
+
+log = logging.getLogger("meterline.proxy")
+
+RECENT_SPANS = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class Payer:
+    department: str
+    team: str
+    cost_center: str
+
+
+@dataclass(slots=True)
+class Call:
+    """One metered call, from admission to its ledger event."""
+
+    meter: Meter
+    call_id: str
+    kind: str
+    method: str
+    key: KeyInfo
+    payer: Payer
+    key_team: str
+    project: str
+    user: str
+    tags: str
+    trace_id: str
+    parent_span_id: str
+    parent_call_id: str
+    provider: str = ""
+    model: str = ""
+    tool: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    ts: datetime = field(default_factory=lambda: datetime.now(UTC))
+    request_bytes: int = 0
+    reserved: Decimal = ZERO
+    done: bool = False
+
+    @property
+    def traceparent(self) -> str:
+        """What the upstream gets: our span, child of the client's."""
+        return traceparent(self.trace_id, self.call_id)
+
+    def finish(
+        self,
+        *,
+        status: str,
+        usage: Usage | None = None,
+        usage_source: str = "reported",
+        response_model: str = "",
+        http_status: int = 200,
+        response_bytes: int = 0,
+        cost: Decimal | None = None,
+        error: str = "",
+    ) -> Decimal | None:
+        """Price and record the call once; returns its cost (None: no price known)."""
+        if self.done:
+            return None
+        self.done = True
+        return self.meter.record(
+            self,
+            status=status,
+            usage=usage or Usage(),
+            usage_source=usage_source,
+            response_model=response_model,
+            http_status=http_status,
+            response_bytes=response_bytes,
+            cost=cost,
+            error=error,
+        )
+
+
+class Meter:
+    """Parameters:
+    spool: where events go (durable on return of `Spool.append`).
+    prices, org: the price book and organisation.
+    subcalls: `root_caller` (the team whose call started a tree pays for all of it) or
+        `key_owner` (each call is paid by its key's team).
+    on_record: observers of every recorded event (metrics, budgets, telemetry).
+    """
+
+    def __init__(
+        self,
+        spool: Spool,
+        prices: PriceBook,
+        org: Org,
+        *,
+        subcalls: str = "root_caller",
+        store_prompts: bool = False,
+    ):
+        self.spool = spool
+        self.prices = prices
+        self.org = org
+        self.subcalls = subcalls
+        self.store_prompts = store_prompts
+        self.on_record: list[Callable[[dict[str, Any], Call], None]] = []
+        self._spans: OrderedDict[str, Payer] = OrderedDict()
+        self._warned: set[str] = set()
+
+    def start(
+        self,
+        key: KeyInfo,
+        headers: Mapping[str, str],
+        *,
+        kind: str,
+        method: str,
+        body_user: Any = None,
+    ) -> Call:
+        team = self.org.teams.get(key.team)
+        own = Payer(team.department, key.team, team.cost_center) if team else Payer("", key.team, "")
+        ctx = parse_traceparent(headers.get("traceparent"))
+        parent = ctx.parent_span_id if ctx else ""
+        parent_payer = self._spans.get(parent) if parent else None
+        payer = parent_payer if parent_payer and self.subcalls == "root_caller" else own
+        call_id = new_span_id()
+        self._remember(call_id, payer)
+        return Call(
+            meter=self,
+            call_id=call_id,
+            kind=kind,
+            method=method,
+            key=key,
+            payer=payer,
+            key_team=key.team,
+            project=clean(headers.get("x-meterline-project")) or key.project,
+            user=clean(headers.get("x-meterline-user")) or (clean(body_user) if isinstance(body_user, str) else ""),
+            tags=parse_tags(headers.get("x-meterline-tags")),
+            trace_id=ctx.trace_id if ctx else new_trace_id(),
+            parent_span_id=parent,
+            parent_call_id=parent if parent_payer else "",
+        )
+
+    def _remember(self, span_id: str, payer: Payer) -> None:
+        # Spans of recent calls, so a sub-call arriving with one as parent finds its payer.
+        self._spans[span_id] = payer
+        if len(self._spans) > RECENT_SPANS:
+            self._spans.popitem(last=False)
+
+    def price(self, call: Call, usage: Usage) -> tuple[Decimal | None, str]:
+        p = self.prices.lookup(call.model, at=call.ts)
+        if p is None:
+            if call.model not in self._warned:
+                self._warned.add(call.model)
+                log.warning("no price for model %r: its calls are recorded as unpriced", call.model)
+            return None, ""
+        return cost_of(usage, p), p.version
+
+    def record(
+        self,
+        call: Call,
+        *,
+        status: str,
+        usage: Usage,
+        usage_source: str,
+        response_model: str,
+        http_status: int,
+        response_bytes: int,
+        cost: Decimal | None,
+        error: str,
+    ) -> Decimal | None:
+        version = ""
+        if cost is None and status not in ("upstream_error", "rejected") and call.kind != "mcp":
+            cost, version = self.price(call, usage)
+        priced = cost is not None or status in ("upstream_error", "rejected")
+        event = {
+            "call_id": call.call_id,
+            "ts": call.ts,
+            "kind": call.kind,
+            "status": status,
+            "department": call.payer.department,
+            "team": call.payer.team,
+            "cost_center": call.payer.cost_center,
+            "key_team": call.key_team,
+            "project": call.project,
+            "user": call.user,
+            "key_id": call.key.id,
+            "provider": call.provider,
+            "model": call.model,
+            "tool": call.tool,
+            "method": call.method,
+            "input_tokens": usage.input_tokens,
+            "cached_input_tokens": usage.cached_input_tokens,
+            "output_tokens": usage.output_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "cost_pico": to_pico(cost) if cost is not None else 0,
+            "priced": priced,
+            "price_version": version,
+            "usage_source": usage_source,
+            "trace_id": call.trace_id,
+            "parent_span_id": call.parent_span_id,
+            "parent_call_id": call.parent_call_id,
+            "tags": call.tags,
+            "http_status": http_status,
+            "latency_ms": int((time.perf_counter() - call.started) * 1000),
+            "request_bytes": call.request_bytes,
+            "response_bytes": response_bytes,
+            "error": error[:512],
+        }
+        self.spool.append(event)
+        for observer in self.on_record:
+            observer(event, call)
+        return cost

@@ -1,0 +1,128 @@
+"""Everything a running proxy holds, built once at start-up and kept on `app.state.runtime`."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from typing import Any
+
+from starlette.requests import Request
+
+from costing.config import Settings
+from costing.errors import InvalidKey
+from costing.ingest import LedgerWriter
+from costing.keys import KeyCache, KeyInfo
+from costing.ledger import create_engine, create_schema
+from costing.org import Org
+from costing.prices import PriceBook
+from costing.spool import Spool
+
+from .errors import ProxyError, from_costing
+from .meter import Call, Meter
+from .routing import Router
+from .upstream import Upstreams
+
+log = logging.getLogger("meterline.proxy")
+
+
+class Runtime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.max_body_bytes = settings.server.max_body_bytes
+        self.engine = create_engine(settings.database)
+        self.router = Router(settings.models)
+        self.org = Org(settings)
+        self.prices = PriceBook(settings.prices)
+        self.keys = KeyCache(self.engine)
+        self.upstreams = Upstreams(settings.providers)
+        self.litellm: Any = None  # set when a `kind: litellm` provider is configured
+        self.budgets: Any = None
+        self.spool: Spool | None = None
+        self.writer: LedgerWriter | None = None
+        self.meter: Meter = None  # type: ignore[assignment]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await asyncio.to_thread(create_schema, self.engine)
+        self.spool = Spool(self.settings.server.spool_dir)
+        self.writer = LedgerWriter(self.engine, self.spool, self.settings.server.flush_interval_ms / 1000)
+        # Replay whatever an earlier run left spooled before serving anything.
+        try:
+            await asyncio.to_thread(self.writer.flush)
+        except Exception as e:  # noqa: BLE001 - the database may be down; the writer retries
+            log.error("could not replay the spool yet: %s", e)
+        self.writer.start()
+        self.meter = Meter(
+            self.spool,
+            self.prices,
+            self.org,
+            subcalls=self.settings.chargeback.subcalls,
+            store_prompts=self.settings.server.store_prompts,
+        )
+        await asyncio.to_thread(self.keys.refresh)
+        await self.upstreams.start()
+        if any(p.kind == "litellm" for p in self.settings.providers.values()):
+            from .litellm_provider import LiteLLMProviders  # slow import, only when needed
+
+            self.litellm = LiteLLMProviders(self.settings.providers)
+        self._tasks.append(asyncio.create_task(self._refresh_keys()))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await self.upstreams.close()
+        if self.writer:
+            await asyncio.to_thread(self.writer.stop)
+        if self.spool:
+            self.spool.close()
+        self.engine.dispose()
+
+    async def _refresh_keys(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.server.key_refresh_seconds)
+            try:
+                await asyncio.to_thread(self.keys.refresh)
+            except Exception as e:  # noqa: BLE001 - keep serving with the keys we know
+                log.warning("key refresh failed: %s", e)
+
+    def admit(self, call: Call) -> None:
+        """Refuse the call before it reaches an upstream if a budget says so."""
+        if self.budgets is not None:
+            self.budgets.admit(call)
+
+
+def bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def authenticate(rt: Runtime, request: Request) -> KeyInfo:
+    try:
+        return rt.keys.authenticate(bearer(request))
+    except InvalidKey as e:
+        raise from_costing(e) from None
+
+
+def check_admin(rt: Runtime, request: Request) -> None:
+    expected = rt.settings.server.admin_key
+    token = bearer(request) or ""
+    if expected is None or not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+        raise ProxyError(401, "invalid_api_key", "admin API: send `Authorization: Bearer $METERLINE_ADMIN_KEY`")
+
+
+async def read_json_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ProxyError(413, "request_too_large", f"request body is over the {limit}-byte limit")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProxyError(413, "request_too_large", f"request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+

@@ -1,0 +1,134 @@
+"""Reading usage out of upstream responses: only the fields metering needs."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from costing.money import Usage
+
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')
+_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+def _int(d: Any, *path: str) -> int:
+    for p in path:
+        if not isinstance(d, dict):
+            return 0
+        d = d.get(p)
+    return d if isinstance(d, int) and d > 0 else 0
+
+
+def parse_usage(u: Any) -> Usage | None:
+    """Usage in any of the shapes OpenAI-compatible APIs report it (chat, completions,
+    embeddings, Responses), including cache-write counts that Anthropic-backed servers add."""
+    if not isinstance(u, dict):
+        return None
+    if "input_tokens" in u or "output_tokens" in u:  # Responses API
+        inp = _int(u, "input_tokens")
+        cached = _int(u, "input_tokens_details", "cached_tokens")
+        out = _int(u, "output_tokens")
+        reasoning = _int(u, "output_tokens_details", "reasoning_tokens")
+    else:
+        inp = _int(u, "prompt_tokens")
+        cached = _int(u, "prompt_tokens_details", "cached_tokens") or _int(u, "cache_read_input_tokens")
+        out = _int(u, "completion_tokens")
+        reasoning = _int(u, "completion_tokens_details", "reasoning_tokens")
+    write = _int(u, "cache_creation_input_tokens") or _int(u, "prompt_tokens_details", "cache_creation_tokens")
+    return Usage(inp, min(cached, inp), out, min(reasoning, out), min(write, inp))
+
+
+def usage_in_body(body: bytes) -> tuple[Usage | None, str]:
+    """Usage and response model from a non-streamed JSON body."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, ""
+    if not isinstance(doc, dict):
+        return None, ""
+    model = doc.get("model")
+    return parse_usage(doc.get("usage")), model if isinstance(model, str) else ""
+
+
+class SSEEvents:
+    """Splits a byte stream into whole SSE events, keeping their bytes exactly as sent."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buf = self._buf + chunk
+        events = []
+        start = 0
+        for m in _BOUNDARY.finditer(buf):
+            events.append(buf[start : m.end()])
+            start = m.end()
+        self._buf = buf[start:]
+        return events
+
+    def rest(self) -> bytes:
+        rest, self._buf = self._buf, b""
+        return rest
+
+
+def event_data(event: bytes) -> bytes:
+    """The joined `data:` field of one SSE event."""
+    lines = event.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    data = [ln[5:].removeprefix(b" ") for ln in lines if ln.startswith(b"data:")]
+    return b"\n".join(data)
+
+
+def is_done(event: bytes) -> bool:
+    return event_data(event).strip() == b"[DONE]"
+
+
+def has_usage(event: bytes) -> bool:
+    return _USAGE.search(event) is not None
+
+
+def usage_in_event(event: bytes) -> tuple[Usage | None, str, bool]:
+    """(usage, response model, usage-only chunk) of a usage-bearing SSE event."""
+    try:
+        doc = orjson.loads(event_data(event))
+    except orjson.JSONDecodeError:
+        return None, "", False
+    if not isinstance(doc, dict):
+        return None, "", False
+    if isinstance(doc.get("response"), dict):  # Responses API: response.completed and kin
+        doc = doc["response"]
+    model = doc.get("model") if isinstance(doc.get("model"), str) else ""
+    usage_only = doc.get("choices") == [] and doc.get("object") == "chat.completion.chunk"
+    return parse_usage(doc.get("usage")), model, usage_only
+
+
+def streamed_text(events: list[bytes]) -> str:
+    """The generated text of a stream so far, to estimate tokens of a stream that ended badly."""
+    parts: list[str] = []
+    for ev in events:
+        data = event_data(ev)
+        if not data or data.strip() == b"[DONE]":
+            continue
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(doc, dict):
+            continue
+        if isinstance(doc.get("delta"), str):  # Responses API text deltas
+            parts.append(doc["delta"])
+        for choice in doc.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta") or {}
+            if isinstance(choice.get("text"), str):  # legacy completions
+                parts.append(choice["text"])
+            if isinstance(delta, dict):
+                if isinstance(delta.get("content"), str):
+                    parts.append(delta["content"])
+                for tc in delta.get("tool_calls") or ():
+                    fn = tc.get("function") if isinstance(tc, dict) else None
+                    if isinstance(fn, dict):
+                        parts.extend(v for v in (fn.get("name"), fn.get("arguments")) if isinstance(v, str))
+    return "".join(parts)

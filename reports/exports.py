@@ -1,0 +1,101 @@
+"""Export formats, in a registry: `meterline export KIND --format NAME` looks them up here."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from costing import EVENT_COLUMNS, Settings, exact, from_pico, usd
+
+from .chargeback import CSV_COLUMNS, PLACES, chargeback
+from .csvsafe import safe_text
+from .ledger_queries import events
+
+EXTRA_EVENT_COLUMNS = [
+    "key_team",
+    "cost_center",
+    "charge_period",
+    "adjustment",
+    "method",
+    "cache_write_tokens",
+    "priced",
+    "price_version",
+    "http_status",
+    "latency_ms",
+    "request_bytes",
+    "response_bytes",
+    "tags",
+    "error",
+]
+EVENTS_CSV_COLUMNS = EVENT_COLUMNS + EXTRA_EVENT_COLUMNS
+
+
+def _event_record(row: dict[str, Any]) -> dict[str, Any]:
+    rec = {c: row.get(c) for c in EVENTS_CSV_COLUMNS}
+    rec["ts"] = row["ts"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    rec["cost_usd"] = exact(from_pico(row["cost_pico"]))
+    return rec
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return safe_text(value)
+    return "" if value is None else str(value)
+
+
+def _csv(header: list[str], rows: Iterator[list[Any]]) -> Iterator[str]:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for row in rows:
+        w.writerow([_cell(v) for v in row])
+        if buf.tell() > 1 << 16:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def events_csv(engine: sa.Engine, settings: Settings, period: str) -> Iterator[str]:
+    recs = (_event_record(r) for r in events(engine, period))
+    return _csv(EVENTS_CSV_COLUMNS, ([rec[c] for c in EVENTS_CSV_COLUMNS] for rec in recs))
+
+
+def events_jsonl(engine: sa.Engine, settings: Settings, period: str) -> Iterator[str]:
+    for r in events(engine, period):
+        yield orjson.dumps(_event_record(r)).decode() + "\n"
+
+
+def _money(v: Decimal) -> str:
+    return usd(v, PLACES)
+
+
+def chargeback_csv(engine: sa.Engine, settings: Settings, period: str) -> Iterator[str]:
+    lines = chargeback(engine, settings, period)
+    rows = (
+        [
+            *(getattr(ln, c) for c in CSV_COLUMNS[:15]),
+            _money(ln.cost_usd),
+            _money(ln.allocated_usd),
+            _money(ln.markup_usd),
+            _money(ln.charge_usd),
+        ]
+        for ln in lines
+    )
+    return _csv(CSV_COLUMNS, rows)
+
+
+Exporter = Callable[[sa.Engine, Settings, str], Iterator[str]]
+
+EXPORTS: dict[str, dict[str, Exporter]] = {
+    "events": {"csv": events_csv, "jsonl": events_jsonl},
+    "chargeback": {"csv": chargeback_csv},
+}

@@ -1,0 +1,113 @@
+"""Showback: who spent what in a month, by department and team."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from costing import ZERO, Org, from_pico
+
+from .ledger_queries import rollup_sums
+
+
+@dataclass
+class TeamSpend:
+    team: str
+    cost_usd: Decimal = ZERO
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    unpriced_requests: int = 0
+
+
+@dataclass
+class DepartmentSpend:
+    department: str
+    name: str
+    cost_center: str
+    cost_usd: Decimal = ZERO
+    requests: int = 0
+    teams: list[TeamSpend] = field(default_factory=list)
+
+
+@dataclass
+class Showback:
+    period: str
+    total_usd: Decimal
+    requests: int
+    unpriced_requests: int
+    estimated_requests: int
+    departments: list[DepartmentSpend]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "period": self.period,
+            "total_usd": str(self.total_usd),
+            "requests": self.requests,
+            "unpriced_requests": self.unpriced_requests,
+            "estimated_requests": self.estimated_requests,
+            "departments": [
+                {
+                    "department": d.department,
+                    "name": d.name,
+                    "cost_center": d.cost_center,
+                    "cost_usd": str(d.cost_usd),
+                    "requests": d.requests,
+                    "teams": [
+                        {
+                            "team": t.team,
+                            "cost_usd": str(t.cost_usd),
+                            "requests": t.requests,
+                            "input_tokens": t.input_tokens,
+                            "output_tokens": t.output_tokens,
+                            "unpriced_requests": t.unpriced_requests,
+                        }
+                        for t in d.teams
+                    ],
+                }
+                for d in self.departments
+            ],
+        }
+
+
+def showback(engine: sa.Engine, org: Org, period: str) -> Showback:
+    """Exact spend per department and team for a billing month, from the hourly rollups."""
+    rows = rollup_sums(engine, period, ["department", "team", "priced", "usage_source"])
+    depts: dict[str, DepartmentSpend] = {}
+    teams: dict[tuple[str, str], TeamSpend] = {}
+    unpriced = estimated = 0
+    for r in rows:
+        d = depts.get(r["department"])
+        if d is None:
+            cfg = org.departments.get(r["department"])
+            name = (cfg.name or cfg.id) if cfg else (r["department"] or "(unattributed)")
+            d = depts[r["department"]] = DepartmentSpend(r["department"], name, org.cost_center(r["department"]))
+        t = teams.get((r["department"], r["team"]))
+        if t is None:
+            t = teams[(r["department"], r["team"])] = TeamSpend(r["team"])
+            d.teams.append(t)
+        cost = from_pico(r["cost_pico"])
+        d.cost_usd += cost
+        d.requests += r["requests"]
+        t.cost_usd += cost
+        t.requests += r["requests"]
+        t.input_tokens += r["input_tokens"]
+        t.output_tokens += r["output_tokens"]
+        if not r["priced"]:
+            t.unpriced_requests += r["requests"]
+            unpriced += r["requests"]
+        if r["usage_source"] == "estimated":
+            estimated += r["requests"]
+    ordered = sorted(depts.values(), key=lambda d: (-d.cost_usd, d.department))
+    for d in ordered:
+        d.teams.sort(key=lambda t: (-t.cost_usd, t.team))
+    return Showback(
+        period=period,
+        total_usd=sum((d.cost_usd for d in ordered), ZERO),
+        requests=sum(d.requests for d in ordered),
+        unpriced_requests=unpriced,
+        estimated_requests=estimated,
+        departments=ordered,
+    )
