@@ -1,5 +1,6 @@
 """The metering core: config, organisation, prices, money, the ledger. Imports nothing above it."""
 
+from .chargeback import Chargeback, ChargebackLine, DepartmentCharge, load_chargeback
 from .config import Settings, load_settings, settings_from_dict
 from .errors import (
     BudgetExceeded,
@@ -27,6 +28,7 @@ from .ledger import (
 )
 from .money import PICO, ZERO, Price, Usage, cost_of, exact, from_pico, largest_remainder, usd
 from .org import Org, Team
+from .periods import close_period
 from .prices import PriceBook
 
 __all__ = [
@@ -36,8 +38,11 @@ __all__ = [
     "TOKEN_FIELDS",
     "ZERO",
     "BudgetExceeded",
+    "Chargeback",
+    "ChargebackLine",
     "ConfigError",
     "CostingError",
+    "DepartmentCharge",
     "Event",
     "InvalidKey",
     "LedgerWriteError",
@@ -54,6 +59,7 @@ __all__ = [
     "Usage",
     "VirtualKey",
     "charge_period",
+    "close_period",
     "cost_of",
     "create_engine",
     "create_key",
@@ -62,6 +68,7 @@ __all__ = [
     "from_pico",
     "largest_remainder",
     "list_keys",
+    "load_chargeback",
     "load_settings",
     "next_period",
     "period_of",

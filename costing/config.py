@@ -9,6 +9,7 @@ rest of the code never touches `os.environ`.
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from .errors import ConfigError
 
 DEFAULT_CONFIG = "config.yaml"
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 MIB = 1024 * 1024
 
 
@@ -89,14 +91,30 @@ class ChargebackConfig(_Section):
     shared_costs: list[SharedCost] = []
     allocation: Literal["proportional", "even", "weights"] = "proportional"
     weights: dict[str, Decimal] = {}  # department id -> weight, for allocation: weights
-    currency: str = "USD"
+    currency: str = Field("USD", pattern=r"^[A-Za-z]{3}$")  # ISO 4217
     exchange_rates: dict[str, Decimal] = {}  # "YYYY-MM" -> units of `currency` per USD
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> ChargebackConfig:
+        for dept, pct in self.markup_percent.items():
+            if pct < -100:
+                raise ValueError(f"markup_percent.{dept}: a discount cannot pass -100")
+        if any(w < 0 for w in self.weights.values()):
+            raise ValueError("weights: weights cannot be negative")
+        if self.allocation == "weights" and not any(w > 0 for w in self.weights.values()):
+            raise ValueError("weights: allocation: weights needs a positive weight per department")
+        for month, rate in self.exchange_rates.items():
+            if not _MONTH.match(month) or rate <= 0:
+                raise ValueError(f"exchange_rates: expected `YYYY-MM: <rate above 0>`, got {month}: {rate}")
+        return self
 
 
 class BudgetsConfig(_Section):
     soft_threshold_percent: Decimal = Field(Decimal(80), gt=0, le=100)
     webhook_url: str | None = None
     keys: dict[str, Decimal] = {}  # key id -> monthly budget USD
+    refresh_seconds: float = Field(1.0, gt=0)  # how often spend is re-read from the ledger
+    default_output_tokens: int = Field(1000, ge=0)  # reserved for a model with no calls seen yet
 
 
 class ServerConfig(_Section):
@@ -138,6 +156,11 @@ class Settings(_Section):
                 if t.id in seen:
                     raise ValueError(f"departments: team id {t.id!r} is used twice")
                 seen.add(t.id)
+        depts = {d.id for d in self.departments}
+        for name, ids in (("markup_percent", self.chargeback.markup_percent), ("weights", self.chargeback.weights)):
+            unknown = sorted(set(ids) - depts)
+            if unknown:
+                raise ValueError(f"chargeback.{name}: unknown department {unknown[0]!r}")
         return self
 
 

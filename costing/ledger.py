@@ -83,7 +83,7 @@ class Event(SQLModel, table=True):
 
 ROLLUP_DIMS = (
     "hour charge_period adjustment department team cost_center key_team project user kind "
-    "provider model tool status usage_source priced"
+    "provider model tool status usage_source priced tags"
 ).split()
 ROLLUP_SUMS = ("requests", *TOKEN_FIELDS, "tool_calls", "cost_pico")
 
@@ -114,6 +114,7 @@ class Rollup(SQLModel, table=True):
     status: str = ""
     usage_source: str = ""
     priced: bool = True
+    tags: str = ""  # as sent (k=v,...): chargeback lines and FOCUS Tags are split by them
     requests: int = Field(0, sa_type=sa.BigInteger)
     input_tokens: int = Field(0, sa_type=sa.BigInteger)
     cached_input_tokens: int = Field(0, sa_type=sa.BigInteger)

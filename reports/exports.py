@@ -5,16 +5,16 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
-from costing import EVENT_COLUMNS, Settings, exact, from_pico, usd
+from costing import EVENT_COLUMNS, Settings, exact, from_pico
 
-from .chargeback import CSV_COLUMNS, PLACES, chargeback
+from .chargeback import CSV_COLUMNS, chargeback, csv_rows
 from .csvsafe import safe_text
+from .focus import FOCUS_COLUMNS, focus_rows
 from .ledger_queries import events
 
 EXTRA_EVENT_COLUMNS = [
@@ -74,28 +74,21 @@ def events_jsonl(engine: sa.Engine, settings: Settings, period: str) -> Iterator
         yield orjson.dumps(_event_record(r)).decode() + "\n"
 
 
-def _money(v: Decimal) -> str:
-    return usd(v, PLACES)
-
-
 def chargeback_csv(engine: sa.Engine, settings: Settings, period: str) -> Iterator[str]:
-    lines = chargeback(engine, settings, period)
-    rows = (
-        [
-            *(getattr(ln, c) for c in CSV_COLUMNS[:15]),
-            _money(ln.cost_usd),
-            _money(ln.allocated_usd),
-            _money(ln.markup_usd),
-            _money(ln.charge_usd),
-        ]
-        for ln in lines
-    )
-    return _csv(CSV_COLUMNS, rows)
+    return _csv(CSV_COLUMNS, csv_rows(chargeback(engine, settings, period)))
+
+
+def chargeback_focus(engine: sa.Engine, settings: Settings, period: str) -> Iterator[str]:
+    return _csv(FOCUS_COLUMNS, focus_rows(chargeback(engine, settings, period)))
+
+
+def chargeback_json(engine: sa.Engine, settings: Settings, period: str) -> Iterator[str]:
+    yield orjson.dumps(chargeback(engine, settings, period).as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
 Exporter = Callable[[sa.Engine, Settings, str], Iterator[str]]
 
 EXPORTS: dict[str, dict[str, Exporter]] = {
     "events": {"csv": events_csv, "jsonl": events_jsonl},
-    "chargeback": {"csv": chargeback_csv},
+    "chargeback": {"csv": chargeback_csv, "focus": chargeback_focus, "json": chargeback_json},
 }
