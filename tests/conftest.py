@@ -22,6 +22,7 @@ from costing import create_engine, create_key, create_schema, settings_from_dict
 from meterline.sim.upstream import SimServer
 
 PROVIDER_KEY = "sk-upstream-secret-0123456789"
+MCP_AUTH = "Bearer mcp-server-secret"  # what the proxy sends MCP servers (auth_header_env: SIM_MCP_AUTH)
 ADMIN_KEY = "admin-test-key"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,7 +73,7 @@ def base_config(tmp_path: Path, upstream_url: str, **overrides: Any) -> dict[str
 
 
 def test_environ() -> dict[str, str]:
-    return {"SIM_API_KEY": PROVIDER_KEY, "METERLINE_ADMIN_KEY": ADMIN_KEY}
+    return {"SIM_API_KEY": PROVIDER_KEY, "METERLINE_ADMIN_KEY": ADMIN_KEY, "SIM_MCP_AUTH": MCP_AUTH}
 
 
 class ProxyServer:
