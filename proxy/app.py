@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from costing.config import Settings
 from costing.errors import CostingError
 
-from . import admin, llm
+from . import admin, llm, metrics
 from .errors import ProxyError, error_response, from_costing
 from .runtime import Runtime
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.runtime = runtime
     app.include_router(llm.router)
     app.include_router(admin.router)
+    app.include_router(metrics.router)
 
     @app.get("/healthz")
     async def healthz() -> Response:

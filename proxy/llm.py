@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -14,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from costing.estimate import count_input, count_text
 from costing.money import Usage, usd
 
-from .errors import ProxyError, error_response, invalid_request
+from .errors import ProxyError, invalid_request
 from .meter import Call
 from .runtime import Runtime, authenticate, read_json_body
 from .streaming import RelayResponse
@@ -94,7 +95,7 @@ async def forward(request: Request, path: str, kind: str) -> Response:
         body = orjson.dumps(doc)
 
     if rt.litellm is not None and route.provider in rt.litellm.providers:
-        return await rt.litellm.forward(call, path, doc, route.upstream_model, stream)
+        return await rt.litellm.forward(call, path, doc, route.upstream_model, stream, strip_usage=strip_usage)
 
     try:
         resp = await rt.upstreams.send(route.provider, path, body, request.headers, call.traceparent)
@@ -111,12 +112,19 @@ async def forward(request: Request, path: str, kind: str) -> Response:
         usage, response_model = usage_in_body(data)
         source = "reported"
         if usage is None:
-            usage, source = _estimate(doc, call.model, _text_of(data)), "estimated"
+            usage, source = estimate(doc, call.model, _text_of(data)), "estimated"
         cost = call.finish(status="ok", usage=usage, usage_source=source, response_model=response_model, response_bytes=len(data))
-        if cost is not None:
-            headers[COST] = usd(cost, 12).rstrip("0").rstrip(".") if cost else "0"
-        return Response(data, resp.status, headers=_headers(resp, headers))
-    return RelayResponse(_relay(resp, call, doc, strip_usage), resp.status, _headers(resp, headers))
+        return Response(data, resp.status, headers=_headers(resp, meter_headers(call.call_id, cost)))
+    return RelayResponse(_relay(resp, call, doc, path, strip_usage), resp.status, _headers(resp, headers))
+
+
+def error_event(err: ProxyError, path: str) -> bytes:
+    """An SSE event that makes OpenAI's SDKs raise `err` mid-stream."""
+    if path == "/responses":  # the Responses API's own `error` event
+        body = {"type": "error", "code": err.code, "message": str(err), "param": None}
+        return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
+    body = {"error": {"message": str(err), "type": err.type, "code": err.code, "param": None}}
+    return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
 def _parse(body: bytes) -> dict[str, Any]:
@@ -132,7 +140,7 @@ def _parse(body: bytes) -> dict[str, Any]:
 async def _read(resp: aiohttp.ClientResponse, call: Call) -> bytes:
     try:
         return await resp.read()
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+    except (TimeoutError, aiohttp.ServerTimeoutError):
         call.finish(status="upstream_error", http_status=504, error="read timed out")
         raise ProxyError(504, "upstream_timeout", f"provider {call.provider!r} timed out") from None
     except aiohttp.ClientError as e:
@@ -142,11 +150,19 @@ async def _read(resp: aiohttp.ClientResponse, call: Call) -> bytes:
         resp.release()
 
 
+def meter_headers(call_id: str, cost: Decimal | None) -> dict[str, str]:
+    """The headers a non-streamed response gets: its call id, and its cost when priced."""
+    headers = {CALL_ID: call_id}
+    if cost is not None:
+        headers[COST] = usd(cost, 12).rstrip("0").rstrip(".") if cost else "0"
+    return headers
+
+
 def _headers(resp: aiohttp.ClientResponse, extra: dict[str, str]) -> dict[str, str]:
     return response_headers(resp) | extra
 
 
-def _estimate(doc: dict[str, Any], model: str, output_text: str) -> Usage:
+def estimate(doc: dict[str, Any], model: str, output_text: str) -> Usage:
     return Usage(input_tokens=count_input(doc, model), output_tokens=count_text(output_text, model))
 
 
@@ -172,15 +188,19 @@ def _text_of(data: bytes) -> str:
 
 
 async def _relay(
-    resp: aiohttp.ClientResponse, call: Call, doc: dict[str, Any], strip_usage: bool
+    resp: aiohttp.ClientResponse, call: Call, doc: dict[str, Any], path: str, strip_usage: bool
 ) -> AsyncGenerator[bytes, None]:
-    """Pass SSE events through as they come; record the call before its final event leaves."""
+    """Pass SSE events through as they come; record the call before its final event leaves.
+
+    A stream the upstream breaks off ends with an error event, as OpenAI ends its own failed
+    streams, so that SDKs raise instead of handing over a silently truncated answer.
+    """
     sse = SSEEvents()
     seen: list[bytes] = []
     size = 0
 
     def finish_estimated(status: str, error: str = "") -> None:
-        usage = _estimate(doc, call.model, streamed_text(seen))
+        usage = estimate(doc, call.model, streamed_text(seen))
         call.finish(status=status, usage=usage, usage_source="estimated", response_bytes=size, error=error)
 
     try:
@@ -205,9 +225,16 @@ async def _relay(
             finish_estimated("ok")
         if rest:
             yield rest
-    except (asyncio.TimeoutError, aiohttp.ClientError) as e:
+    except (TimeoutError, aiohttp.ClientError) as e:
+        timeout = isinstance(e, asyncio.TimeoutError | aiohttp.ServerTimeoutError)
+        err = ProxyError(
+            504 if timeout else 502,
+            "upstream_timeout" if timeout else "upstream_unavailable",
+            f"provider {call.provider!r} {'timed out' if timeout else 'broke off'} mid-stream ({type(e).__name__})",
+        )
         if not call.done:
-            finish_estimated("upstream_error", f"stream broke off: {type(e).__name__}")
+            finish_estimated("upstream_error", str(err))
+        yield error_event(err, path)  # a partial event left in `sse` is dropped: it cannot be parsed
     finally:
         if not call.done:
             finish_estimated("client_closed")

@@ -67,6 +67,7 @@ class Call:
     request_bytes: int = 0
     reserved: Decimal = ZERO
     done: bool = False
+    response_model: str = ""  # what the upstream said it ran, for observers (telemetry)
 
     @property
     def traceparent(self) -> str:
@@ -89,6 +90,7 @@ class Call:
         if self.done:
             return None
         self.done = True
+        self.response_model = response_model
         return self.meter.record(
             self,
             status=status,

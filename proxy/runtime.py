@@ -20,6 +20,7 @@ from costing.spool import Spool
 
 from .errors import ProxyError, from_costing
 from .meter import Call, Meter
+from .metrics import Metrics
 from .routing import Router
 from .upstream import Upstreams
 
@@ -37,6 +38,8 @@ class Runtime:
         self.keys = KeyCache(self.engine)
         self.upstreams = Upstreams(settings.providers)
         self.litellm: Any = None  # set when a `kind: litellm` provider is configured
+        self.metrics = Metrics()
+        self.telemetry: Any = None  # set when `telemetry.otlp_endpoint` is configured
         self.budgets: Any = None
         self.spool: Spool | None = None
         self.writer: LedgerWriter | None = None
@@ -60,6 +63,12 @@ class Runtime:
             subcalls=self.settings.chargeback.subcalls,
             store_prompts=self.settings.server.store_prompts,
         )
+        self.meter.on_record.append(self.metrics.record)
+        if self.settings.telemetry.otlp_endpoint:
+            from .telemetry import Telemetry  # the OpenTelemetry SDK only when spans are exported
+
+            self.telemetry = Telemetry.otlp(self.settings.telemetry)
+            self.meter.on_record.append(self.telemetry.record)
         await asyncio.to_thread(self.keys.refresh)
         await self.upstreams.start()
         if any(p.kind == "litellm" for p in self.settings.providers.values()):
@@ -72,6 +81,8 @@ class Runtime:
         for t in self._tasks:
             t.cancel()
         await self.upstreams.close()
+        if self.telemetry is not None:
+            await asyncio.to_thread(self.telemetry.shutdown)  # exports the spans still buffered
         if self.writer:
             await asyncio.to_thread(self.writer.stop)
         if self.spool:

@@ -36,7 +36,12 @@ def parse_usage(u: Any) -> Usage | None:
         cached = _int(u, "prompt_tokens_details", "cached_tokens") or _int(u, "cache_read_input_tokens")
         out = _int(u, "completion_tokens")
         reasoning = _int(u, "completion_tokens_details", "reasoning_tokens")
-    write = _int(u, "cache_creation_input_tokens") or _int(u, "prompt_tokens_details", "cache_creation_tokens")
+    write = (
+        _int(u, "cache_creation_input_tokens")
+        or _int(u, "prompt_tokens_details", "cache_creation_tokens")
+        or _int(u, "prompt_tokens_details", "cache_write_tokens")
+        or _int(u, "input_tokens_details", "cache_write_tokens")
+    )
     return Usage(inp, min(cached, inp), out, min(reasoning, out), min(write, inp))
 
 
@@ -99,7 +104,7 @@ def usage_in_event(event: bytes) -> tuple[Usage | None, str, bool]:
     if isinstance(doc.get("response"), dict):  # Responses API: response.completed and kin
         doc = doc["response"]
     model = doc.get("model") if isinstance(doc.get("model"), str) else ""
-    usage_only = doc.get("choices") == [] and doc.get("object") == "chat.completion.chunk"
+    usage_only = doc.get("choices") == [] and doc.get("object") in ("chat.completion.chunk", "text_completion")
     return parse_usage(doc.get("usage")), model, usage_only
 
 
@@ -114,21 +119,28 @@ def streamed_text(events: list[bytes]) -> str:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError:
             continue
-        if not isinstance(doc, dict):
+        if isinstance(doc, dict):
+            parts.append(delta_text(doc))
+    return "".join(parts)
+
+
+def delta_text(doc: dict[str, Any]) -> str:
+    """The generated text in one streamed chunk or event: content, legacy text, tool-call
+    names and arguments, Responses API deltas."""
+    parts: list[str] = []
+    if isinstance(doc.get("delta"), str):  # Responses API text deltas
+        parts.append(doc["delta"])
+    for choice in doc.get("choices") or ():
+        if not isinstance(choice, dict):
             continue
-        if isinstance(doc.get("delta"), str):  # Responses API text deltas
-            parts.append(doc["delta"])
-        for choice in doc.get("choices") or ():
-            if not isinstance(choice, dict):
-                continue
-            delta = choice.get("delta") or {}
-            if isinstance(choice.get("text"), str):  # legacy completions
-                parts.append(choice["text"])
-            if isinstance(delta, dict):
-                if isinstance(delta.get("content"), str):
-                    parts.append(delta["content"])
-                for tc in delta.get("tool_calls") or ():
-                    fn = tc.get("function") if isinstance(tc, dict) else None
-                    if isinstance(fn, dict):
-                        parts.extend(v for v in (fn.get("name"), fn.get("arguments")) if isinstance(v, str))
+        delta = choice.get("delta") or {}
+        if isinstance(choice.get("text"), str):  # legacy completions
+            parts.append(choice["text"])
+        if isinstance(delta, dict):
+            if isinstance(delta.get("content"), str):
+                parts.append(delta["content"])
+            for tc in delta.get("tool_calls") or ():
+                fn = tc.get("function") if isinstance(tc, dict) else None
+                if isinstance(fn, dict):
+                    parts.extend(v for v in (fn.get("name"), fn.get("arguments")) if isinstance(v, str))
     return "".join(parts)

@@ -1,0 +1,191 @@
+"""Providers that do not speak OpenAI's API (Anthropic, ...), translated by litellm.
+
+The client still speaks OpenAI's format: the request body's OpenAI parameters go to
+`litellm.acompletion`, and its `ModelResponse` / chunks go back as OpenAI JSON / SSE. Usage
+comes from litellm's OpenAI-shaped usage, which keeps Anthropic's cache-read
+(`prompt_tokens_details.cached_tokens`) and cache-write (`cache_creation_input_tokens`) counts.
+
+This module is imported only when a `kind: litellm` provider is configured: litellm is slow
+to import and sets module-wide state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import httpx
+import orjson
+from starlette.responses import Response
+
+from costing.config import ProviderConfig
+
+from .errors import ProxyError
+from .llm import CALL_ID, estimate, meter_headers
+from .meter import Call
+from .streaming import RelayResponse
+from .usage import delta_text, parse_usage
+
+# litellm fetches its price map from the internet at import unless told to use the bundled
+# copy; the proxy must start offline and prices from its own price book anyway.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import litellm  # noqa: E402
+
+litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on stdout
+for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)  # its errors reach us as exceptions
+
+# Fields of the OpenAI body that are ours to handle, not passed to litellm as parameters.
+_OWN_FIELDS = frozenset(("model", "stream", "stream_options"))
+
+
+class LiteLLMProviders:
+    """Parameters:
+    providers: all configured providers; those of `kind: litellm` are served here.
+    """
+
+    def __init__(self, providers: Mapping[str, ProviderConfig]):
+        self.configs = {name: p for name, p in providers.items() if p.kind == "litellm"}
+        self.providers = frozenset(self.configs)
+
+    async def forward(
+        self,
+        call: Call,
+        path: str,
+        doc: dict[str, Any],
+        upstream_model: str,
+        stream: bool,
+        *,
+        strip_usage: bool = False,
+    ) -> Response:
+        """Send one OpenAI-format request through litellm; record the call.
+
+        strip_usage: the client did not ask for the usage chunk (we did), so it is not sent on.
+        """
+        if path != "/chat/completions":
+            call.finish(status="rejected", http_status=400, error=f"{path} is not served through litellm")
+            raise ProxyError(
+                400,
+                "invalid_request",
+                f"provider {call.provider!r} (kind: litellm) serves only /v1/chat/completions, not /v1{path}",
+            )
+        provider = self.configs[call.provider]
+        params = {k: v for k, v in doc.items() if k not in _OWN_FIELDS}
+        if stream:
+            params["stream_options"] = {"include_usage": True}
+        try:
+            result = await litellm.acompletion(
+                model=upstream_model,
+                stream=stream,
+                api_base=provider.base_url,
+                api_key=provider.api_key.get_secret_value() if provider.api_key else None,
+                timeout=httpx.Timeout(provider.read_timeout, connect=provider.connect_timeout),
+                extra_headers={"traceparent": call.traceparent},
+                **params,
+            )
+        except Exception as e:  # noqa: BLE001 - every litellm failure is recorded, known ones mapped
+            err = to_proxy_error(e, call.provider)
+            call.finish(status="upstream_error", http_status=err.status if err else 500, error=str(e))
+            if err is None:
+                raise
+            raise err from None
+        if not stream:
+            data = result.model_dump_json(exclude_none=True).encode()
+            usage = parse_usage(result.model_dump().get("usage"))
+            if usage is None:
+                usage, source = estimate(doc, call.model, _message_text(result)), "estimated"
+            else:
+                source = "reported"
+            cost = call.finish(
+                status="ok",
+                usage=usage,
+                usage_source=source,
+                response_model=result.model or "",
+                response_bytes=len(data),
+            )
+            return Response(data, 200, media_type="application/json", headers=meter_headers(call.call_id, cost))
+        headers = {CALL_ID: call.call_id, "content-type": "text/event-stream", "cache-control": "no-cache"}
+        return RelayResponse(_relay(result, call, doc, strip_usage), 200, headers)
+
+
+def to_proxy_error(e: Exception, provider: str) -> ProxyError | None:
+    """litellm's exceptions as the contract's errors: timeouts 504, no connection 502, and an
+    upstream's own HTTP error keeps its status, with its message in OpenAI's error shape.
+    None: not an upstream failure we know."""
+    if isinstance(e, litellm.Timeout):
+        return ProxyError(504, "upstream_timeout", f"provider {provider!r} timed out")
+    if isinstance(e, litellm.APIConnectionError):
+        return ProxyError(502, "upstream_unavailable", f"provider {provider!r} is unreachable: {_message(e)}")
+    status = getattr(e, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 600:
+        code = getattr(e, "code", None)
+        return ProxyError(status, code if isinstance(code, str) and code else "upstream_error", _message(e))
+    return None
+
+
+def _message(e: Exception) -> str:
+    msg = getattr(e, "message", None)
+    return msg if isinstance(msg, str) and msg else str(e)
+
+
+def _message_text(result: Any) -> str:
+    parts = []
+    for choice in getattr(result, "choices", None) or ():
+        msg = getattr(choice, "message", None)
+        if isinstance(getattr(msg, "content", None), str):
+            parts.append(msg.content)
+    return "".join(parts)
+
+
+def _is_empty(chunk: dict[str, Any]) -> bool:
+    """A chunk that carries nothing once its usage is taken out."""
+    for choice in chunk.get("choices") or ():
+        delta = {k: v for k, v in (choice.get("delta") or {}).items() if v not in (None, "", [], {})}
+        if delta or choice.get("finish_reason"):
+            return False
+    return True
+
+
+def _sse(doc: Any) -> bytes:
+    return b"data: " + orjson.dumps(doc) + b"\n\n"
+
+
+async def _relay(stream: Any, call: Call, doc: dict[str, Any], strip_usage: bool) -> AsyncGenerator[bytes, None]:
+    """litellm chunks as OpenAI SSE; the call is recorded before `[DONE]` leaves."""
+    text: list[str] = []
+    size = 0
+
+    def finish_estimated(status: str, error: str = "") -> None:
+        usage = estimate(doc, call.model, "".join(text))
+        call.finish(status=status, usage=usage, usage_source="estimated", response_bytes=size, error=error)
+
+    try:
+        try:
+            async for chunk in stream:
+                out = chunk.model_dump(exclude_none=True)
+                text.append(delta_text(out))
+                usage = parse_usage(out.get("usage"))
+                if usage is not None:
+                    call.finish(status="ok", usage=usage, response_model=out.get("model", ""), response_bytes=size)
+                    if strip_usage:
+                        del out["usage"]
+                        if _is_empty(out):
+                            continue
+                data = _sse(out)
+                size += len(data)
+                yield data
+        except Exception as e:  # noqa: BLE001 - a stream litellm broke off: record it, tell the client
+            err = to_proxy_error(e, call.provider) or ProxyError(502, "upstream_unavailable", f"stream broke off: {e}")
+            if not call.done:
+                finish_estimated("upstream_error", f"stream broke off: {err}")
+            yield _sse({"error": {"message": str(err), "type": err.type, "code": err.code, "param": None}})
+            return
+        if not call.done:
+            finish_estimated("ok")
+        yield b"data: [DONE]\n\n"
+    finally:
+        if not call.done:
+            finish_estimated("client_closed")
+        await stream.aclose()  # stop reading from an upstream nobody listens to
