@@ -1,0 +1,864 @@
+"""Deterministic local upstream simulator: OpenAI-compatible and Anthropic Messages APIs.
+
+Used by tests, benchmarks and `meterline demo`.  Responses are deterministic text
+("alpha beta gamma delta ...") with usage that always matches what is reported.
+
+Test controls travel inside the body (a proxy in front does not forward arbitrary
+headers): a directive such as ``sim:chunks=20,delay_ms=5,cached=10`` anywhere in the
+last user text changes behaviour.  Keys (all integers):
+
+    chunks       content chunks (2 words each) in stream and non-stream answers (default 8)
+    delay_ms     sleep before a non-stream answer / between streamed content chunks
+    break_after  stream: abort the TCP connection after N content chunks
+    no_usage     never report usage (key omitted; no usage chunk/event)
+    cached, reasoning, cache_write   reported cached / reasoning / cache-creation tokens
+    output_tokens                    reported completion tokens (overrides the rule below)
+    status       answer this HTTP status with the provider's error body
+    hang         accept and never answer (cancelled when the client disconnects)
+
+Token rules: prompt = words of every message text + 4 per message (chat, responses,
+anthropic; instructions/system count as a message), words of the prompt/inputs for
+completions and embeddings; completion = 2 * chunks + reasoning (tool call: 10 + reasoning).
+Anthropic input_tokens excludes cache reads/writes, which are reported separately.
+
+    python -m meterline.sim.upstream --port 8900 [--host 127.0.0.1] [--api-key KEY]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import itertools
+import re
+import struct
+import threading
+import time
+import zlib
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+__all__ = ["SimServer", "create_app", "main", "completion_text", "DEFAULT_CHUNKS"]
+
+DEFAULT_CHUNKS = 8
+TOOL_CALL_TOKENS = 10  # completion tokens reported for a tool-call answer
+PER_MESSAGE_TOKENS = 4  # chat/responses/anthropic: words + 4 per message
+MODELS = (
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1-nano",
+    "sim-large",
+    "text-embedding-3-small",
+    "claude-sonnet-4-5",
+)
+_PAIRS = ("alpha beta", "gamma delta", "epsilon zeta", "eta theta")
+_DIRECTIVE = re.compile(r"sim:((?:[a-z_]+=\d+,?)+)")
+_ids = itertools.count(1)
+
+_JSON = {"Content-Type": "application/json"}
+_SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+_DONE = b"data: [DONE]\n\n"
+_OPENAI_ERRORS = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+_ANTHROPIC_ERRORS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+class _State:
+    __slots__ = ("bearer", "api_key", "requests")
+
+    def __init__(self, api_key: str | None, requests: list[dict[str, Any]] | None):
+        self.api_key = api_key
+        self.bearer = f"Bearer {api_key}" if api_key else None
+        self.requests = requests
+
+
+_STATE = web.AppKey("meterline_sim_state", _State)
+
+
+# ---------------------------------------------------------------------------
+# deterministic content and token accounting
+
+
+def _piece(i: int) -> str:
+    return ("" if i == 0 else " ") + _PAIRS[i % len(_PAIRS)]
+
+
+@lru_cache(maxsize=256)
+def _pieces(n: int) -> tuple[str, ...]:
+    return tuple(_piece(i) for i in range(n))
+
+
+@lru_cache(maxsize=256)
+def completion_text(chunks: int = DEFAULT_CHUNKS) -> str:
+    """The full text the simulator answers with for `chunks` content chunks (2 words each)."""
+    return "".join(_pieces(chunks))
+
+
+def _directives(text: str) -> dict[str, int]:
+    if "sim:" not in text:  # the hot path: no regex, no dict building
+        return {}
+    out: dict[str, int] = {}
+    for m in _DIRECTIVE.finditer(text):
+        for kv in m.group(1).split(","):
+            if kv:
+                k, v = kv.split("=")
+                out[k] = int(v)
+    return out
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _messages_tokens(messages: list[Any], extra: str = "") -> int:
+    n = _words(extra) + (PER_MESSAGE_TOKENS if extra else 0)
+    for m in messages:
+        if isinstance(m, dict):
+            n += _words(_text(m.get("content"))) + PER_MESSAGE_TOKENS
+    return n
+
+
+def _last_user_text(messages: Any) -> str:
+    if isinstance(messages, str):
+        return messages
+    if not isinstance(messages, list) or not messages:
+        return ""
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == "user":
+            return _text(m.get("content"))
+    last = messages[-1]
+    return _text(last.get("content")) if isinstance(last, dict) else ""
+
+
+def _completion_tokens(d: dict[str, int], content_tokens: int) -> int:
+    if "output_tokens" in d:
+        return d["output_tokens"]
+    # OpenAI counts reasoning tokens inside completion tokens.
+    return content_tokens + d.get("reasoning", 0)
+
+
+def _chat_usage(prompt: int, completion: int, d: dict[str, int]) -> dict[str, Any]:
+    cached = d.get("cached", 0)
+    prompt = max(prompt, cached)
+    details: dict[str, int] = {"cached_tokens": cached, "audio_tokens": 0}
+    if "cache_write" in d:
+        details["cache_write_tokens"] = d["cache_write"]
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": details,
+        "completion_tokens_details": {
+            "reasoning_tokens": d.get("reasoning", 0),
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _responses_usage(prompt: int, completion: int, d: dict[str, int]) -> dict[str, Any]:
+    cached = d.get("cached", 0)
+    prompt = max(prompt, cached)
+    details: dict[str, int] = {"cached_tokens": cached}
+    if "cache_write" in d:
+        details["cache_write_tokens"] = d["cache_write"]
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": details,
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": d.get("reasoning", 0)},
+        "total_tokens": prompt + completion,
+    }
+
+
+def _anthropic_usage(prompt: int, output: int, d: dict[str, int]) -> dict[str, int]:
+    # Anthropic's three input counters are disjoint: input_tokens excludes cache reads and writes.
+    return {
+        "input_tokens": prompt,
+        "cache_creation_input_tokens": d.get("cache_write", 0),
+        "cache_read_input_tokens": d.get("cached", 0),
+        "output_tokens": output,
+    }
+
+
+# ---------------------------------------------------------------------------
+# request plumbing
+
+
+def _json(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(obj), status=status, headers=_JSON)
+
+
+def _openai_error(status: int, message: str) -> web.Response:
+    etype, code = _OPENAI_ERRORS.get(
+        status, ("server_error" if status >= 500 else "invalid_request_error", None)
+    )
+    return _json(
+        {"error": {"message": message, "type": etype, "param": None, "code": code}}, status
+    )
+
+
+def _anthropic_error(status: int, message: str) -> web.Response:
+    etype = _ANTHROPIC_ERRORS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return _json({"type": "error", "error": {"type": etype, "message": message}}, status)
+
+
+def _endpoint(anthropic: bool = False):
+    """Wrap a handler(request, body) with auth, JSON parsing and recording (no middleware: it is cheaper)."""
+    error = _anthropic_error if anthropic else _openai_error
+
+    def wrap(fn):
+        async def handler(request: web.Request) -> web.StreamResponse:
+            st = request.app[_STATE]
+            if st.api_key is not None:
+                if anthropic:
+                    ok = request.headers.get("x-api-key") == st.api_key
+                else:
+                    ok = request.headers.get("Authorization") == st.bearer
+                if not ok:
+                    return error(
+                        401, "invalid x-api-key" if anthropic else "Incorrect API key provided."
+                    )
+            raw = await request.read()
+            try:
+                body = orjson.loads(raw) if raw else {}
+            except orjson.JSONDecodeError:
+                return error(400, "We could not parse the JSON body of your request.")
+            if not isinstance(body, dict):
+                return error(400, "The request body must be a JSON object.")
+            if st.requests is not None:
+                st.requests.append(
+                    {
+                        "method": request.method,
+                        "path": request.path,
+                        "headers": {k.lower(): v for k, v in request.headers.items()},
+                        "json": body,
+                    }
+                )
+            return await fn(request, body)
+
+        handler.__name__ = fn.__name__
+        return handler
+
+    return wrap
+
+
+async def _gate(d: dict[str, int], anthropic: bool = False) -> web.Response | None:
+    """Apply the directives that act before any answer: hang, status, delay."""
+    if not d:
+        return None
+    if d.get("hang"):
+        await asyncio.sleep(3600)  # cancelled when the client goes away (handler_cancellation)
+    status = d.get("status", 0)
+    if status >= 400:
+        msg = f"Simulated upstream error (HTTP {status})"
+        return _anthropic_error(status, msg) if anthropic else _openai_error(status, msg)
+    if d.get("delay_ms"):
+        await asyncio.sleep(d["delay_ms"] / 1000)
+    return None
+
+
+async def _stream(
+    request: web.Request, head: list[bytes], body: list[bytes], tail: list[bytes], d: dict[str, int]
+) -> web.StreamResponse:
+    resp = web.StreamResponse(headers=_SSE)
+    await resp.prepare(request)
+    await resp.write(b"".join(head))
+    delay = d.get("delay_ms", 0) / 1000 if d else 0
+    brk = d.get("break_after") if d else None
+    for frame in body if brk is None else body[:brk]:
+        if delay:
+            await asyncio.sleep(delay)
+        await resp.write(frame)
+    if brk is not None:
+        # Drop the TCP connection mid-body: the chunked stream never gets its terminating chunk.
+        request.transport.abort()
+        raise asyncio.CancelledError
+    await resp.write(b"".join(tail))
+    await resp.write_eof()
+    return resp
+
+
+def _data(obj: Any) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def _event(name: str, obj: Any) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
+
+
+# ---------------------------------------------------------------------------
+# OpenAI chat completions
+
+
+def _first_tool_name(tools: Any) -> str | None:
+    if not isinstance(tools, list) or not tools or not isinstance(tools[0], dict):
+        return None
+    t = tools[0]
+    fn = t.get("function")
+    return (fn.get("name") if isinstance(fn, dict) else None) or t.get("name") or "tool"
+
+
+@_endpoint()
+async def chat_completions(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    messages = body.get("messages") or []
+    d = _directives(_last_user_text(messages))
+    if (early := await _gate(d)) is not None:
+        return early
+    model = body.get("model", "")
+    chunks = d.get("chunks", DEFAULT_CHUNKS)
+    # Only call a tool when the last turn isn't already a tool result, so agent loops terminate.
+    last_role = messages[-1].get("role") if messages and isinstance(messages[-1], dict) else None
+    tool = _first_tool_name(body.get("tools")) if last_role != "tool" else None
+    n = next(_ids)
+    cid, created = f"chatcmpl-sim{n:010d}", int(time.time())
+    prompt = _messages_tokens(messages if isinstance(messages, list) else [])
+    completion = _completion_tokens(d, TOOL_CALL_TOKENS if tool else 2 * chunks)
+    usage = None if d.get("no_usage") else _chat_usage(prompt, completion, d)
+    tool_call = {
+        "id": f"call_sim{n:010d}",
+        "type": "function",
+        "function": {"name": tool, "arguments": "{}"},
+    }
+
+    if not body.get("stream"):
+        if tool:
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [tool_call],
+                "refusal": None,
+            }
+        else:
+            message = {"role": "assistant", "content": completion_text(chunks), "refusal": None}
+        out: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_sim",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": "tool_calls" if tool else "stop",
+                }
+            ],
+        }
+        if usage is not None:
+            out["usage"] = usage
+        return _json(out)
+
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    base: dict[str, Any] = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": "fp_sim",
+    }
+    if include_usage:
+        base["usage"] = None
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _data(
+            {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+        )
+
+    if tool:
+        opening = {**tool_call, "index": 0, "function": {"name": tool, "arguments": ""}}
+        head = [
+            chunk({"role": "assistant", "content": None, "tool_calls": [opening], "refusal": None})
+        ]
+        frames = [chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})]
+    else:
+        head = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        frames = [chunk({"content": p}) for p in _pieces(chunks)]
+    tail = [chunk({}, "tool_calls" if tool else "stop")]
+    if include_usage and usage is not None:
+        tail.append(_data({**base, "choices": [], "usage": usage}))
+    tail.append(_DONE)
+    return await _stream(request, head, frames, tail, d)
+
+
+# ---------------------------------------------------------------------------
+# OpenAI legacy completions and embeddings
+
+
+@_endpoint()
+async def completions(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    prompt = body.get("prompt", "")
+    texts = (
+        [prompt]
+        if isinstance(prompt, str)
+        else [p for p in prompt if isinstance(p, str)]
+        if isinstance(prompt, list)
+        else []
+    )
+    d = _directives(" ".join(texts))
+    if (early := await _gate(d)) is not None:
+        return early
+    chunks = d.get("chunks", DEFAULT_CHUNKS)
+    completion = _completion_tokens(d, 2 * chunks)
+    usage = None if d.get("no_usage") else _chat_usage(sum(map(_words, texts)), completion, d)
+    base: dict[str, Any] = {
+        "id": f"cmpl-sim{next(_ids):010d}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": body.get("model", ""),
+    }
+
+    if not body.get("stream"):
+        out = {
+            **base,
+            "choices": [
+                {
+                    "text": completion_text(chunks),
+                    "index": 0,
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+        if usage is not None:
+            out["usage"] = usage
+        return _json(out)
+
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    if include_usage:
+        base["usage"] = None
+
+    def chunk(text: str, finish: str | None = None) -> bytes:
+        return _data(
+            {
+                **base,
+                "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
+            }
+        )
+
+    tail = [chunk("", "stop")]
+    if include_usage and usage is not None:
+        tail.append(_data({**base, "choices": [], "usage": usage}))
+    tail.append(_DONE)
+    return await _stream(request, [], [chunk(p) for p in _pieces(chunks)], tail, d)
+
+
+def _embedding(seed_text: str, dims: int) -> list[float]:
+    seed = zlib.crc32(seed_text.encode())
+    return [((seed * (i + 1) * 2654435761) & 0xFFFF) / 32768.0 - 1.0 for i in range(dims)]
+
+
+@_endpoint()
+async def embeddings(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    raw = body.get("input", "")
+    if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)):
+        inputs = [raw]  # one string, or one token array
+    else:
+        inputs = raw if isinstance(raw, list) else []
+    d = _directives(" ".join(x for x in inputs if isinstance(x, str)))
+    if (early := await _gate(d)) is not None:
+        return early
+    dims = body.get("dimensions") or 8
+    as_b64 = body.get("encoding_format") == "base64"  # the openai SDK asks for base64 by default
+    data, tokens = [], 0
+    for i, x in enumerate(inputs):
+        tokens += _words(x) if isinstance(x, str) else len(x)
+        vec = _embedding(x if isinstance(x, str) else repr(x), dims)
+        emb: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode() if as_b64 else vec
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    out: dict[str, Any] = {"object": "list", "data": data, "model": body.get("model", "")}
+    if not d.get("no_usage"):
+        out["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return _json(out)
+
+
+_MODELS_BODY = orjson.dumps(
+    {
+        "object": "list",
+        "data": [
+            {"id": m, "object": "model", "created": 1700000000, "owned_by": "meterline-sim"}
+            for m in MODELS
+        ],
+    }
+)
+
+
+async def models(request: web.Request) -> web.Response:
+    st = request.app[_STATE]
+    if st.bearer is not None and request.headers.get("Authorization") != st.bearer:
+        return _openai_error(401, "Incorrect API key provided.")
+    return web.Response(body=_MODELS_BODY, headers=_JSON)
+
+
+# ---------------------------------------------------------------------------
+# OpenAI Responses API
+
+
+def _responses_input(inp: Any) -> tuple[str, int]:
+    """(directive text, prompt tokens) of a Responses `input`."""
+    if isinstance(inp, str):
+        return inp, _words(inp) + PER_MESSAGE_TOKENS
+    if not isinstance(inp, list):
+        return "", 0
+    items = [
+        {"role": i.get("role"), "content": i.get("content", i.get("output", ""))}
+        for i in inp
+        if isinstance(i, dict)
+    ]
+    return _last_user_text(items), _messages_tokens(items)
+
+
+@_endpoint()
+async def responses(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    instructions = body.get("instructions")
+    text_in, prompt = _responses_input(body.get("input", ""))
+    if isinstance(instructions, str):
+        prompt += _words(instructions) + PER_MESSAGE_TOKENS
+    d = _directives(text_in)
+    if (early := await _gate(d)) is not None:
+        return early
+    chunks = d.get("chunks", DEFAULT_CHUNKS)
+    n = next(_ids)
+    rid, mid, created = f"resp_sim{n:010d}", f"msg_sim{n:010d}", int(time.time())
+    text = completion_text(chunks)
+    usage = (
+        None
+        if d.get("no_usage")
+        else _responses_usage(prompt, _completion_tokens(d, 2 * chunks), d)
+    )
+    part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+    message = {
+        "id": mid,
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [part],
+    }
+
+    def response(status: str, output: list[Any]) -> dict[str, Any]:
+        r: dict[str, Any] = {
+            "id": rid,
+            "object": "response",
+            "created_at": created,
+            "status": status,
+            "background": False,
+            "error": None,
+            "incomplete_details": None,
+            "instructions": instructions,
+            "max_output_tokens": body.get("max_output_tokens"),
+            "model": body.get("model", ""),
+            "output": output,
+            "parallel_tool_calls": True,
+            "previous_response_id": body.get("previous_response_id"),
+            "reasoning": {"effort": None, "summary": None},
+            "store": body.get("store", True),
+            "temperature": body.get("temperature", 1.0),
+            "text": {"format": {"type": "text"}},
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": body.get("tools", []),
+            "top_p": body.get("top_p", 1.0),
+            "truncation": "disabled",
+            "user": None,
+            "metadata": body.get("metadata") or {},
+        }
+        if status != "completed":
+            r["usage"] = None
+        else:
+            r["completed_at"] = created
+            if usage is not None:
+                r["usage"] = usage
+        return r
+
+    if not body.get("stream"):
+        return _json(response("completed", [message]))
+
+    seq = itertools.count()
+
+    def ev(name: str, **fields: Any) -> bytes:
+        return _event(name, {"type": name, "sequence_number": next(seq), **fields})
+
+    loc = {"item_id": mid, "output_index": 0, "content_index": 0}
+    head = [
+        ev("response.created", response=response("in_progress", [])),
+        ev("response.in_progress", response=response("in_progress", [])),
+        ev(
+            "response.output_item.added",
+            output_index=0,
+            item={**message, "status": "in_progress", "content": []},
+        ),
+        ev("response.content_part.added", **loc, part={**part, "text": ""}),
+    ]
+    frames = [
+        ev("response.output_text.delta", **loc, delta=p, logprobs=[]) for p in _pieces(chunks)
+    ]
+    tail = [
+        ev("response.output_text.done", **loc, text=text, logprobs=[]),
+        ev("response.content_part.done", **loc, part=part),
+        ev("response.output_item.done", output_index=0, item=message),
+        ev("response.completed", response=response("completed", [message])),
+    ]
+    return await _stream(request, head, frames, tail, d)
+
+
+# ---------------------------------------------------------------------------
+# Anthropic Messages API
+
+
+@_endpoint(anthropic=True)
+async def anthropic_messages(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    messages = body.get("messages") or []
+    d = _directives(_last_user_text(messages))
+    if (early := await _gate(d, anthropic=True)) is not None:
+        return early
+    chunks = d.get("chunks", DEFAULT_CHUNKS)
+    output = d.get("output_tokens", 2 * chunks)
+    prompt = _messages_tokens(
+        messages if isinstance(messages, list) else [], _text(body.get("system"))
+    )
+    usage = None if d.get("no_usage") else _anthropic_usage(prompt, output, d)
+    mid, model = f"msg_sim{next(_ids):010d}", body.get("model", "")
+
+    if not body.get("stream"):
+        out: dict[str, Any] = {
+            "id": mid,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": completion_text(chunks)}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+        }
+        if usage is not None:
+            out["usage"] = usage
+        return _json(out)
+
+    start: dict[str, Any] = {
+        "id": mid,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+    }
+    if usage is not None:
+        start["usage"] = {
+            **usage,
+            "output_tokens": 1,
+        }  # like Anthropic: a placeholder until message_delta
+    delta: dict[str, Any] = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+    }
+    if usage is not None:
+        delta["usage"] = {"output_tokens": output}
+    head = [
+        _event("message_start", {"type": "message_start", "message": start}),
+        _event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+        _event("ping", {"type": "ping"}),
+    ]
+    frames = [
+        _event(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
+        )
+        for p in _pieces(chunks)
+    ]
+    tail = [
+        _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _event("message_delta", delta),
+        _event("message_stop", {"type": "message_stop"}),
+    ]
+    return await _stream(request, head, frames, tail, d)
+
+
+# ---------------------------------------------------------------------------
+# out-of-process inspection
+
+
+async def recorded_requests(request: web.Request) -> web.Response:
+    return web.Response(body=orjson.dumps(list(request.app[_STATE].requests or ())), headers=_JSON)
+
+
+async def clear_requests(request: web.Request) -> web.Response:
+    reqs = request.app[_STATE].requests
+    if reqs is not None:
+        reqs.clear()
+    return web.Response(status=204)
+
+
+def create_app(
+    api_key: str | None = None, *, record: bool = True, requests: Any = None
+) -> web.Application:
+    """The simulator app.  Requests are appended to `requests` (a list, or anything with
+    append/clear/iteration; a new list if None) unless record=False."""
+    app = web.Application(client_max_size=64 * 1024**2)
+    app[_STATE] = _State(api_key, (requests if requests is not None else []) if record else None)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/responses", responses)
+    app.router.add_post("/v1/messages", anthropic_messages)
+    app.router.add_get("/_sim/requests", recorded_requests)
+    app.router.add_delete("/_sim/requests", clear_requests)
+    return app
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:
+        return asyncio.new_event_loop()
+
+
+class SimServer:
+    """The simulator on 127.0.0.1 in a background thread with its own event loop.
+
+    `.url` is the base URL (no /v1); `.requests` is the list of received requests
+    (dicts: method, path, headers with lower-case keys, json); list.append/clear
+    are atomic under the GIL, so it is safe to read and clear from the test thread.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        record: bool = True,
+    ):
+        self.api_key, self.host, self.port, self.record = api_key, host, port, record
+        self.requests: list[dict[str, Any]] = []
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SimServer:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = self._loop = _new_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                app = create_app(self.api_key, record=self.record, requests=self.requests)
+                # handler_cancellation: a hung handler (sim:hang=1) ends when its client disconnects.
+                runner = web.AppRunner(
+                    app, access_log=None, handler_cancellation=True, shutdown_timeout=0.1
+                )
+                loop.run_until_complete(runner.setup())
+                site = web.TCPSite(runner, self.host, self.port, backlog=1024)
+                loop.run_until_complete(site.start())
+                self._runner = runner
+                self.port = runner.addresses[0][1]
+                self.url = f"http://{self.host}:{self.port}"
+            except BaseException as e:  # noqa: BLE001 - handed to the starting thread
+                failure.append(e)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="meterline-sim-upstream", daemon=True)
+        self._thread.start()
+        ready.wait(15)
+        if failure:
+            raise failure[0]
+        if not self.url:
+            raise RuntimeError("simulator did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._loop = self._thread = self._runner = None
+
+    def __enter__(self) -> SimServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m meterline.sim.upstream", description=__doc__.splitlines()[0]
+    )
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8900)
+    ap.add_argument("--api-key", default=None, help="require this key (Bearer / x-api-key)")
+    ap.add_argument(
+        "--no-record", action="store_true", help="do not keep requests for /_sim/requests"
+    )
+    ap.add_argument(
+        "--max-requests", type=int, default=10_000, help="keep only the latest N recorded requests"
+    )
+    args = ap.parse_args(argv)
+    # Bounded: a long benchmark against the foreground server must not grow memory without limit.
+    recorded = collections.deque(maxlen=args.max_requests)
+    web.run_app(
+        create_app(args.api_key, record=not args.no_record, requests=recorded),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=1,
+        loop=_new_loop(),
+        print=lambda *_: print(
+            f"meterline upstream simulator on http://{args.host}:{args.port}", flush=True
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
