@@ -28,7 +28,7 @@ from .ledger import (
 )
 from .money import PICO, ZERO, Price, Usage, cost_of, exact, from_pico, largest_remainder, usd
 from .org import Org, Team
-from .periods import close_period
+from .periods import close_period, is_closed
 from .prices import PriceBook
 
 __all__ = [
@@ -67,6 +67,7 @@ __all__ = [
     "exact",
     "from_pico",
     "largest_remainder",
+    "is_closed",
     "list_keys",
     "load_chargeback",
     "load_settings",

@@ -35,4 +35,8 @@ def close_period(engine: sa.Engine, settings: Settings, period: str, *, now: dat
     return cb
 
 
-__all__ = ["close_period"]
+def is_closed(engine: sa.Engine, period: str) -> bool:
+    return snapshot(engine, period) is not None
+
+
+__all__ = ["close_period", "is_closed"]

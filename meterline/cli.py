@@ -13,6 +13,7 @@ import typer
 from costing import CostingError, Org, create_key, list_keys, revoke_key
 
 from .common import ConfigOption, MonthOption, fail, ledger, month, settings, write_out
+from .finance import period_app, prices_app, report_chargeback, reprice
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Meter, price and charge back LLM and MCP traffic.")
 keys_app = typer.Typer(no_args_is_help=True, help="Issue, list and revoke virtual keys.")
@@ -21,6 +22,10 @@ report_app = typer.Typer(no_args_is_help=True, help="Readable reports.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(export_app, name="export")
 app.add_typer(report_app, name="report")
+app.add_typer(period_app, name="period")
+app.add_typer(prices_app, name="prices")
+app.command("reprice")(reprice)
+report_app.command("chargeback")(report_chargeback)
 
 
 @app.command()
@@ -130,7 +135,7 @@ def export_events(
 @export_app.command("chargeback")
 def export_chargeback(
     month_: MonthOption,
-    fmt: Annotated[str, typer.Option("--format", help="csv or focus")] = "csv",
+    fmt: Annotated[str, typer.Option("--format", help="csv, focus (FinOps FOCUS) or json")] = "csv",
     out: Annotated[Path | None, typer.Option("--out", help="file to write (default: stdout)")] = None,
     config: ConfigOption = None,
 ) -> None:

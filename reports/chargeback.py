@@ -8,13 +8,19 @@ snapshot verbatim.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
-from costing import Chargeback, ChargebackLine, Settings, load_chargeback, usd
+from costing import Chargeback, ChargebackLine, ConfigError, Settings, load_chargeback
+
+from .trend import change_percent, forecast, previous_period
 
 PLACES = 6  # line items keep six decimals
+Q6 = Decimal("0.000001")
 
 CONTRACT_COLUMNS = (
     "period department cost_center team project kind provider model tool requests input_tokens "
@@ -29,11 +35,53 @@ def chargeback(engine: sa.Engine, settings: Settings, period: str) -> Chargeback
     return load_chargeback(engine, settings, period)
 
 
+@dataclass
+class ChargebackReport:
+    """A month's chargeback for people: with the month before and a month-end forecast."""
+
+    chargeback: Chargeback
+    previous_billed: dict[str, Decimal]  # department -> billed the month before
+    previous_total: Decimal
+    forecast: Decimal | None  # open month: usage at the run rate so far plus the fixed shared costs
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.chargeback.as_dict() | {
+            "previous_total": str(self.previous_total),
+            "change_percent": _str(change_percent(self.chargeback.total, self.previous_total)),
+            "forecast": _str(self.forecast),
+        }
+
+
+def _str(v: Decimal | None) -> str | None:
+    return None if v is None else str(v)
+
+
+def chargeback_report(
+    engine: sa.Engine, settings: Settings, period: str, *, now: datetime | None = None
+) -> ChargebackReport:
+    cb = load_chargeback(engine, settings, period)
+    try:
+        before = load_chargeback(engine, settings, previous_period(period))
+    except ConfigError:  # no exchange rate for a month nobody asked about
+        before = None
+    # A month without any usage (before Meterline ran) is no comparison, fixed costs or not.
+    active = before is not None and (before.closed_at or any(ln.kind != "shared" for ln in before.lines))
+    previous = {d.department: d.billed for d in before.departments} if active else {}
+    fixed = cb.shared_costs
+    usage_part = forecast(cb.total - fixed, period, now) if cb.closed_at is None else None
+    return ChargebackReport(
+        chargeback=cb,
+        previous_billed=previous,
+        previous_total=sum(previous.values(), Decimal("0.00")),
+        forecast=None if usage_part is None else usage_part + fixed.quantize(Decimal("0.01")),
+    )
+
+
 def line_record(cb: Chargeback, ln: ChargebackLine) -> dict[str, Any]:
     """One line as the CSV shows it (money as six-decimal strings)."""
     rec: dict[str, Any] = {c: getattr(ln, c) for c in CONTRACT_COLUMNS[:15]}
     for c in ("cost_usd", "allocated_usd", "markup_usd", "charge_usd"):
-        rec[c] = usd(getattr(ln, c), PLACES)
+        rec[c] = getattr(ln, c).quantize(Q6)
     rec["adjustment"] = ln.adjustment
     rec["currency"] = cb.currency
     rec["tags"] = ln.tags
@@ -46,4 +94,13 @@ def csv_rows(cb: Chargeback) -> Iterator[list[Any]]:
         yield [rec[c] for c in CSV_COLUMNS]
 
 
-__all__ = ["CSV_COLUMNS", "ChargebackLine", "PLACES", "chargeback", "csv_rows", "line_record"]
+__all__ = [
+    "CSV_COLUMNS",
+    "ChargebackLine",
+    "ChargebackReport",
+    "PLACES",
+    "chargeback",
+    "chargeback_report",
+    "csv_rows",
+    "line_record",
+]

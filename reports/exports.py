@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -48,6 +49,8 @@ def _cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return safe_text(value)
+    if isinstance(value, Decimal):
+        return f"{value:f}"  # a number, never quoted: a negative amount must stay numeric
     return "" if value is None else str(value)
 
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 
-from costing import Chargeback, ChargebackLine, usd
+from costing import Chargeback, ChargebackLine
 
-from .chargeback import PLACES
+from .chargeback import Q6
 
 FOCUS_COLUMNS = [
     "BilledCost",
@@ -107,11 +107,11 @@ def focus_record(cb: Chargeback, ln: ChargebackLine, names: dict[str, str]) -> d
     tokens = ln.input_tokens + ln.output_tokens
     quantity, unit = (ln.requests, "Calls") if ln.kind == "mcp" else (tokens, "Tokens")
     resource = ln.tool if ln.kind == "mcp" else ln.model
-    charge = usd(ln.charge_usd, PLACES)
+    charge = ln.charge_usd.quantize(Q6)
     return {
         "BilledCost": charge,
         "EffectiveCost": charge,
-        "ListCost": usd(ln.cost_usd + ln.allocated_usd, PLACES),
+        "ListCost": (ln.cost_usd + ln.allocated_usd).quantize(Q6),
         "ContractedCost": charge,
         "BillingCurrency": cb.currency,
         "BillingAccountId": ln.cost_center or ln.department,
@@ -152,9 +152,9 @@ def focus_record(cb: Chargeback, ln: ChargebackLine, names: dict[str, str]) -> d
         "x_OutputTokens": ln.output_tokens,
         "x_ReasoningTokens": ln.reasoning_tokens,
         "x_ToolCalls": ln.tool_calls,
-        "x_UsageCost": usd(ln.cost_usd, PLACES),
-        "x_AllocatedCost": usd(ln.allocated_usd, PLACES),
-        "x_Markup": usd(ln.markup_usd, PLACES),
+        "x_UsageCost": ln.cost_usd.quantize(Q6),
+        "x_AllocatedCost": ln.allocated_usd.quantize(Q6),
+        "x_Markup": ln.markup_usd.quantize(Q6),
         "x_Adjustment": ln.adjustment,
     }
 

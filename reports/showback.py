@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 from costing import ZERO, Org, from_pico
 
 from .ledger_queries import rollup_sums
+from .trend import change_percent, forecast, previous_period
 
 
 @dataclass
@@ -30,6 +32,7 @@ class DepartmentSpend:
     cost_usd: Decimal = ZERO
     requests: int = 0
     teams: list[TeamSpend] = field(default_factory=list)
+    previous_cost_usd: Decimal = ZERO  # the month before
 
 
 @dataclass
@@ -40,6 +43,8 @@ class Showback:
     unpriced_requests: int
     estimated_requests: int
     departments: list[DepartmentSpend]
+    previous_total_usd: Decimal = ZERO  # the month before
+    forecast_usd: Decimal | None = None  # month-end at the run rate so far; open month only
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -48,6 +53,9 @@ class Showback:
             "requests": self.requests,
             "unpriced_requests": self.unpriced_requests,
             "estimated_requests": self.estimated_requests,
+            "previous_total_usd": str(self.previous_total_usd),
+            "change_percent": _str(change_percent(self.total_usd, self.previous_total_usd)),
+            "forecast_usd": _str(self.forecast_usd),
             "departments": [
                 {
                     "department": d.department,
@@ -55,6 +63,8 @@ class Showback:
                     "cost_center": d.cost_center,
                     "cost_usd": str(d.cost_usd),
                     "requests": d.requests,
+                    "previous_cost_usd": str(d.previous_cost_usd),
+                    "change_percent": _str(change_percent(d.cost_usd, d.previous_cost_usd)),
                     "teams": [
                         {
                             "team": t.team,
@@ -72,8 +82,13 @@ class Showback:
         }
 
 
-def showback(engine: sa.Engine, org: Org, period: str) -> Showback:
-    """Exact spend per department and team for a billing month, from the hourly rollups."""
+def _str(v: Decimal | None) -> str | None:
+    return None if v is None else str(v)
+
+
+def showback(engine: sa.Engine, org: Org, period: str, *, now: datetime | None = None) -> Showback:
+    """Exact spend per department and team for a billing month, from the hourly rollups, with
+    the month before and (for the month `now` is in) a month-end forecast."""
     rows = rollup_sums(engine, period, ["department", "team", "priced", "usage_source"])
     depts: dict[str, DepartmentSpend] = {}
     teams: dict[tuple[str, str], TeamSpend] = {}
@@ -103,11 +118,17 @@ def showback(engine: sa.Engine, org: Org, period: str) -> Showback:
     ordered = sorted(depts.values(), key=lambda d: (-d.cost_usd, d.department))
     for d in ordered:
         d.teams.sort(key=lambda t: (-t.cost_usd, t.team))
+    previous = {r["department"]: from_pico(r["cost_pico"]) for r in rollup_sums(engine, previous_period(period), ["department"])}
+    for d in ordered:
+        d.previous_cost_usd = previous.get(d.department, ZERO)
+    total = sum((d.cost_usd for d in ordered), ZERO)
     return Showback(
         period=period,
-        total_usd=sum((d.cost_usd for d in ordered), ZERO),
+        total_usd=total,
         requests=sum(d.requests for d in ordered),
         unpriced_requests=unpriced,
         estimated_requests=estimated,
         departments=ordered,
+        previous_total_usd=sum(previous.values(), ZERO),
+        forecast_usd=forecast(total, period, now),
     )

@@ -1,0 +1,97 @@
+"""Commands finance runs: close a month, see which price applies when, dry-run a reprice,
+read the chargeback. Joined to the main app in cli.py."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from typing import Annotated
+
+import typer
+
+from costing import CostingError, PriceBook, close_period, usd
+
+from .common import ConfigOption, MonthOption, fail, ledger, month, settings
+
+period_app = typer.Typer(no_args_is_help=True, help="Close billing months.")
+prices_app = typer.Typer(no_args_is_help=True, help="Price versions.")
+
+
+@period_app.command("close")
+def period_close(
+    period: Annotated[str, typer.Argument(help="the month to close, YYYY-MM")],
+    force: Annotated[bool, typer.Option("--force", help="close a month that has not ended yet")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Freeze a month's chargeback; later events for it become adjustments in the next open month."""
+    period = month(period)
+    current = datetime.now(UTC).strftime("%Y-%m")
+    if period >= current and not force:
+        fail(f"{period} has not ended yet (now {current}); wait for it to end or pass --force")
+    s = settings(config)
+    try:
+        cb = close_period(ledger(s), s, period)
+    except CostingError as e:
+        fail(str(e))
+    typer.echo(f"closed {period}: {len(cb.lines)} lines, {usd(cb.total, 2)} {cb.currency} billed; its chargeback is now final")
+
+
+@prices_app.command("show")
+def prices_show(
+    model: Annotated[str, typer.Argument(help="a configured model name")],
+    on: Annotated[str | None, typer.Option("--on", help="which version applies on this day (YYYY-MM-DD; default today)")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Every price version of a model, from when until when, and which one applies."""
+    from reports.prices import price_versions, prices_table
+
+    try:
+        day = date.fromisoformat(on) if on else None
+    except ValueError:
+        fail(f"--on: expected YYYY-MM-DD, got {on!r}")
+    s = settings(config)
+    try:
+        versions = price_versions(PriceBook(s.prices), model, day)
+    except CostingError as e:
+        fail(str(e))
+    typer.echo(prices_table(model, versions, day))
+
+
+def reprice(
+    month_: MonthOption,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Dry run: what the current prices would change in an open month (nothing is written)."""
+    from reports.reprice import reprice as run
+    from reports.tables import reprice_table
+
+    s = settings(config)
+    try:
+        result = run(ledger(s), s, month(month_))
+    except CostingError as e:
+        fail(str(e))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        typer.echo(reprice_table(result))
+
+
+def report_chargeback(
+    month_: MonthOption,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """What each department is billed: usage, shared costs, markup, month over month."""
+    from reports import chargeback_report
+    from reports.tables import chargeback_table
+
+    s = settings(config)
+    try:
+        report = chargeback_report(ledger(s), s, month(month_))
+    except CostingError as e:
+        fail(str(e))
+    typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else chargeback_table(report))
+
+
+__all__ = ["period_app", "prices_app", "report_chargeback", "reprice"]
