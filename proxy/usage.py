@@ -29,6 +29,7 @@ def parse_usage(u: Any) -> Usage | None:
     if "input_tokens" in u or "output_tokens" in u:  # Responses API
         inp = _int(u, "input_tokens")
         cached = _int(u, "input_tokens_details", "cached_tokens")
+        write = _int(u, "input_tokens_details", "cache_write_tokens")
         out = _int(u, "output_tokens")
         reasoning = _int(u, "output_tokens_details", "reasoning_tokens")
     else:

@@ -72,7 +72,7 @@ def base_config(tmp_path: Path, upstream_url: str, **overrides: Any) -> dict[str
     return cfg
 
 
-def test_environ() -> dict[str, str]:
+def proxy_environ() -> dict[str, str]:
     return {"SIM_API_KEY": PROVIDER_KEY, "METERLINE_ADMIN_KEY": ADMIN_KEY, "SIM_MCP_AUTH": MCP_AUTH}
 
 
@@ -82,7 +82,7 @@ class ProxyServer:
     def __init__(self, cfg: dict[str, Any], tmp_path: Path):
         from proxy.app import create_app
 
-        self.settings = settings_from_dict(cfg, environ=test_environ())
+        self.settings = settings_from_dict(cfg, environ=proxy_environ())
         self.config_path = tmp_path / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(cfg))
         self.engine = create_engine(self.settings.database)
@@ -144,7 +144,7 @@ def proxy(make_proxy: Any) -> ProxyServer:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **test_environ(), **(env or {})}
+    full_env = {**os.environ, **proxy_environ(), **(env or {})}
     res = subprocess.run(
         [sys.executable, "-m", "meterline", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120
     )

@@ -16,11 +16,11 @@ import sqlalchemy as sa
 import yaml
 
 from costing import create_engine
-from tests.conftest import base_config, free_port, run_cli, test_environ
+from tests.conftest import base_config, free_port, run_cli, proxy_environ
 
 
 def start_serve(config_path, port):
-    env = {**os.environ, **test_environ()}
+    env = {**os.environ, **proxy_environ()}
     proc = subprocess.Popen(
         [sys.executable, "-m", "meterline", "serve", "--config", str(config_path), "--port", str(port), "--log-level", "warning"],
         env=env,
