@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from costing.config import Settings
 from costing.errors import CostingError
 
-from . import admin, llm, metrics
+from . import admin, llm, mcp, metrics
 from .errors import ProxyError, error_response, from_costing
 from .runtime import Runtime
 
@@ -35,6 +35,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Meterline", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
     app.include_router(llm.router)
+    app.include_router(mcp.router)
     app.include_router(admin.router)
     app.include_router(metrics.router)
 

@@ -139,10 +139,13 @@ class Meter:
         kind: str,
         method: str,
         body_user: Any = None,
+        traceparent: str | None = None,
     ) -> Call:
+        """`traceparent`: trace context found in the body (an MCP request's `params._meta`),
+        preferred to the HTTP header because it belongs to this one message."""
         team = self.org.teams.get(key.team)
         own = Payer(team.department, key.team, team.cost_center) if team else Payer("", key.team, "")
-        ctx = parse_traceparent(headers.get("traceparent"))
+        ctx = parse_traceparent(traceparent) or parse_traceparent(headers.get("traceparent"))
         parent = ctx.parent_span_id if ctx else ""
         parent_payer = self._spans.get(parent) if parent else None
         payer = parent_payer if parent_payer and self.subcalls == "root_caller" else own

@@ -19,6 +19,8 @@ from costing.prices import PriceBook
 from costing.spool import Spool
 
 from .errors import ProxyError, from_costing
+from .mcp_metering import Rounds
+from .mcp_upstream import MCPUpstreams
 from .meter import Call, Meter
 from .metrics import Metrics
 from .routing import Router
@@ -37,6 +39,8 @@ class Runtime:
         self.prices = PriceBook(settings.prices)
         self.keys = KeyCache(self.engine)
         self.upstreams = Upstreams(settings.providers)
+        self.mcp = MCPUpstreams(settings.mcp_servers)
+        self.mcp_rounds = Rounds()
         self.litellm: Any = None  # set when a `kind: litellm` provider is configured
         self.metrics = Metrics()
         self.telemetry: Any = None  # set when `telemetry.otlp_endpoint` is configured
@@ -71,6 +75,7 @@ class Runtime:
             self.meter.on_record.append(self.telemetry.record)
         await asyncio.to_thread(self.keys.refresh)
         await self.upstreams.start()
+        await self.mcp.start()
         if any(p.kind == "litellm" for p in self.settings.providers.values()):
             from .litellm_provider import LiteLLMProviders  # slow import, only when needed
 
@@ -83,6 +88,7 @@ class Runtime:
         await self.upstreams.close()
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)  # exports the spans still buffered
+        await self.mcp.close()
         if self.writer:
             await asyncio.to_thread(self.writer.stop)
         if self.spool:

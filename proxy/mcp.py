@@ -1,0 +1,195 @@
+"""`/mcp/{server}`: a transparent MCP Streamable HTTP proxy, metered per JSON-RPC request.
+
+Both protocol eras pass through unchanged: the handshake era (initialize, Mcp-Session-Id,
+GET streams, DELETE) and 2026-07-28 (no session, Mcp-* headers, multi-round tool calls).
+Responses are relayed as they arrive, JSON or SSE; the only bytes the proxy changes are the
+trace context: `params._meta.traceparent` of a `tools/call` (or of any request that carried
+one) names our span, and so does `_meta.traceparent` of a server-to-client request on a
+call's SSE stream when the server sent none. Attribution comes from the virtual key on
+every request (2026-07-28 has no session to inherit it from); the server gets its own
+configured credential, never the client's key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from costing.attribution import new_span_id, new_trace_id, parse_traceparent, traceparent
+from costing.errors import CostingError, InvalidKey
+from costing.keys import KeyInfo
+
+from .errors import ProxyError, error_response, from_costing
+from .llm import CALL_ID
+from .mcp_metering import (
+    Exchange,
+    dumps,
+    is_request,
+    loads,
+    messages,
+    meta_traceparent,
+    price,
+    request_state,
+    set_meta_traceparent,
+    tool_name,
+)
+from .mcp_upstream import MCPTarget, response_headers
+from .meter import Call
+from .runtime import Runtime, bearer, read_json_body
+from .streaming import RelayResponse
+from .usage import SSEEvents
+
+router = APIRouter()
+
+WWW_AUTHENTICATE = 'Bearer realm="meterline"'
+
+
+@router.api_route("/mcp/{server}", methods=["POST", "GET", "DELETE"])
+async def mcp_endpoint(server: str, request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    try:
+        key = rt.keys.authenticate(bearer(request))
+    except InvalidKey as e:
+        # MCP clients look for a challenge on 401 (the spec's authorization flow).
+        return error_response(from_costing(e), headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+    target = rt.mcp.targets.get(server)
+    if target is None:
+        raise ProxyError(404, "mcp_server_not_found", f"MCP server {server!r} is not configured (see `mcp_servers:`)")
+    if request.method == "POST":
+        return await _post(rt, request, key, target)
+    return await _pass_through(rt, request, target)
+
+
+async def _post(rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget) -> Response:
+    body = await read_json_body(request, rt.max_body_bytes)
+    doc = loads(body)
+    msgs = messages(doc)
+    exchange = Exchange(target.config, rt.mcp_rounds)
+    first: Call | None = None
+    rewritten = False
+    try:
+        for m in msgs:
+            if not is_request(m):
+                continue  # notifications and answers to server requests: forwarded, not metered
+            size = len(body) if len(msgs) == 1 else len(dumps(m))
+            call = _start(rt, request, key, target, m, size, exchange)
+            first = first or call
+            if m["method"] == "tools/call" or meta_traceparent(m) is not None:
+                rewritten = set_meta_traceparent(m, call.traceparent) or rewritten
+    except CostingError as e:
+        exchange.close("rejected", str(e), http_status=429)
+        raise from_costing(e) from None
+    if rewritten:
+        body = dumps(doc)
+    span = first.traceparent if first else _span(request)
+    try:
+        resp = await rt.mcp.open(
+            target, "POST", request.headers, query=request.url.query, body=body, traceparent=span
+        )
+    except ProxyError as e:
+        exchange.close("upstream_error", str(e), http_status=e.status)
+        raise
+    exchange.http_status = resp.status_code
+    headers = response_headers(resp) | {CALL_ID: first.call_id if first else span.split("-")[2]}
+    if not exchange.open:
+        relay = _relay_bytes(resp)
+    elif resp.headers.get("content-type", "").lower().startswith("text/event-stream"):
+        relay = _relay(resp, exchange, _sse_frames(resp, exchange))
+    else:
+        relay = _relay(resp, exchange, _json_frames(resp, exchange, rt.max_body_bytes))
+    return RelayResponse(relay, resp.status_code, headers)
+
+
+def _start(
+    rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget, m: dict[str, Any], size: int, exchange: Exchange
+) -> Call:
+    """The metered call of one JSON-RPC request: a new one, or the multi-round call it continues."""
+    state = request_state(m)
+    parked = rt.mcp_rounds.resume(state, key.id) if state else None
+    if parked is not None:
+        parked.call.request_bytes += size
+        exchange.add(m, parked.call, parked.response_bytes)
+        return parked.call
+    call = rt.meter.start(key, request.headers, kind="mcp", method=m["method"], traceparent=meta_traceparent(m))
+    call.provider, call.tool, call.request_bytes = target.name, tool_name(m), size
+    call.reserved = price(target.config, call.method, call.tool)
+    exchange.add(m, call)
+    rt.admit(call)
+    return call
+
+
+def _span(request: Request) -> str:
+    """Trace context for an exchange that is not a metered call (notification, GET, DELETE)."""
+    ctx = parse_traceparent(request.headers.get("traceparent"))
+    return traceparent(ctx.trace_id if ctx else new_trace_id(), new_span_id())
+
+
+async def _pass_through(rt: Runtime, request: Request, target: MCPTarget) -> Response:
+    """GET (a server-initiated SSE stream) and DELETE (end of session): forwarded, not metered."""
+    span = _span(request)
+    resp = await rt.mcp.open(
+        target, request.method, request.headers, query=request.url.query, traceparent=span, stream=request.method == "GET"
+    )
+    headers = response_headers(resp) | {CALL_ID: span.split("-")[2]}
+    return RelayResponse(_relay_bytes(resp), resp.status_code, headers)
+
+
+async def _relay_bytes(resp: httpx.Response) -> AsyncGenerator[bytes, None]:
+    try:
+        async for chunk in resp.aiter_raw():
+            yield chunk
+    except httpx.HTTPError:
+        pass  # the upstream broke off; the client sees the stream end
+    finally:
+        await resp.aclose()
+
+
+async def _relay(resp: httpx.Response, exchange: Exchange, frames: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    """Relay `frames` (SSE events or JSON chunks); calls still open when it ends are recorded as
+    broken (upstream) or abandoned (client)."""
+    try:
+        async for frame in frames:
+            yield frame
+    except httpx.TimeoutException:
+        exchange.close("upstream_error", "read timed out", http_status=504)
+    except httpx.HTTPError as e:
+        exchange.close("upstream_error", f"response broke off: {type(e).__name__}", http_status=502)
+    finally:
+        exchange.close("client_closed", "client went away")
+        await frames.aclose()
+        await resp.aclose()
+
+
+async def _sse_frames(resp: httpx.Response, exchange: Exchange) -> AsyncGenerator[bytes, None]:
+    """Events pass through as they come; a call is recorded before the event ending it leaves."""
+    sse = SSEEvents()
+    async for chunk in resp.aiter_raw():
+        for event in sse.feed(chunk):
+            yield exchange.on_sse_event(event)
+    rest = sse.rest()
+    exchange.close("upstream_error", "stream ended without a response")
+    if rest:
+        yield rest
+
+
+async def _json_frames(resp: httpx.Response, exchange: Exchange, limit: int) -> AsyncGenerator[bytes, None]:
+    """Chunks pass through as they come, but for the last, held until the body is metered."""
+    held = b""
+    body: bytearray | None = bytearray()
+    async for chunk in resp.aiter_raw():
+        if held:
+            yield held
+        held = chunk
+        exchange.response_bytes += len(chunk)
+        if body is not None:
+            body += chunk
+            if len(body) > limit:
+                body = None
+    exchange.on_body(bytes(body) if body is not None else None)
+    exchange.close("upstream_error", f"HTTP {resp.status_code} without a JSON-RPC response")
+    if held:
+        yield held

@@ -1,0 +1,270 @@
+"""Metering MCP traffic: which JSON-RPC messages are calls, what they cost, and when they end.
+
+Every JSON-RPC request a client POSTs is one metered call (`kind=mcp`, `method` set; for
+`tools/call` also `tool`). It ends with the JSON-RPC response of the same id, found in a
+JSON body or an SSE stream. Notifications and the client's answers to server requests are
+forwarded and not metered.
+
+Statuses: `ok`, `tool_error` (a result with `isError: true`, which arrives as HTTP 200),
+`protocol_error` (a JSON-RPC `error`), `upstream_error` (HTTP error without a JSON-RPC
+answer, unreachable, stream broken), `client_closed`, `rejected` (budget).
+
+A 2026-07-28 multi-round tool call (results with `resultType: input_required`, continued by a
+new request carrying `requestState`) is one call: rounds that end `input_required` are parked
+in `Rounds`, and the round that completes records the call with the bytes and the proxy-side
+time of all its rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from costing.config import MCPServerConfig
+from costing.money import ZERO
+
+from .meter import Call
+from .usage import event_data
+
+# Statuses for which the server did the work, so the call is charged.
+CHARGED = frozenset(("ok", "tool_error", "client_closed"))
+
+
+def loads(data: bytes) -> Any:
+    """JSON as the stdlib reads it: unlike orjson it keeps integers past 64 bits exact, so a
+    re-serialised body carries the client's values unchanged."""
+    try:
+        return json.loads(data)
+    except ValueError:  # also UnicodeDecodeError
+        return None
+
+
+def dumps(doc: Any) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def messages(doc: Any) -> list[dict[str, Any]]:
+    """The JSON-RPC messages of a body: one object, or a batch (2025-03-26 allowed them)."""
+    if isinstance(doc, dict):
+        return [doc]
+    if isinstance(doc, list):
+        return [m for m in doc if isinstance(m, dict)]
+    return []
+
+
+def is_request(m: dict[str, Any]) -> bool:
+    return isinstance(m.get("method"), str) and m.get("id") is not None
+
+
+def is_response(m: dict[str, Any]) -> bool:
+    return "method" not in m and m.get("id") is not None and ("result" in m or "error" in m)
+
+
+def id_key(m: dict[str, Any]) -> str:
+    """A request id as a dict key that tells 1 and "1" apart, as JSON-RPC does."""
+    return json.dumps(m.get("id"))
+
+
+def _params(m: dict[str, Any]) -> dict[str, Any]:
+    p = m.get("params")
+    return p if isinstance(p, dict) else {}
+
+
+def tool_name(m: dict[str, Any]) -> str:
+    name = _params(m).get("name")
+    return name if m.get("method") == "tools/call" and isinstance(name, str) else ""
+
+
+def request_state(m: dict[str, Any]) -> str | None:
+    """The `requestState` a follow-up round of a multi-round tool call carries."""
+    state = _params(m).get("requestState")
+    return state if m.get("method") == "tools/call" and isinstance(state, str) and state else None
+
+
+def meta_traceparent(m: dict[str, Any]) -> str | None:
+    """W3C trace context where the OpenTelemetry MCP conventions put it: `params._meta`."""
+    meta = _params(m).get("_meta")
+    tp = meta.get("traceparent") if isinstance(meta, dict) else None
+    return tp if isinstance(tp, str) else None
+
+
+def set_meta_traceparent(m: dict[str, Any], value: str) -> bool:
+    """Write `params._meta.traceparent`; False when the message has non-object params."""
+    params = m.setdefault("params", {})
+    if not isinstance(params, dict):
+        return False
+    meta = params.setdefault("_meta", {})
+    if not isinstance(meta, dict):
+        return False
+    meta["traceparent"] = value
+    return True
+
+
+def outcome(m: dict[str, Any]) -> tuple[str, str]:
+    """(status, error text) of a JSON-RPC response; status `input_required` for a parked round."""
+    if "error" in m:
+        err = m["error"] if isinstance(m["error"], dict) else {}
+        return "protocol_error", f"{err.get('code', '')}: {err.get('message', '')}"
+    result = m.get("result")
+    if isinstance(result, dict):
+        if result.get("resultType") == "input_required" and isinstance(result.get("requestState"), str):
+            return "input_required", ""
+        if result.get("isError") is True:
+            return "tool_error", ""
+    return "ok", ""
+
+
+def price(server: MCPServerConfig, method: str, tool: str) -> Decimal:
+    """A call's price: per tool (`tool_prices`, else `price_per_call_usd`) for tools/call,
+    `method_prices` for other methods, else nothing."""
+    if method == "tools/call":
+        return server.tool_prices.get(tool, server.price_per_call_usd or ZERO)
+    return server.method_prices.get(method, ZERO)
+
+
+_LINE = re.compile(rb"\r\n|\r|\n")
+
+
+def replace_event_data(event: bytes, data: bytes) -> bytes:
+    """The SSE event with its `data:` lines replaced by one line of `data`; other fields, the
+    line endings (LF or CRLF) and their order are kept."""
+    m = _LINE.search(event)
+    eol = m.group(0) if m else b"\n"
+    out: list[bytes] = []
+    placed = False
+    for line in _LINE.split(event):
+        if not line:
+            continue
+        if line.startswith(b"data:"):
+            if not placed:
+                out.append(b"data: " + data)
+                placed = True
+            continue
+        out.append(line)
+    return eol.join(out) + eol + eol
+
+
+@dataclass(slots=True)
+class Parked:
+    call: Call
+    response_bytes: int
+    since: float = field(default_factory=time.perf_counter)
+
+
+class Rounds:
+    """Multi-round tool calls waiting for their next round, by the `requestState` they returned.
+
+    In memory: a follow-up that reaches another replica is recorded there as a call of its own
+    (still once). Calls never continued are dropped after `ttl` seconds, uncharged: the server
+    did not complete them.
+    """
+
+    def __init__(self, ttl: float = 3600.0, limit: int = 100_000):
+        self.ttl, self.limit = ttl, limit
+        self._parked: OrderedDict[str, Parked] = OrderedDict()
+
+    def park(self, state: str, parked: Parked) -> None:
+        self._parked[state] = parked
+        self._parked.move_to_end(state)
+        now = time.perf_counter()
+        while self._parked and (
+            len(self._parked) > self.limit or now - next(iter(self._parked.values())).since > self.ttl
+        ):
+            self._parked.popitem(last=False)
+
+    def resume(self, state: str, key_id: str) -> Parked | None:
+        """The parked call `state` continues, if this key started it."""
+        parked = self._parked.get(state)
+        if parked is None or parked.call.key.id != key_id:
+            return None
+        del self._parked[state]
+        # Latency is the proxy-side time of all rounds, not the time the client spent answering.
+        parked.call.started += time.perf_counter() - parked.since
+        return parked
+
+
+@dataclass
+class Exchange:
+    """The metered calls of one POST, ended as their responses pass through."""
+
+    server: MCPServerConfig
+    rounds: Rounds
+    http_status: int = 200
+    calls: dict[str, Call] = field(default_factory=dict)  # open, by JSON-RPC id
+    carried: dict[str, int] = field(default_factory=dict)  # response bytes of earlier rounds
+    response_bytes: int = 0
+
+    def add(self, m: dict[str, Any], call: Call, carried_bytes: int = 0) -> None:
+        self.calls[id_key(m)] = call
+        if carried_bytes:
+            self.carried[id_key(m)] = carried_bytes
+
+    @property
+    def open(self) -> bool:
+        return bool(self.calls)
+
+    def span(self) -> str | None:
+        """Trace context for server-to-client requests sent while our calls are open."""
+        for call in self.calls.values():
+            return call.traceparent
+        return None
+
+    def on_message(self, m: dict[str, Any]) -> bool:
+        """Meter one message coming back; True if it was rewritten (trace context added)."""
+        if is_response(m):
+            call = self.calls.pop(id_key(m), None)
+            if call is not None:
+                self._end(call, m)
+            return False
+        if is_request(m) and meta_traceparent(m) is None:
+            # Sampling/elicitation on behalf of our call: an LLM call the client makes for it
+            # with this traceparent becomes the call's child.
+            span = self.span()
+            return span is not None and set_meta_traceparent(m, span)
+        return False
+
+    def on_sse_event(self, event: bytes) -> bytes:
+        """The event as it should leave: calls it ends are recorded first."""
+        self.response_bytes += len(event)
+        data = event_data(event)
+        if not self.calls or not data:
+            return event
+        doc = loads(data)
+        rewritten = False
+        for m in messages(doc):
+            rewritten = self.on_message(m) or rewritten
+        return replace_event_data(event, dumps(doc)) if rewritten else event
+
+    def on_body(self, body: bytes | None) -> None:
+        """A whole JSON body (None: too large to inspect, its calls count as answered)."""
+        if body is None:
+            self.close("ok", "response too large to inspect")
+            return
+        for m in messages(loads(body)):
+            self.on_message(m)
+
+    def _end(self, call: Call, m: dict[str, Any]) -> None:
+        status, error = outcome(m)
+        key = id_key(m)
+        size = self.response_bytes + self.carried.pop(key, 0)
+        if status == "input_required":
+            self.rounds.park(m["result"]["requestState"], Parked(call, size))
+            return
+        self._finish(call, status, error, size)
+
+    def _finish(self, call: Call, status: str, error: str, size: int) -> None:
+        cost = price(self.server, call.method, call.tool) if status in CHARGED else ZERO
+        call.finish(status=status, http_status=self.http_status, response_bytes=size, cost=cost, error=error)
+
+    def close(self, status: str, error: str = "", http_status: int | None = None) -> None:
+        """End every call still open (no response came) with `status`."""
+        if http_status is not None:
+            self.http_status = http_status
+        for key, call in list(self.calls.items()):
+            del self.calls[key]
+            self._finish(call, status, error, self.response_bytes + self.carried.pop(key, 0))
