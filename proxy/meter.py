@@ -196,9 +196,11 @@ class Meter:
         error: str,
     ) -> Decimal | None:
         version = ""
-        if cost is None and status not in ("upstream_error", "rejected") and call.kind != "mcp":
+        # A failed call costs nothing unless tokens were used (a stream that broke mid-way).
+        billable = status not in ("upstream_error", "rejected") or usage != Usage()
+        if cost is None and billable and call.kind != "mcp":
             cost, version = self.price(call, usage)
-        priced = cost is not None or status in ("upstream_error", "rejected")
+        priced = cost is not None or not billable
         event = {
             "call_id": call.call_id,
             "ts": call.ts,

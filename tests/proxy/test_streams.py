@@ -1,0 +1,202 @@
+"""Calls that do not end well, or end without usage: recorded with honest estimates."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from pathlib import Path
+
+import openai
+import orjson
+import pytest
+
+from costing.estimate import count_messages, count_text
+from meterline.sim.upstream import completion_text
+from tests.conftest import run_cli
+from tests.proxy.test_chat import client
+
+
+def wait_for_events(proxy, n=1, seconds=10.0):
+    """The ledger rows once `n` calls are recorded (a bound, not a timing claim)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        events = proxy.events()
+        if len(events) >= n or time.monotonic() > deadline:
+            return events
+        time.sleep(0.05)
+
+
+def established_to(port: int) -> int:
+    """TCP connections in this process's network namespace still open towards `port`."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not Path(table).exists():
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def test_client_closing_a_slow_stream_is_recorded_estimated_and_the_upstream_is_let_go(proxy, upstream):
+    port = int(upstream.url.rsplit(":", 1)[1])
+    messages = [{"role": "user", "content": "write a lot sim:chunks=2000,delay_ms=50"}]  # ~100 s in full
+    stream = client(proxy, proxy.key()).chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
+    got = []
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            got.append(chunk.choices[0].delta.content)
+        if len(got) == 3:
+            break
+    assert established_to(port) >= 1  # the proxy is reading the upstream stream right now
+    stream.close()
+    (event,) = wait_for_events(proxy)
+    assert (event["status"], event["usage_source"]) == ("client_closed", "estimated")
+    assert 0 < event["output_tokens"] < 4000  # what was streamed so far, not the whole answer
+    assert event["output_tokens"] >= count_text("".join(got), "gpt-4o-mini")
+    assert event["input_tokens"] == count_messages(messages, "gpt-4o-mini")
+    assert event["cost_pico"] > 0 and event["priced"]
+    deadline = time.monotonic() + 10
+    while established_to(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert established_to(port) == 0, "the proxy still holds the upstream connection of an abandoned stream"
+
+
+def test_upstream_breaking_mid_stream_is_recorded_estimated_and_the_client_gets_an_error(proxy):
+    messages = [{"role": "user", "content": "go sim:chunks=10,break_after=3"}]
+    got = []
+    with pytest.raises(openai.APIError) as e:
+        for chunk in client(proxy, proxy.key()).chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True):
+            if chunk.choices and chunk.choices[0].delta.content:
+                got.append(chunk.choices[0].delta.content)
+    assert "broke off" in str(e.value)
+    (event,) = proxy.events()
+    assert (event["status"], event["usage_source"]) == ("upstream_error", "estimated")
+    assert event["output_tokens"] == count_text("".join(got), "gpt-4o-mini") > 0
+    assert event["cost_pico"] > 0 and event["priced"]
+
+
+def test_responses_stream_broken_by_the_upstream_ends_with_an_error_event(proxy):
+    events = []
+    with pytest.raises(openai.APIError):
+        for ev in client(proxy, proxy.key()).responses.create(model="gpt-4o-mini", input="go sim:break_after=2", stream=True):
+            events.append(ev)
+            if ev.type == "error":
+                raise openai.APIError(ev.message, request=None, body=None)
+    (event,) = proxy.events()
+    assert (event["status"], event["usage_source"]) == ("upstream_error", "estimated")
+    assert event["output_tokens"] == count_text(completion_text(2), "gpt-4o-mini")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_without_usage_is_estimated_the_way_openai_counts(proxy, stream):
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Say something sim:no_usage=1,chunks=7", "name": "alice"},
+    ]
+    c = client(proxy, proxy.key())
+    if stream:
+        chunks = list(c.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True))
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    else:
+        raw = c.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=messages)
+        text = raw.parse().choices[0].message.content
+        assert raw.headers["x-meterline-cost-usd"]
+    (event,) = proxy.events()
+    assert text == completion_text(7)
+    assert (event["status"], event["usage_source"]) == ("ok", "estimated")
+    assert event["input_tokens"] == count_messages(messages, "gpt-4o-mini")
+    assert event["output_tokens"] == count_text(completion_text(7), "gpt-4o-mini")
+    assert event["cost_pico"] > 0
+
+
+def test_responses_without_usage_are_estimated(proxy):
+    client(proxy, proxy.key()).responses.create(model="gpt-4o-mini", input="hello sim:no_usage=1,chunks=4")
+    (event,) = proxy.events()
+    assert event["usage_source"] == "estimated"
+    assert event["input_tokens"] == count_text("hello sim:no_usage=1,chunks=4", "gpt-4o-mini")
+    assert event["output_tokens"] == count_text(completion_text(4), "gpt-4o-mini")
+
+
+def test_stream_from_a_hanging_upstream_is_504_and_recorded(make_proxy, upstream):
+    proxy = make_proxy(providers={"sim": {"base_url": upstream.url + "/v1", "api_key_env": "SIM_API_KEY", "read_timeout": 0.5}})
+    with pytest.raises(openai.APIStatusError) as e:
+        client(proxy, proxy.key()).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "sim:hang=1"}], stream=True
+        )
+    assert e.value.status_code == 504 and e.value.code == "upstream_timeout"
+    (event,) = proxy.events()
+    assert (event["status"], event["http_status"], event["cost_pico"]) == ("upstream_error", 504, 0)
+
+
+def test_unpriced_model_is_recorded_unpriced_with_a_warning_naming_it(proxy, caplog):
+    c = client(proxy, proxy.key())
+    with caplog.at_level(logging.WARNING, logger="meterline.proxy"):
+        raw = c.chat.completions.with_raw_response.create(model="mystery-model", messages=[{"role": "user", "content": "x"}])
+        c.chat.completions.create(model="mystery-model", messages=[{"role": "user", "content": "y"}])
+    (warning,) = [r for r in caplog.records if "mystery-model" in r.getMessage()]  # once, not per call
+    assert warning.levelno == logging.WARNING
+    assert "x-meterline-cost-usd" not in raw.headers  # no price is not a price of zero
+    events = proxy.events()
+    assert [(e["priced"], e["cost_pico"], e["output_tokens"] > 0) for e in events] == [(False, 0, True)] * 2
+    month = events[0]["ts"][:7] if isinstance(events[0]["ts"], str) else events[0]["ts"].strftime("%Y-%m")
+    cfg = ("--month", month, "--config", str(proxy.config_path))
+    showback = orjson.loads(run_cli("report", "showback", "--json", *cfg).stdout)
+    assert showback["unpriced_requests"] == 2
+    assert "unpriced" in run_cli("report", "showback", *cfg).stdout
+    lines = list(csv.DictReader(io.StringIO(run_cli("export", "chargeback", *cfg).stdout)))
+    (line,) = [ln for ln in lines if ln["model"] == "mystery-model"]
+    assert (line["requests"], line["cost_usd"]) == ("2", "0.000000")
+
+
+@pytest.fixture
+def stalling_upstream():
+    """An upstream that sends one chunk of a stream, then nothing, forever."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    chunk = b'data: {"id":"c1","object":"chat.completion.chunk","created":0,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"hello there"},"finish_reason":null}]}\n\n'
+
+    async def handler(request):
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(chunk)
+        await asyncio.sleep(3600)  # cancelled when the proxy lets go (handler_cancellation)
+        return resp
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.2)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield url
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.run_until_complete(runner.cleanup())
+    loop.close()
+
+
+def test_stream_that_stalls_mid_way_ends_with_an_error_within_the_read_timeout(make_proxy, stalling_upstream):
+    proxy = make_proxy(providers={"sim": {"base_url": stalling_upstream + "/v1", "read_timeout": 0.5}})
+    got = []
+    with pytest.raises(openai.APIError) as e:
+        for chunk in client(proxy, proxy.key()).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+        ):
+            got.append(chunk.choices[0].delta.content)
+    assert got == ["hello there"]
+    assert "timed out" in str(e.value)
+    (event,) = proxy.events()
+    assert (event["status"], event["usage_source"]) == ("upstream_error", "estimated")
+    assert event["output_tokens"] == count_text("hello there", "gpt-4o-mini")
+    assert event["cost_pico"] > 0
