@@ -67,19 +67,26 @@ class Spool:
 
     def sync(self) -> None:
         with self._lock:
-            if self._dirty:
-                os.fsync(self._fd)
-                self._dirty = False
+            fd, dirty, self._dirty = self._fd, self._dirty, False
+            if dirty:
+                fd = os.dup(fd)  # the segment may be sealed meanwhile; sync our own handle
+        if dirty:
+            os.fsync(fd)
+            os.close(fd)
 
     def seal(self) -> list[Path]:
         """Close the active segment if it holds events; return every sealed segment, oldest first."""
+        old_fd = -1
         with self._lock:
             if self._count:
-                os.fsync(self._fd)
-                os.close(self._fd)
+                old_fd = self._fd
                 self._dirty = False
                 self._open_segment()
             active = self._active
+        if old_fd >= 0:
+            # Outside the lock: appends on the event loop never wait for a disk flush.
+            os.fsync(old_fd)
+            os.close(old_fd)
         return sorted(p for p in self.dir.glob(f"*{SUFFIX}") if p != active)
 
     def pending(self) -> int:
