@@ -13,6 +13,7 @@ import typer
 from costing import CostingError, Org, create_key, list_keys, revoke_key
 
 from .common import ConfigOption, MonthOption, fail, ledger, month, settings, write_out
+from .db_cli import db_app
 from .finance import period_app, prices_app, report_chargeback, reprice
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Meter, price and charge back LLM and MCP traffic.")
@@ -22,6 +23,7 @@ report_app = typer.Typer(no_args_is_help=True, help="Readable reports.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(export_app, name="export")
 app.add_typer(report_app, name="report")
+app.add_typer(db_app, name="db")
 app.add_typer(period_app, name="period")
 app.add_typer(prices_app, name="prices")
 app.command("reprice")(reprice)

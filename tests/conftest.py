@@ -25,6 +25,7 @@ PROVIDER_KEY = "sk-upstream-secret-0123456789"
 MCP_AUTH = "Bearer mcp-server-secret"  # what the proxy sends MCP servers (auth_header_env: SIM_MCP_AUTH)
 ADMIN_KEY = "admin-test-key"
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.postgres"]  # postgres_url: a fresh PostgreSQL database per test
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,76 @@
+"""Schema migrations of the ledger, through Alembic (costing/migrations/).
+
+`upgrade(engine)` brings any ledger to the current schema in place: a new one is created, one
+made before migrations existed (tables but no `alembic_version`) is completed by the baseline
+revision, which only adds what is missing, and later revisions follow. Replicas starting at
+once on PostgreSQL take turns on an advisory lock, so each revision runs once.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlmodel import SQLModel
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_LOCK_ID = 0x6D65746572  # "meter": the advisory lock replicas queue on while migrating
+
+
+def _config(connection: sa.Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+@cache
+def head() -> str:
+    """The newest revision this version of Meterline knows."""
+    rev = ScriptDirectory.from_config(_config()).get_current_head()
+    assert rev is not None
+    return rev
+
+
+def current(engine: sa.Engine) -> str | None:
+    """The ledger's revision; None for an empty database or one made before migrations."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> str:
+    """Migrate the ledger to `revision` in place; returns the revision it is at afterwards."""
+    target = head() if revision == "head" else revision
+    if current(engine) == target:
+        return target  # the common case at every start-up: nothing to do, no lock taken
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Held until commit; a replica that waited here finds the work done.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+        command.upgrade(_config(conn), revision)
+        return MigrationContext.configure(conn).get_current_revision() or ""
+
+
+def drift(engine: sa.Engine) -> list[Any]:
+    """How the ledger's tables differ from the models (empty: migrations and models agree)."""
+    import costing  # noqa: F401 - every model module, so all tables are on the metadata
+
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diffs = compare_metadata(ctx, SQLModel.metadata)
+    return [d for d in diffs if not _is_alembic_version(d)]
+
+
+def _is_alembic_version(diff: Any) -> bool:
+    return isinstance(diff, tuple) and diff[0] == "remove_table" and diff[1].name == "alembic_version"
+
+
+__all__ = ["current", "drift", "head", "upgrade"]

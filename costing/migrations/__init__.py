@@ -1,0 +1,1 @@
+"""Alembic migrations of the ledger (run through costing.migrate, or `meterline db upgrade`)."""

@@ -1,0 +1,50 @@
+"""Alembic environment: migrates the ledger over the connection costing.migrate hands in.
+
+Run outside Meterline (plain `alembic -x url=...`), it opens its own connection.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import context
+from sqlmodel import SQLModel
+
+import costing  # noqa: F401 - registers every ledger table on SQLModel.metadata
+
+config = context.config
+target_metadata = SQLModel.metadata
+
+
+def _configure(**kw: object) -> None:
+    context.configure(target_metadata=target_metadata, compare_type=True, **kw)  # type: ignore[arg-type]
+
+
+def run_offline() -> None:
+    _configure(url=config.get_main_option("sqlalchemy.url"), literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        _run(conn)
+    engine.dispose()
+
+
+def _run(connection: sa.Connection) -> None:
+    # SQLite cannot ALTER most things in place: batch mode rebuilds the table instead.
+    _configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_online()

@@ -1,0 +1,50 @@
+"""`meterline db`: the ledger's schema."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import sqlalchemy as sa
+import typer
+
+from costing import create_engine
+from costing.migrate import current, head, upgrade
+
+from .common import ConfigOption, fail, settings
+
+db_app = typer.Typer(no_args_is_help=True, help="The ledger database's schema.")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="revision to migrate to")] = "head",
+    config: ConfigOption = None,
+) -> None:
+    """Create the ledger, or migrate an existing one in place (SQLite or PostgreSQL)."""
+    engine = create_engine(settings(config).database)
+    try:
+        before = current(engine)
+        after = upgrade(engine, revision)
+    except sa.exc.OperationalError as e:
+        fail(f"cannot open the ledger database: {str(e.orig).splitlines()[0]}")
+    except Exception as e:  # noqa: BLE001 - alembic's errors share no base; one line, no traceback
+        fail(f"upgrade to {revision!r} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    finally:
+        engine.dispose()
+    if before == after:
+        typer.echo(f"ledger already at revision {after}")
+    else:
+        typer.echo(f"ledger upgraded from {before or 'no revision'} to {after}")
+
+
+@db_app.command("current")
+def db_current(config: ConfigOption = None) -> None:
+    """Print the ledger's schema revision and the newest this version knows."""
+    engine = create_engine(settings(config).database)
+    try:
+        rev = current(engine)
+    except sa.exc.OperationalError as e:
+        fail(f"cannot open the ledger database: {str(e.orig).splitlines()[0]}")
+    finally:
+        engine.dispose()
+    typer.echo(f"{rev or 'none'} (head {head()})")
