@@ -1,0 +1,318 @@
+"""What tools, tool calls and agent runs cost, sub-calls included: call trees from the ledger.
+
+A call's children are the calls whose `parent_call_id` is its id (an LLM call a tool server
+made while serving a tool call, a nested tool call, a sampling request). An agent run is a
+trace (`trace_id`) of more than one call. Trees are built from raw events of one billing
+month, one trace at a time, so memory follows the largest trace, not the month; the top-N
+runs are chosen by summing per trace in SQL first.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from costing import ZERO, Event, exact, from_pico, usd
+
+_COLUMNS = (
+    "call_id", "parent_call_id", "trace_id", "ts", "kind", "method", "provider", "model", "tool",
+    "status", "team", "key_team", "cost_pico",
+)  # fmt: skip
+
+
+@dataclass
+class CallNode:
+    """One call and the calls made on its behalf. `cost_usd` is its own cost."""
+
+    call_id: str
+    trace_id: str
+    ts: datetime
+    kind: str
+    method: str
+    provider: str
+    model: str
+    tool: str
+    status: str
+    team: str  # charged
+    key_team: str  # the key's own
+    cost_usd: Decimal
+    children: list[CallNode] = field(default_factory=list)
+
+    @property
+    def is_tool_call(self) -> bool:
+        return self.kind == "mcp" and self.method == "tools/call"
+
+    @property
+    def total_usd(self) -> Decimal:
+        return self.cost_usd + self.subcall_usd
+
+    @property
+    def subcall_usd(self) -> Decimal:
+        return sum((c.total_usd for c in self.children), ZERO)
+
+    def walk(self) -> Iterator[CallNode]:
+        yield self
+        for c in self.children:
+            yield from c.walk()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "ts": self.ts.isoformat(),
+            "kind": self.kind,
+            "method": self.method,
+            "provider": self.provider,
+            "model": self.model,
+            "tool": self.tool,
+            "status": self.status,
+            "team": self.team,
+            "key_team": self.key_team,
+            "cost_usd": exact(self.cost_usd),
+            "total_usd": exact(self.total_usd),
+            "children": [c.as_dict() for c in self.children],
+        }
+
+
+@dataclass
+class ToolCost:
+    """A tool's month: its calls' own cost and the cost of everything they caused."""
+
+    server: str
+    tool: str
+    calls: int = 0
+    errors: int = 0  # tool_error, protocol_error, upstream_error
+    subcalls: int = 0
+    own_usd: Decimal = ZERO
+    subcall_usd: Decimal = ZERO
+
+    @property
+    def total_usd(self) -> Decimal:
+        return self.own_usd + self.subcall_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "tool": self.tool,
+            "calls": self.calls,
+            "errors": self.errors,
+            "subcalls": self.subcalls,
+            "own_usd": exact(self.own_usd),
+            "subcall_usd": exact(self.subcall_usd),
+            "total_usd": exact(self.total_usd),
+        }
+
+
+@dataclass
+class Run:
+    """An agent run (one trace). The calls without a parent in the ledger hang off the agent
+    itself: `depth` counts levels below it (1: no sub-calls), `fan_out` is the most children
+    any one caller had, the agent included."""
+
+    trace_id: str
+    calls: int
+    tool_calls: int
+    llm_calls: int
+    depth: int
+    fan_out: int
+    cost_usd: Decimal
+    team: str  # charged for the run's first call
+    teams: list[str]  # every key team that took part
+    started: datetime
+    last: datetime
+    roots: list[CallNode]
+
+    def as_dict(self, tree: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "trace_id": self.trace_id,
+            "calls": self.calls,
+            "tool_calls": self.tool_calls,
+            "llm_calls": self.llm_calls,
+            "depth": self.depth,
+            "fan_out": self.fan_out,
+            "cost_usd": exact(self.cost_usd),
+            "team": self.team,
+            "teams": self.teams,
+            "started": self.started.isoformat(),
+            "last": self.last.isoformat(),
+        }
+        if tree:
+            d["tree"] = [r.as_dict() for r in self.roots]
+        return d
+
+
+def _node(row: Any) -> CallNode:
+    return CallNode(
+        call_id=row.call_id,
+        trace_id=row.trace_id,
+        ts=row.ts,
+        kind=row.kind,
+        method=row.method,
+        provider=row.provider,
+        model=row.model,
+        tool=row.tool,
+        status=row.status,
+        team=row.team,
+        key_team=row.key_team,
+        cost_usd=from_pico(row.cost_pico),
+    )
+
+
+def build_trees(rows: Iterable[Any]) -> list[CallNode]:
+    """Link calls (rows with the event columns) into trees; returns the roots in time order."""
+    nodes = {r.call_id: (_node(r), r.parent_call_id) for r in rows}
+    roots = []
+    for node, parent in sorted(nodes.values(), key=lambda np: (np[0].ts, np[0].call_id)):
+        if parent and parent in nodes and parent != node.call_id:
+            nodes[parent][0].children.append(node)
+        else:
+            roots.append(node)
+    return roots
+
+
+def _select(period: str) -> sa.Select[Any]:
+    t = Event.__table__
+    return sa.select(*(t.c[c] for c in _COLUMNS)).where(t.c.charge_period == period, t.c.trace_id != "")
+
+
+def _traces(engine: sa.Engine, q: sa.Select[Any]) -> Iterator[list[CallNode]]:
+    """The trees of each trace `q` selects (ordered by trace), one trace at a time."""
+    t = Event.__table__
+    q = q.order_by(t.c.trace_id, t.c.ts)
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=5000).execute(q)
+        for _, rows in itertools.groupby(result, key=lambda r: r.trace_id):
+            yield build_trees(rows)
+
+
+def _is_tool_call(t: Any) -> Any:
+    return sa.and_(t.c.kind == "mcp", t.c.method == "tools/call")
+
+
+def tool_costs(engine: sa.Engine, period: str) -> list[ToolCost]:
+    """Per MCP server and tool: calls, own cost, the cost of their sub-call trees, by total."""
+    t = Event.__table__
+    with_tools = sa.select(t.c.trace_id).where(t.c.charge_period == period, _is_tool_call(t)).distinct()
+    out: dict[tuple[str, str], ToolCost] = {}
+    for roots in _traces(engine, _select(period).where(t.c.trace_id.in_(with_tools))):
+        for node in (n for r in roots for n in r.walk() if n.is_tool_call):
+            tc = out.setdefault((node.provider, node.tool), ToolCost(node.provider, node.tool))
+            tc.calls += 1
+            tc.errors += node.status != "ok"
+            tc.own_usd += node.cost_usd
+            tc.subcall_usd += node.subcall_usd
+            tc.subcalls += sum(1 for _ in node.walk()) - 1
+    # Tool calls outside any trace (no trace id recorded): own cost only.
+    q = sa.select(t.c.provider, t.c.tool, t.c.status, t.c.cost_pico).where(
+        t.c.charge_period == period, _is_tool_call(t), t.c.trace_id == ""
+    )
+    with engine.connect() as conn:
+        for r in conn.execute(q):
+            tc = out.setdefault((r.provider, r.tool), ToolCost(r.provider, r.tool))
+            tc.calls += 1
+            tc.errors += r.status != "ok"
+            tc.own_usd += from_pico(r.cost_pico)
+    return sorted(out.values(), key=lambda c: (-c.total_usd, c.server, c.tool))
+
+
+def top_tool_calls(engine: sa.Engine, period: str, top: int = 20, tool: str | None = None) -> list[CallNode]:
+    """The `top` tool calls of the month by total cost (own + sub-calls), each with its tree."""
+    t = Event.__table__
+    calls = sa.select(t.c.trace_id).where(t.c.charge_period == period, _is_tool_call(t))
+    if tool:
+        calls = calls.where(t.c.tool == tool)
+    best: list[CallNode] = []
+    for roots in _traces(engine, _select(period).where(t.c.trace_id.in_(calls.distinct()))):
+        best.extend(n for r in roots for n in r.walk() if n.is_tool_call and (not tool or n.tool == tool))
+        best = sorted(best, key=lambda n: (-n.total_usd, n.call_id))[:top]
+    return best
+
+
+def call_tree(engine: sa.Engine, call_id: str) -> CallNode | None:
+    """A call with everything made on its behalf (from its trace, any month)."""
+    t = Event.__table__
+    with engine.connect() as conn:
+        trace = conn.execute(sa.select(t.c.trace_id).where(t.c.call_id == call_id)).scalar()
+        if trace is None:
+            return None
+        rows = conn.execute(sa.select(*(t.c[c] for c in _COLUMNS)).where(t.c.trace_id == trace)).all()
+    for root in build_trees(rows):
+        for node in root.walk():
+            if node.call_id == call_id:
+                return node
+    return None
+
+
+def _depth(node: CallNode) -> int:
+    return 1 + max((_depth(c) for c in node.children), default=0)
+
+
+def run_of(trace_id: str, roots: list[CallNode]) -> Run:
+    nodes = [n for r in roots for n in r.walk()]
+    return Run(
+        trace_id=trace_id,
+        calls=len(nodes),
+        tool_calls=sum(n.is_tool_call for n in nodes),
+        llm_calls=sum(n.kind == "llm" for n in nodes),
+        depth=max((_depth(r) for r in roots), default=0),
+        fan_out=max([len(roots), *(len(n.children) for n in nodes)]),
+        cost_usd=sum((n.cost_usd for n in nodes), ZERO),
+        team=roots[0].team if roots else "",
+        teams=sorted({n.key_team for n in nodes}),
+        started=min(n.ts for n in nodes),
+        last=max(n.ts for n in nodes),
+        roots=roots,
+    )
+
+
+def top_runs(engine: sa.Engine, period: str, top: int = 20) -> list[Run]:
+    """The `top` agent runs (traces of more than one call) of the month by cost, with trees."""
+    t = Event.__table__
+    total = sa.func.sum(t.c.cost_pico)
+    best = (
+        sa.select(t.c.trace_id)
+        .where(t.c.charge_period == period, t.c.trace_id != "")
+        .group_by(t.c.trace_id)
+        .having(sa.func.count() > 1)
+        .order_by(total.desc(), t.c.trace_id)
+        .limit(top)
+    )
+    with engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(best)]
+    runs = [run_of(roots[0].trace_id, roots) for roots in _traces(engine, _select(period).where(t.c.trace_id.in_(ids)))]
+    return sorted(runs, key=lambda r: (-r.cost_usd, r.trace_id))
+
+
+def _table(title: str, header: str, rows: list[str], empty: str) -> str:
+    return "\n".join([title, "", header, *(rows or [empty])])
+
+
+def tools_table(period: str, rows: list[ToolCost]) -> str:
+    return _table(
+        f"Tool costs {period} (sub-calls: LLM and tool calls made while serving the tool's calls)",
+        f"{'SERVER':<16} {'TOOL':<24} {'CALLS':>7} {'ERRORS':>7} {'SUBCALLS':>9} {'OWN USD':>14} {'SUBCALLS USD':>14} {'TOTAL USD':>14}",
+        [
+            f"{r.server:<16} {r.tool:<24} {r.calls:>7,} {r.errors:>7,} {r.subcalls:>9,} "
+            f"{usd(r.own_usd):>14} {usd(r.subcall_usd):>14} {usd(r.total_usd):>14}"
+            for r in rows
+        ],
+        "(no tool calls this month)",
+    )
+
+
+def runs_table(period: str, runs: list[Run]) -> str:
+    return _table(
+        f"Top agent runs {period} by cost",
+        f"{'TRACE':<34} {'TEAM':<14} {'CALLS':>6} {'TOOLS':>6} {'LLM':>6} {'DEPTH':>6} {'FAN-OUT':>8} {'COST USD':>14}",
+        [
+            f"{r.trace_id:<34} {r.team:<14} {r.calls:>6,} {r.tool_calls:>6,} {r.llm_calls:>6,} "
+            f"{r.depth:>6} {r.fan_out:>8} {usd(r.cost_usd):>14}"
+            for r in runs
+        ],
+        "(no agent runs this month: calls share a run when they carry one traceparent)",
+    )
