@@ -158,6 +158,31 @@ def report_showback(
     typer.echo(json.dumps(sb.as_dict(), indent=2) if as_json else showback_table(sb))
 
 
+@report_app.command("tools")
+def report_tools(
+    month_: MonthOption, as_json: Annotated[bool, typer.Option("--json")] = False, config: ConfigOption = None
+) -> None:
+    """MCP tools: calls, own cost, the cost of their sub-calls (LLM and tool calls), total."""
+    from reports.agents import tool_costs, tools_table
+
+    rows = tool_costs(ledger(settings(config)), month(month_))
+    typer.echo(json.dumps([r.as_dict() for r in rows], indent=2) if as_json else tools_table(month_, rows))
+
+
+@report_app.command("runs")
+def report_runs(
+    month_: MonthOption,
+    top: Annotated[int, typer.Option("--top", min=1, help="how many runs")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON, with each run's call tree")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Agent runs (traces of several calls) by cost, with depth and fan-out."""
+    from reports.agents import runs_table, top_runs
+
+    runs = top_runs(ledger(settings(config)), month(month_), top)
+    typer.echo(json.dumps([r.as_dict() for r in runs], indent=2) if as_json else runs_table(month_, runs))
+
+
 @app.command()
 def dashboard(
     port: Annotated[int, typer.Option(help="port for the dashboard")] = 8501,
