@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
+import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from costing.chargeback import load_chargeback
+
+from .errors import ProxyError
 from .runtime import Runtime, check_admin
 
 router = APIRouter(prefix="/admin")
@@ -20,3 +25,18 @@ async def flush_ledger(request: Request) -> Response:
     assert rt.writer is not None
     written = await asyncio.to_thread(rt.writer.flush)
     return JSONResponse({"written": written})
+
+
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+@router.get("/reports/chargeback")
+async def chargeback_report(request: Request, month: str) -> Response:
+    """The month's chargeback as JSON: the same lines and totals as `meterline export chargeback`
+    (a closed month from its snapshot)."""
+    rt: Runtime = request.app.state.runtime
+    check_admin(rt, request)
+    if not _MONTH.match(month):
+        raise ProxyError(400, "invalid_request", f"month: expected YYYY-MM, got {month!r}", param="month")
+    cb = await asyncio.to_thread(load_chargeback, rt.engine, rt.settings, month)
+    return Response(orjson.dumps(cb.as_dict()), media_type="application/json")

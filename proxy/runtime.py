@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from costing.budgets import Budgets
 from costing.config import Settings
 from costing.errors import InvalidKey
 from costing.ingest import LedgerWriter
@@ -44,7 +45,7 @@ class Runtime:
         self.litellm: Any = None  # set when a `kind: litellm` provider is configured
         self.metrics = Metrics()
         self.telemetry: Any = None  # set when `telemetry.otlp_endpoint` is configured
-        self.budgets: Any = None
+        self.budgets: Budgets | None = None  # set when any budget is configured
         self.spool: Spool | None = None
         self.writer: LedgerWriter | None = None
         self.meter: Meter = None  # type: ignore[assignment]
@@ -73,6 +74,10 @@ class Runtime:
 
             self.telemetry = Telemetry.otlp(self.settings.telemetry)
             self.meter.on_record.append(self.telemetry.record)
+        self.budgets = Budgets.from_settings(self.engine, self.settings, self.prices)
+        if self.budgets is not None:
+            await asyncio.to_thread(self.budgets.start)
+            self.meter.on_record.append(self.budgets.settle)
         await asyncio.to_thread(self.keys.refresh)
         await self.upstreams.start()
         await self.mcp.start()
@@ -89,6 +94,8 @@ class Runtime:
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)  # exports the spans still buffered
         await self.mcp.close()
+        if self.budgets is not None:
+            await asyncio.to_thread(self.budgets.stop)
         if self.writer:
             await asyncio.to_thread(self.writer.stop)
         if self.spool:
