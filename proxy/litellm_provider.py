@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 from starlette.responses import Response
@@ -49,6 +51,8 @@ class LiteLLMProviders:
     def __init__(self, providers: Mapping[str, ProviderConfig]):
         self.configs = {name: p for name, p in providers.items() if p.kind == "litellm"}
         self.providers = frozenset(self.configs)
+        _build_response_models()
+
 
     async def forward(
         self,
@@ -110,19 +114,40 @@ class LiteLLMProviders:
         return RelayResponse(_relay(result, call, doc, strip_usage), 200, headers)
 
 
+def _build_response_models() -> None:
+    """Have pydantic build litellm's response models now, at start-up, where the UserWarnings
+    it raises about litellm's own types can be silenced without racing other requests."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        litellm.ModelResponse()
+        litellm.ModelResponseStream(choices=[{"delta": {"content": ""}}])
+
+
 def to_proxy_error(e: Exception, provider: str) -> ProxyError | None:
     """litellm's exceptions as the contract's errors: timeouts 504, no connection 502, and an
     upstream's own HTTP error keeps its status, with its message in OpenAI's error shape.
     None: not an upstream failure we know."""
-    if isinstance(e, litellm.Timeout):
+    causes = _chain(e)
+    if any(isinstance(c, litellm.Timeout | httpx.TimeoutException | TimeoutError) for c in causes):
         return ProxyError(504, "upstream_timeout", f"provider {provider!r} timed out")
-    if isinstance(e, litellm.APIConnectionError):
+    # litellm reports a refused connection as its InternalServerError (500): look at the cause.
+    if any(isinstance(c, litellm.APIConnectionError | httpx.TransportError | aiohttp.ClientConnectionError) for c in causes):
         return ProxyError(502, "upstream_unavailable", f"provider {provider!r} is unreachable: {_message(e)}")
     status = getattr(e, "status_code", None)
     if isinstance(status, int) and 400 <= status < 600:
         code = getattr(e, "code", None)
         return ProxyError(status, code if isinstance(code, str) and code else "upstream_error", _message(e))
     return None
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    """`e` and the exceptions it was raised from."""
+    out: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and cur not in out:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
 
 
 def _message(e: Exception) -> str:

@@ -1,0 +1,188 @@
+"""Anthropic through litellm (`kind: litellm`), against the simulator's Messages API; the client speaks OpenAI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from decimal import Decimal
+
+import openai
+import pytest
+
+from tests.conftest import PROVIDER_KEY, ROOT, free_port
+from tests.proxy.test_chat import client
+from tests.proxy.test_streams import established_to, wait_for_events
+
+PRICE = {"input": Decimal(3), "cached": Decimal("0.30"), "write": Decimal("3.75"), "output": Decimal(15)}
+
+
+@pytest.fixture
+def claude_proxy(make_proxy, upstream):
+    return make_proxy(
+        providers={
+            "claude": {"kind": "litellm", "base_url": upstream.url, "api_key_env": "SIM_API_KEY", "read_timeout": 1, "connect_timeout": 1}
+        },
+        models=[{"name": "claude-haiku", "provider": "claude", "upstream_model": "anthropic/claude-3-5-haiku-20241022"}],
+        prices=[
+            {
+                "model": "claude-haiku",
+                "input_per_mtok": str(PRICE["input"]),
+                "cached_input_per_mtok": str(PRICE["cached"]),
+                "cache_write_per_mtok": str(PRICE["write"]),
+                "output_per_mtok": str(PRICE["output"]),
+            }
+        ],
+    )
+
+
+def expected_cost(event):
+    fresh = event["input_tokens"] - event["cached_input_tokens"] - event["cache_write_tokens"]
+    return (
+        fresh * PRICE["input"]
+        + event["cached_input_tokens"] * PRICE["cached"]
+        + event["cache_write_tokens"] * PRICE["write"]
+        + event["output_tokens"] * PRICE["output"]
+    ) / 1_000_000
+
+
+MESSAGES = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "hello claude sim:cached=40,cache_write=25,chunks=5"},
+]
+
+
+def test_anthropic_non_stream_is_translated_and_metered_with_cache_tokens(claude_proxy, upstream):
+    upstream.requests.clear()
+    raw = client(claude_proxy, claude_proxy.key()).chat.completions.with_raw_response.create(model="claude-haiku", messages=MESSAGES)
+    completion = raw.parse()
+    (sent,) = [r for r in upstream.requests if r["path"] == "/v1/messages"]
+    assert sent["headers"]["x-api-key"] == PROVIDER_KEY
+    assert sent["json"]["model"] == "claude-3-5-haiku-20241022"
+    assert completion.object == "chat.completion"
+    assert completion.choices[0].message.content == "alpha beta gamma delta epsilon zeta eta theta alpha beta"
+    (event,) = claude_proxy.events()
+    assert (event["provider"], event["model"], event["status"], event["usage_source"]) == ("claude", "claude-haiku", "ok", "reported")
+    assert event["cached_input_tokens"] == 40 and event["cache_write_tokens"] == 25
+    # Anthropic's input_tokens leave out cache reads and writes; the ledger's input includes them.
+    assert event["input_tokens"] == completion.usage.prompt_tokens == (2 + 4) + (3 + 4) + 40 + 25
+    assert event["output_tokens"] == completion.usage.completion_tokens == 10
+    assert Decimal(event["cost_pico"]) / 10**12 == expected_cost(event) > 0
+    assert Decimal(raw.headers["x-meterline-cost-usd"]) == expected_cost(event)
+    assert raw.headers["x-meterline-call-id"] == event["call_id"]
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_anthropic_stream_is_openai_sse_and_metered_with_cache_tokens(claude_proxy, include_usage):
+    kwargs = {"stream_options": {"include_usage": True}} if include_usage else {}
+    chunks = list(
+        client(claude_proxy, claude_proxy.key("web")).chat.completions.create(
+            model="claude-haiku", messages=MESSAGES, stream=True, **kwargs
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    usage_chunks = [c for c in chunks if c.usage is not None]
+    (event,) = claude_proxy.events()
+    assert text == "alpha beta gamma delta epsilon zeta eta theta alpha beta"
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert (event["status"], event["usage_source"], event["team"]) == ("ok", "reported", "web")
+    assert (event["cached_input_tokens"], event["cache_write_tokens"], event["output_tokens"]) == (40, 25, 10)
+    assert Decimal(event["cost_pico"]) / 10**12 == expected_cost(event)
+    assert len(usage_chunks) == (1 if include_usage else 0)
+    if include_usage:
+        assert usage_chunks[0].usage.prompt_tokens == event["input_tokens"]
+
+
+def test_anthropic_http_error_keeps_its_status_in_openai_shape(claude_proxy):
+    with pytest.raises(openai.RateLimitError) as e:
+        client(claude_proxy, claude_proxy.key()).chat.completions.create(
+            model="claude-haiku", messages=[{"role": "user", "content": "sim:status=429"}]
+        )
+    assert e.value.status_code == 429
+    assert set(e.value.body) >= {"message", "type", "code"}
+    (event,) = claude_proxy.events()
+    assert (event["status"], event["http_status"], event["cost_pico"]) == ("upstream_error", 429, 0)
+
+
+def test_anthropic_hang_is_504_and_recorded(claude_proxy):
+    with pytest.raises(openai.APIStatusError) as e:
+        client(claude_proxy, claude_proxy.key()).chat.completions.create(
+            model="claude-haiku", messages=[{"role": "user", "content": "sim:hang=1"}]
+        )
+    assert (e.value.status_code, e.value.code) == (504, "upstream_timeout")
+    (event,) = claude_proxy.events()
+    assert (event["status"], event["http_status"]) == ("upstream_error", 504)
+
+
+def test_unreachable_anthropic_is_502(make_proxy):
+    down = make_proxy(
+        providers={"claude": {"kind": "litellm", "base_url": f"http://127.0.0.1:{free_port()}", "api_key_env": "SIM_API_KEY"}},
+        models=[{"name": "claude-haiku", "provider": "claude", "upstream_model": "anthropic/claude-3-5-haiku-20241022"}],
+    )
+    with pytest.raises(openai.APIStatusError) as e:
+        client(down, down.key()).chat.completions.create(model="claude-haiku", messages=[{"role": "user", "content": "x"}])
+    assert (e.value.status_code, e.value.code) == (502, "upstream_unavailable")
+
+
+def test_anthropic_stream_broken_mid_way_is_estimated(claude_proxy):
+    got = []
+    with pytest.raises(openai.APIError):
+        for c in client(claude_proxy, claude_proxy.key()).chat.completions.create(
+            model="claude-haiku", messages=[{"role": "user", "content": "go sim:chunks=10,break_after=3"}], stream=True
+        ):
+            got.extend(c.choices[0].delta.content or "" for _ in [0] if c.choices)
+    (event,) = claude_proxy.events()
+    assert (event["status"], event["usage_source"]) == ("upstream_error", "estimated")
+    assert event["output_tokens"] > 0 and event["cost_pico"] > 0
+
+
+def test_other_routes_to_a_litellm_provider_are_refused_clearly(claude_proxy):
+    with pytest.raises(openai.BadRequestError) as e:
+        client(claude_proxy, claude_proxy.key()).embeddings.create(model="claude-haiku", input="x")
+    assert "/v1/chat/completions" in e.value.message
+
+
+def test_litellm_is_not_imported_without_a_litellm_provider(tmp_path, upstream):
+    from tests.conftest import base_config
+
+    cfg = base_config(tmp_path, upstream.url)
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from costing import settings_from_dict
+        from proxy.app import create_app
+
+        async def main():
+            app = create_app(settings_from_dict({cfg!r}, environ={{}}))
+            async with app.router.lifespan_context(app):
+                assert app.state.runtime.litellm is None
+            print("litellm" in sys.modules)
+
+        asyncio.run(main())
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_anthropic_stream_the_client_abandons_is_estimated_and_let_go(claude_proxy, upstream):
+    port = int(upstream.url.rsplit(":", 1)[1])
+    stream = client(claude_proxy, claude_proxy.key()).chat.completions.create(
+        model="claude-haiku", messages=[{"role": "user", "content": "long sim:chunks=2000,delay_ms=50"}], stream=True
+    )
+    got = 0
+    for c in stream:
+        got += bool(c.choices and c.choices[0].delta.content)
+        if got == 3:
+            break
+    assert established_to(port) >= 1
+    stream.close()
+    (event,) = wait_for_events(claude_proxy)
+    assert (event["status"], event["usage_source"]) == ("client_closed", "estimated")
+    assert 0 < event["output_tokens"] < 4000 and event["cost_pico"] > 0
+    deadline = time.monotonic() + 10
+    while established_to(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert established_to(port) == 0, "litellm still reads an abandoned stream"
