@@ -120,7 +120,10 @@ def _export(kind: str, month_: str, fmt: str, out: Path | None, config: Path | N
     if fmt not in formats:
         fail(f"--format: {kind} exports as {', '.join(formats)}, not {fmt!r}")
     s = settings(config)
-    write_out(formats[fmt](ledger(s), s, month(month_)), out)
+    try:
+        write_out(formats[fmt](ledger(s), s, month(month_)), out)
+    except CostingError as e:  # e.g. no exchange rate for the month
+        fail(str(e))
 
 
 @export_app.command("events")
@@ -208,5 +211,6 @@ def dashboard(
 def main() -> None:
     try:
         app()
-    except CostingError as e:
-        fail(str(e))
+    except CostingError as e:  # outside the app, where typer.Exit is not handled
+        typer.echo(f"meterline: {e}", err=True)
+        raise SystemExit(1) from None
