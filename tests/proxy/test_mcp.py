@@ -3,6 +3,7 @@ server, and (for sub-calls) the simulated LLM upstream behind the proxy's /v1.""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -10,10 +11,13 @@ from typing import Any
 
 import httpx
 import httpx2
+import openai
 import pytest
 from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import ElicitResult
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import CreateMessageResult, ElicitResult, SamplingMessage, TextContent
 
 from meterline.sim.mcp_server import MCPSimServer
 from tests.conftest import MCP_AUTH, free_port
@@ -274,3 +278,56 @@ async def test_an_unknown_tool_is_whatever_the_server_says_here_a_tool_error(set
     assert r.json()["result"]["isError"] is True
     (row,) = tool_rows(proxy.events())
     assert (row["tool"], row["status"]) == ("nope", "tool_error")
+
+
+def sampling_server_app() -> Any:
+    """An MCP server whose `ask` tool asks the client's LLM (sampling/createMessage)."""
+    server = MCPServer("sampler", log_level="WARNING")
+
+    @server.tool()
+    async def ask(question: str, ctx: Context) -> str:
+        with warnings.catch_warnings():  # sampling is deprecated as of 2026-07-28, still in use
+            warnings.simplefilter("ignore")
+            result = await ctx.session.create_message(
+                [SamplingMessage(role="user", content=TextContent(type="text", text=question))],
+                max_tokens=20,
+                related_request_id=ctx.request_context.request_id,
+            )
+        return result.content.text
+
+    return server.streamable_http_app(
+        streamable_http_path="/mcp",
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+
+
+async def test_an_llm_call_the_client_makes_for_sampling_is_a_child_of_the_tool_call(make_proxy):
+    port = free_port()
+    proxy = make_proxy(mcp_servers=mcp_config(f"http://127.0.0.1:{port}/mcp"))
+    key = proxy.key("nlp")
+    sampled: list[Any] = []
+
+    async def sample(ctx: Any, params: Any) -> CreateMessageResult:
+        # The client answers through Meterline, carrying the trace context it was given.
+        sampled.append(params.meta)
+        llm = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=key, max_retries=0)
+        answer = await llm.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": params.messages[0].content.text}],
+            extra_headers={"traceparent": params.meta["traceparent"]},
+        )
+        await llm.close()
+        text = answer.choices[0].message.content
+        return CreateMessageResult(role="assistant", content=TextContent(type="text", text=text), model="gpt-4o-mini")
+
+    sim = MCPSimServer(port=port)
+    sim.app = sampling_server_app()
+    with sim:
+        async with connect("session", f"{proxy.url}/mcp/sim", key, sampling_callback=sample) as client:
+            result = await client.call_tool("ask", {"question": "why?"})
+    assert not result.is_error and result.content[0].text
+    events = proxy.events()
+    (tool,) = tool_rows(events)
+    (llm_row,) = [e for e in events if e["kind"] == "llm"]
+    assert sampled[0]["traceparent"] == f"00-{tool['trace_id']}-{tool['call_id']}-01"
+    assert llm_row["parent_call_id"] == tool["call_id"]
