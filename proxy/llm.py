@@ -81,6 +81,8 @@ async def forward(request: Request, path: str, kind: str) -> Response:
 
     call = rt.meter.start(key, request.headers, kind=kind, method=path, body_user=doc.get("user"))
     call.provider, call.model, call.request_bytes = route.provider, route.model, len(body)
+    if route.upstream_model != route.model:
+        call.upstream_model = route.upstream_model
     rt.admit(call)
 
     strip_usage = False

@@ -68,6 +68,7 @@ class Call:
     reserved: Decimal = ZERO
     done: bool = False
     response_model: str = ""  # what the upstream said it ran, for observers (telemetry)
+    upstream_model: str = ""  # what the provider was asked for, when it differs from `model`
 
     @property
     def traceparent(self) -> str:
@@ -174,11 +175,16 @@ class Meter:
             self._spans.popitem(last=False)
 
     def price(self, call: Call, usage: Usage) -> tuple[Decimal | None, str]:
-        p = self.prices.lookup(call.model, at=call.ts)
+        # The client's name (a `prices:` entry) first, then the provider's (the bundled map).
+        names = (call.model, call.upstream_model) if call.upstream_model else (call.model,)
+        p = self.prices.lookup(*names, at=call.ts)
         if p is None:
             if call.model not in self._warned:
                 self._warned.add(call.model)
-                log.warning("no price for model %r: its calls are recorded as unpriced", call.model)
+                log.warning(
+                    "no price for model %r: its calls are recorded as unpriced until it gets a `prices:` entry",
+                    " / ".join(dict.fromkeys(names)),
+                )
             return None, ""
         return cost_of(usage, p), p.version
 

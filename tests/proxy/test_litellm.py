@@ -186,3 +186,15 @@ def test_anthropic_stream_the_client_abandons_is_estimated_and_let_go(claude_pro
     while established_to(port) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert established_to(port) == 0, "litellm still reads an abandoned stream"
+
+
+def test_a_model_without_a_prices_entry_is_priced_by_its_upstream_name(make_proxy, upstream):
+    proxy = make_proxy(
+        providers={"claude": {"kind": "litellm", "base_url": upstream.url, "api_key_env": "SIM_API_KEY"}},
+        models=[{"name": "claude-fast", "provider": "claude", "upstream_model": "anthropic/claude-haiku-4-5"}],
+        prices=[],
+    )
+    client(proxy, proxy.key()).chat.completions.create(model="claude-fast", messages=[{"role": "user", "content": "x"}])
+    (event,) = proxy.events()
+    assert event["model"] == "claude-fast" and event["priced"] and event["cost_pico"] > 0
+    assert event["price_version"].endswith(":claude-haiku-4-5")  # litellm's bundled price map
