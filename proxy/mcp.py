@@ -46,6 +46,7 @@ from .usage import SSEEvents
 router = APIRouter()
 
 WWW_AUTHENTICATE = 'Bearer realm="meterline"'
+SMALL_BODY = 64 * 1024
 
 
 @router.api_route("/mcp/{server}", methods=["POST", "GET", "DELETE"])
@@ -177,19 +178,33 @@ async def _sse_frames(resp: httpx.Response, exchange: Exchange) -> AsyncGenerato
 
 
 async def _json_frames(resp: httpx.Response, exchange: Exchange, limit: int) -> AsyncGenerator[bytes, None]:
-    """Chunks pass through as they come, but for the last, held until the body is metered."""
-    held = b""
+    """Chunks pass through as they come, but for the last, held until the body is metered.
+
+    A body of up to `SMALL_BODY` bytes answering a tools/call is held whole: an
+    `input_required` result may carry sampling requests that need our trace context, and a
+    body that small is of no use to the client before its end anyway.
+    """
+    held: list[bytes] = []
+    size = 0
+    hold_all = any(c.method == "tools/call" for c in exchange.calls.values())
     body: bytearray | None = bytearray()
     async for chunk in resp.aiter_raw():
-        if held:
-            yield held
-        held = chunk
+        size += len(chunk)
+        if hold_all and size > SMALL_BODY:
+            hold_all = False
+        if not hold_all:
+            for h in held:
+                yield h
+            held.clear()
+        held.append(chunk)
         exchange.response_bytes += len(chunk)
         if body is not None:
             body += chunk
             if len(body) > limit:
                 body = None
-    exchange.on_body(bytes(body) if body is not None else None)
+    rewritten = exchange.on_body(bytes(body) if body is not None else None)
     exchange.close("upstream_error", f"HTTP {resp.status_code} without a JSON-RPC response")
-    if held:
-        yield held
+    if rewritten is not None and hold_all:
+        held = [rewritten]
+    for h in held:
+        yield h

@@ -215,15 +215,17 @@ class Exchange:
         return None
 
     def on_message(self, m: dict[str, Any]) -> bool:
-        """Meter one message coming back; True if it was rewritten (trace context added)."""
+        """Meter one message coming back; True if it was rewritten (trace context added).
+
+        Requests the server makes of the client on behalf of our call (sampling, elicitation:
+        sent mid-stream in the handshake era, as a result's `inputRequests` in 2026-07-28) get
+        our call's span as `_meta.traceparent` when they carry none, so an LLM call the client
+        makes for them with that traceparent becomes the call's child.
+        """
         if is_response(m):
             call = self.calls.pop(id_key(m), None)
-            if call is not None:
-                self._end(call, m)
-            return False
+            return call is not None and self._end(call, m)
         if is_request(m) and meta_traceparent(m) is None:
-            # Sampling/elicitation on behalf of our call: an LLM call the client makes for it
-            # with this traceparent becomes the call's child.
             span = self.span()
             return span is not None and set_meta_traceparent(m, span)
         return False
@@ -240,22 +242,34 @@ class Exchange:
             rewritten = self.on_message(m) or rewritten
         return replace_event_data(event, dumps(doc)) if rewritten else event
 
-    def on_body(self, body: bytes | None) -> None:
-        """A whole JSON body (None: too large to inspect, its calls count as answered)."""
+    def on_body(self, body: bytes | None) -> bytes | None:
+        """Meter a whole JSON body (None: too large to inspect, its calls count as answered);
+        returns the body rewritten, or None when it leaves as it came."""
         if body is None:
             self.close("ok", "response too large to inspect")
-            return
-        for m in messages(loads(body)):
-            self.on_message(m)
+            return None
+        doc = loads(body)
+        rewritten = False
+        for m in messages(doc):
+            rewritten = self.on_message(m) or rewritten
+        return dumps(doc) if rewritten else None
 
-    def _end(self, call: Call, m: dict[str, Any]) -> None:
+    def _end(self, call: Call, m: dict[str, Any]) -> bool:
+        """Record the call its response ends, or park it for its next round; True if the
+        response was rewritten."""
         status, error = outcome(m)
         key = id_key(m)
         size = self.response_bytes + self.carried.pop(key, 0)
-        if status == "input_required":
-            self.rounds.park(m["result"]["requestState"], Parked(call, size))
-            return
-        self._finish(call, status, error, size)
+        if status != "input_required":
+            self._finish(call, status, error, size)
+            return False
+        self.rounds.park(m["result"]["requestState"], Parked(call, size))
+        asks = m["result"].get("inputRequests")
+        rewritten = False
+        for ask in asks.values() if isinstance(asks, dict) else ():
+            if isinstance(ask, dict) and isinstance(ask.get("method"), str) and meta_traceparent(ask) is None:
+                rewritten = set_meta_traceparent(ask, call.traceparent) or rewritten
+        return rewritten
 
     def _finish(self, call: Call, status: str, error: str, size: int) -> None:
         cost = price(self.server, call.method, call.tool) if status in CHARGED else ZERO

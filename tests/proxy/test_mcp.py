@@ -3,11 +3,10 @@ server, and (for sub-calls) the simulated LLM upstream behind the proxy's /v1.""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import httpx2
@@ -15,7 +14,7 @@ import openai
 import pytest
 from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import MCPServer, Resolve, Sample
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CreateMessageResult, ElicitResult, SamplingMessage, TextContent
 
@@ -280,28 +279,28 @@ async def test_an_unknown_tool_is_whatever_the_server_says_here_a_tool_error(set
     assert (row["tool"], row["status"]) == ("nope", "tool_error")
 
 
+def sample_question(question: str) -> Sample:
+    return Sample([SamplingMessage(role="user", content=TextContent(type="text", text=question))], max_tokens=20)
+
+
+def ask(question: str, answer: Annotated[CreateMessageResult, Resolve(sample_question)]) -> str:
+    """Answer with the client's LLM."""
+    return answer.content.text
+
+
 def sampling_server_app() -> Any:
-    """An MCP server whose `ask` tool asks the client's LLM (sampling/createMessage)."""
+    """An MCP server whose `ask` tool samples the client's LLM: a sampling/createMessage
+    request mid-call in the handshake era, an `input_required` round in 2026-07-28."""
     server = MCPServer("sampler", log_level="WARNING")
-
-    @server.tool()
-    async def ask(question: str, ctx: Context) -> str:
-        with warnings.catch_warnings():  # sampling is deprecated as of 2026-07-28, still in use
-            warnings.simplefilter("ignore")
-            result = await ctx.session.create_message(
-                [SamplingMessage(role="user", content=TextContent(type="text", text=question))],
-                max_tokens=20,
-                related_request_id=ctx.request_context.request_id,
-            )
-        return result.content.text
-
+    server.tool()(ask)
     return server.streamable_http_app(
         streamable_http_path="/mcp",
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
 
 
-async def test_an_llm_call_the_client_makes_for_sampling_is_a_child_of_the_tool_call(make_proxy):
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_llm_call_the_client_makes_for_sampling_is_a_child_of_the_tool_call(make_proxy, kind):
     port = free_port()
     proxy = make_proxy(mcp_servers=mcp_config(f"http://127.0.0.1:{port}/mcp"))
     key = proxy.key("nlp")
@@ -323,7 +322,7 @@ async def test_an_llm_call_the_client_makes_for_sampling_is_a_child_of_the_tool_
     sim = MCPSimServer(port=port)
     sim.app = sampling_server_app()
     with sim:
-        async with connect("session", f"{proxy.url}/mcp/sim", key, sampling_callback=sample) as client:
+        async with connect(kind, f"{proxy.url}/mcp/sim", key, sampling_callback=sample) as client:
             result = await client.call_tool("ask", {"question": "why?"})
     assert not result.is_error and result.content[0].text
     events = proxy.events()
