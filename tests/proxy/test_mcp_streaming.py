@@ -57,10 +57,13 @@ async def scripted_server(eol: bytes = b"\n") -> AsyncIterator[tuple[str, dict[s
             return resp
         if name == "rounds":
             if "requestState" not in msg["params"]:
-                return web.json_response(result(msg["id"], resultType="input_required", requestState="state-1",
-                                                inputRequests={"k": {"method": "elicitation/create", "params": {}}}))  # fmt: skip
-            assert msg["params"]["requestState"] == "state-1"
-            return web.json_response(result(msg["id"], resultType="complete"))
+                answer = web.json_response(result(msg["id"], resultType="input_required", requestState="state-1",
+                                                  inputRequests={"k": {"method": "elicitation/create", "params": {}}}))  # fmt: skip
+            else:
+                assert msg["params"]["requestState"] == "state-1"
+                answer = web.json_response(result(msg["id"], resultType="complete"))
+            state["sent"].append(answer.body)
+            return answer
         return web.json_response({"jsonrpc": "2.0", "id": msg["id"], "error": {"code": -32601, "message": "no"}})
 
     app = web.Application()
@@ -128,7 +131,10 @@ async def test_rounds_joined_by_request_state_are_one_row_with_both_requests_byt
         (row,) = tool_rows(proxy.events())
         assert (row["status"], cost(row)) == ("ok", Decimal("0.001"))
         assert row["request_bytes"] == len(sent[0]) + len(sent[1])  # as the client sent them
-        assert row["response_bytes"] == len(first.content) + len(second.content)
+        assert row["response_bytes"] == sum(len(b) for b in state["sent"])  # as the server sent them
+        # The client is asked for input with our span, for the LLM calls it may make to answer.
+        asked = first.json()["result"]["inputRequests"]["k"]["params"]["_meta"]["traceparent"]
+        assert asked == f"00-{row['trace_id']}-{row['call_id']}-01"
         assert row["call_id"] == first.headers["x-meterline-call-id"] == second.headers["x-meterline-call-id"]
 
 
