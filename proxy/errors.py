@@ -15,6 +15,7 @@ class ProxyError(Exception):
         self.code = code
         self.type = type or ("invalid_request_error" if status < 500 else "api_error")
         self.param = param
+        self.headers: dict[str, str] = {}  # added to the error response
 
 
 def invalid_request(message: str, param: str | None = None) -> ProxyError:
@@ -31,4 +32,4 @@ def from_costing(e: CostingError) -> ProxyError:
 
 def error_response(e: ProxyError, headers: dict[str, str] | None = None) -> Response:
     body = {"error": {"message": str(e), "type": e.type, "code": e.code, "param": e.param}}
-    return Response(orjson.dumps(body), status_code=e.status, media_type="application/json", headers=headers)
+    return Response(orjson.dumps(body), status_code=e.status, media_type="application/json", headers=e.headers | (headers or {}))

@@ -95,12 +95,20 @@ async def forward(request: Request, path: str, kind: str) -> Response:
             strip_usage = True
     if route.upstream_model != model or strip_usage:
         body = orjson.dumps(doc)
-
-    if rt.litellm is not None and route.provider in rt.litellm.providers:
-        return await rt.litellm.forward(call, path, doc, route.upstream_model, stream, strip_usage=strip_usage)
-
     try:
-        resp = await rt.upstreams.send(route.provider, path, body, request.headers, call.traceparent)
+        if rt.litellm is not None and route.provider in rt.litellm.providers:
+            return await rt.litellm.forward(call, path, doc, route.upstream_model, stream, strip_usage=strip_usage)
+        return await _send(rt, request, call, path, body, doc, stream, strip_usage)
+    except ProxyError as e:
+        e.headers[CALL_ID] = call.call_id  # an error answer is a proxied response too
+        raise
+
+
+async def _send(
+    rt: Runtime, request: Request, call: Call, path: str, body: bytes, doc: dict[str, Any], stream: bool, strip_usage: bool
+) -> Response:
+    try:
+        resp = await rt.upstreams.send(call.provider, path, body, request.headers, call.traceparent)
     except ProxyError as e:
         call.finish(status="upstream_error", http_status=e.status, error=str(e))
         raise

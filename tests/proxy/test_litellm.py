@@ -123,6 +123,9 @@ def test_unreachable_anthropic_is_502(make_proxy):
     with pytest.raises(openai.APIStatusError) as e:
         client(down, down.key()).chat.completions.create(model="claude-haiku", messages=[{"role": "user", "content": "x"}])
     assert (e.value.status_code, e.value.code) == (502, "upstream_unavailable")
+    (event,) = down.events()
+    assert event["status"] == "upstream_error"
+    assert e.value.response.headers["x-meterline-call-id"] == event["call_id"]
 
 
 def test_anthropic_stream_broken_mid_way_is_estimated(claude_proxy):

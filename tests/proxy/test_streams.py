@@ -130,6 +130,7 @@ def test_stream_from_a_hanging_upstream_is_504_and_recorded(make_proxy, upstream
     assert e.value.status_code == 504 and e.value.code == "upstream_timeout"
     (event,) = proxy.events()
     assert (event["status"], event["http_status"], event["cost_pico"]) == ("upstream_error", 504, 0)
+    assert e.value.response.headers["x-meterline-call-id"] == event["call_id"]
 
 
 def test_unpriced_model_is_recorded_unpriced_with_a_warning_naming_it(proxy, caplog):
