@@ -201,3 +201,23 @@ def test_a_model_without_a_prices_entry_is_priced_by_its_upstream_name(make_prox
     (event,) = proxy.events()
     assert event["model"] == "claude-fast" and event["priced"] and event["cost_pico"] > 0
     assert event["price_version"].endswith(":claude-haiku-4-5")  # litellm's bundled price map
+
+
+def test_loading_the_litellm_provider_is_quiet_and_offline():
+    script = textwrap.dedent(
+        """
+        import socket
+        attempts = []
+        def refuse(*args, **kwargs):
+            attempts.append(args[:2])
+            raise OSError("no network here")
+        socket.socket.connect = refuse
+        socket.getaddrinfo = refuse
+        from costing.config import ProviderConfig
+        from proxy.litellm_provider import LiteLLMProviders
+        LiteLLMProviders({"claude": ProviderConfig(kind="litellm")})
+        print("network attempts:", len(attempts))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "network attempts: 0\n", "")
