@@ -1,0 +1,107 @@
+"""Budget bookkeeping without a proxy: what counts as spent, when, and only once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+import sqlalchemy as sa
+
+from costing import BudgetExceeded, PriceBook, create_engine, create_schema, settings_from_dict
+from costing.budgets import Budgets
+from tests.seed import event, seed
+
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+@dataclass
+class FakeCall:
+    call_id: str
+    kind: str = "llm"
+    provider: str = "sim"
+    model: str = "gpt-4o-mini"
+    tool: str = ""
+    request_bytes: int = 400
+    ts: datetime = NOW
+    reserved: Decimal = Decimal(0)
+    payer: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(department="research", team="nlp"))
+    key: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(id="key_1"))
+    finished: list = field(default_factory=list)
+
+    def finish(self, **kw):
+        self.finished.append(kw)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    create_schema(engine)
+    settings = settings_from_dict(
+        {
+            "departments": [{"id": "research", "teams": [{"id": "nlp", "budget_usd_monthly": "1"}]}],
+            "prices": [{"model": "gpt-4o-mini", "input_per_mtok": "0.15", "output_per_mtok": "0.60"}],
+            "budgets": {"soft_threshold_percent": 50},
+        },
+        environ={},
+    )
+    clock = {"now": NOW}
+    budgets = Budgets(engine, settings, PriceBook(settings.prices, bundled={}), now=lambda: clock["now"])
+    yield engine, budgets, clock
+    engine.dispose()
+
+
+def _recorded(call_id, cost, ts=NOW):
+    return event(cost, ts, call_id=call_id)
+
+
+def test_spend_is_the_ledger_plus_recorded_calls_plus_reservations_each_counted_once(setup):
+    engine, budgets, _ = setup
+    seed(engine, [event("0.25", NOW, call_id="old1")])
+    budgets.refresh()
+    assert budgets.spent(("team", "nlp")) == Decimal("0.25")
+
+    call = FakeCall("c1")
+    budgets.admit(call)
+    # 400 bytes / 4 = 100 input tokens, and 1000 output tokens before any call was seen.
+    assert call.reserved == 100 * Decimal("0.15") / 10**6 + 1000 * Decimal("0.60") / 10**6
+    assert budgets.spent(("team", "nlp")) == Decimal("0.25") + call.reserved
+
+    row = _recorded("c1", "0.1")
+    budgets.settle(row, call)
+    assert budgets.spent(("team", "nlp")) == Decimal("0.35")
+    budgets.refresh()  # not in the ledger yet: still counted from memory
+    assert budgets.spent(("team", "nlp")) == Decimal("0.35")
+    seed(engine, [row])
+    budgets.refresh()  # now from the ledger, and not twice
+    assert budgets.spent(("team", "nlp")) == Decimal("0.35")
+
+
+def test_estimates_learn_the_models_output_size(setup):
+    _, budgets, _ = setup
+    for i in range(3):
+        budgets.settle(_recorded(f"s{i}", "0.000001") | {"output_tokens": 20 + i}, None)
+    assert budgets.estimate(FakeCall("e", request_bytes=40)) == 10 * Decimal("0.15") / 10**6 + 22 * Decimal("0.60") / 10**6
+
+
+def test_a_refusal_is_recorded_and_noted_once_and_a_new_month_starts_from_zero(setup):
+    engine, budgets, clock = setup
+    seed(engine, [event("1.5", NOW)])
+    budgets.refresh()
+    for i in range(2):
+        call = FakeCall(f"r{i}")
+        with pytest.raises(BudgetExceeded):
+            budgets.admit(call)
+        assert call.finished[0]["status"] == "rejected" and call.finished[0]["http_status"] == 429
+    budgets.stop()  # sends what is queued
+    with engine.connect() as conn:
+        notes = sorted(conn.execute(sa.text("SELECT kind, subject, period FROM notes")).all())
+    assert notes == [("budget_hard", "team:nlp", "2026-11"), ("budget_soft", "team:nlp", "2026-11")]
+
+    clock["now"] = datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC)
+    budgets.refresh()
+    call = FakeCall("dec", ts=clock["now"])
+    budgets.admit(call)
+    assert call.finished == [] and call.reserved > 0
