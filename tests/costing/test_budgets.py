@@ -35,9 +35,10 @@ class FakeCall:
         self.finished.append(kw)
 
 
-@pytest.fixture
-def setup(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def setup(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = create_engine(url)
     create_schema(engine)
     settings = settings_from_dict(
         {

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from costing import settings_from_dict
+from costing import close_period, create_engine, create_schema, load_chargeback, settings_from_dict
 from costing.chargeback import SHARED, compute, split
+from costing.ingest import charge_period, closed_periods
+from tests.seed import event, seed
 
 DEPTS = ["research", "product", "ops"]
 CONFIG_DEPTS = [
@@ -176,3 +180,20 @@ def _row(dept, pico):
         "adjustment": False, "tags": "", "requests": 1, "input_tokens": 1, "cached_input_tokens": 0,
         "output_tokens": 1, "reasoning_tokens": 0, "tool_calls": 0, "cost_pico": pico,
     }  # fmt: skip
+
+
+def test_closed_month_snapshot_and_late_events_on_postgresql(postgres_url):
+    engine = create_engine(postgres_url)
+    create_schema(engine)
+    s = settings_from_dict({"departments": CONFIG_DEPTS, "chargeback": {"shared_costs": [{"name": "p", "monthly_usd": "9"}]}}, environ={})
+    ts = datetime(2026, 9, 9, tzinfo=UTC)
+    seed(engine, [event("1.1", ts), event("2.2", ts, department="product", team="web", tags="env=prod")])
+    frozen = close_period(engine, s, "2026-09")
+    late = event("0.5", ts)
+    late["charge_period"], late["adjustment"] = charge_period(ts, closed_periods(engine))
+    seed(engine, [late])
+    again = load_chargeback(engine, s, "2026-09")
+    assert again.as_dict() == frozen.as_dict() and again.total == Decimal("12.30")
+    october = load_chargeback(engine, s, "2026-10")
+    assert [(ln.adjustment, ln.cost_usd) for ln in october.lines if ln.kind != SHARED] == [(True, Decimal("0.500000"))]
+    engine.dispose()
