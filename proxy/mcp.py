@@ -57,6 +57,7 @@ async def mcp_endpoint(server: str, request: Request) -> Response:
     except InvalidKey as e:
         # MCP clients look for a challenge on 401 (the spec's authorization flow).
         return error_response(from_costing(e), headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+    rt.mcp_resumed.expire()
     target = rt.mcp.targets.get(server)
     if target is None:
         raise ProxyError(404, "mcp_server_not_found", f"MCP server {server!r} is not configured (see `mcp_servers:`)")
@@ -69,7 +70,7 @@ async def _post(rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget) 
     body = await read_json_body(request, rt.max_body_bytes)
     doc = loads(body)
     msgs = messages(doc)
-    exchange = Exchange(target.config, rt.mcp_rounds)
+    exchange = _exchange(rt, request, target)
     first: Call | None = None
     rewritten = False
     try:
@@ -98,7 +99,7 @@ async def _post(rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget) 
     headers = response_headers(resp) | {CALL_ID: first.call_id if first else span.split("-")[2]}
     if not exchange.open:
         relay = _relay_bytes(resp)
-    elif resp.headers.get("content-type", "").lower().startswith("text/event-stream"):
+    elif _is_sse(resp):
         relay = _relay(resp, exchange, _sse_frames(resp, exchange))
     else:
         relay = _relay(resp, exchange, _json_frames(resp, exchange, rt.max_body_bytes))
@@ -130,13 +131,26 @@ def _span(request: Request) -> str:
 
 
 async def _pass_through(rt: Runtime, request: Request, target: MCPTarget) -> Response:
-    """GET (a server-initiated SSE stream) and DELETE (end of session): forwarded, not metered."""
+    """GET (a server-initiated or resumed SSE stream) and DELETE (end of session): forwarded,
+    not metered themselves."""
     span = _span(request)
     resp = await rt.mcp.open(
         target, request.method, request.headers, query=request.url.query, traceparent=span, stream=request.method == "GET"
     )
     headers = response_headers(resp) | {CALL_ID: span.split("-")[2]}
+    exchange = _exchange(rt, request, target)
+    if exchange.session and rt.mcp_resumed.has(exchange.session) and _is_sse(resp):
+        # A resumed stream may carry the responses of calls whose POST stream ended early.
+        return RelayResponse(_relay(resp, exchange, _sse_frames(resp, exchange)), resp.status_code, headers)
     return RelayResponse(_relay_bytes(resp), resp.status_code, headers)
+
+
+def _exchange(rt: Runtime, request: Request, target: MCPTarget) -> Exchange:
+    return Exchange(target.config, rt.mcp_rounds, rt.mcp_resumed, session=request.headers.get("mcp-session-id", ""))
+
+
+def _is_sse(resp: httpx.Response) -> bool:
+    return resp.headers.get("content-type", "").lower().startswith("text/event-stream")
 
 
 async def _relay_bytes(resp: httpx.Response) -> AsyncGenerator[bytes, None]:
@@ -172,7 +186,7 @@ async def _sse_frames(resp: httpx.Response, exchange: Exchange) -> AsyncGenerato
         for event in sse.feed(chunk):
             yield exchange.on_sse_event(event)
     rest = sse.rest()
-    exchange.close("upstream_error", "stream ended without a response")
+    exchange.ended()
     if rest:
         yield rest
 

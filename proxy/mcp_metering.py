@@ -128,6 +128,7 @@ def price(server: MCPServerConfig, method: str, tool: str) -> Decimal:
 
 
 _LINE = re.compile(rb"\r\n|\r|\n")
+_EVENT_ID = re.compile(rb"(?:^|[\r\n])id:")
 
 
 def replace_event_data(event: bytes, data: bytes) -> bytes:
@@ -188,16 +189,70 @@ class Rounds:
         return parked
 
 
+@dataclass(slots=True)
+class Waiting:
+    call: Call
+    response_bytes: int
+    deadline: float
+
+
+class Resumed:
+    """Handshake-era calls whose POST stream ended before their response, waiting for it on a
+    resumed stream (GET with `Last-Event-ID`: 2025-11-25 servers may close a call's stream and
+    have the client poll), by session id and JSON-RPC id.
+
+    A call with no answer by its deadline (the server's `read_timeout` after the last sign of
+    life) is recorded as `upstream_error` at the next MCP request.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, dict[str, Waiting]] = {}
+
+    def wait(self, session: str, key: str, call: Call, response_bytes: int, timeout: float) -> None:
+        self.expire()
+        self._waiting.setdefault(session, {})[key] = Waiting(call, response_bytes, time.monotonic() + timeout)
+
+    def has(self, session: str) -> bool:
+        return session in self._waiting
+
+    def take(self, session: str, key: str) -> Waiting | None:
+        calls = self._waiting.get(session, {})
+        waiting = calls.pop(key, None)
+        if not calls:
+            self._waiting.pop(session, None)
+        return waiting
+
+    def touch(self, session: str, timeout: float) -> None:
+        """The server is still at work on this session's calls (it resumed a stream)."""
+        for w in self._waiting.get(session, {}).values():
+            w.deadline = max(w.deadline, time.monotonic() + timeout)
+
+    def expire(self) -> None:
+        now = time.monotonic()
+        for session, calls in list(self._waiting.items()):
+            for key, w in list(calls.items()):
+                if w.deadline < now:
+                    del calls[key]
+                    w.call.finish(status="upstream_error", http_status=504, response_bytes=w.response_bytes,
+                                  cost=ZERO, error="no response on a resumed stream")  # fmt: skip
+            if not calls:
+                del self._waiting[session]
+
+
 @dataclass
 class Exchange:
-    """The metered calls of one POST, ended as their responses pass through."""
+    """The metered calls of one POST (or of a resumed GET stream), ended as their responses
+    pass through."""
 
     server: MCPServerConfig
     rounds: Rounds
+    resumed: Resumed | None = None
+    session: str = ""  # Mcp-Session-Id of the handshake era
     http_status: int = 200
     calls: dict[str, Call] = field(default_factory=dict)  # open, by JSON-RPC id
     carried: dict[str, int] = field(default_factory=dict)  # response bytes of earlier rounds
     response_bytes: int = 0
+    resumable: bool = False  # the stream's events have ids: the client may resume it
 
     def add(self, m: dict[str, Any], call: Call, carried_bytes: int = 0) -> None:
         self.calls[id_key(m)] = call
@@ -223,7 +278,12 @@ class Exchange:
         makes for them with that traceparent becomes the call's child.
         """
         if is_response(m):
-            call = self.calls.pop(id_key(m), None)
+            key = id_key(m)
+            call = self.calls.pop(key, None)
+            if call is None and self.resumed is not None and self.session:
+                waiting = self.resumed.take(self.session, key)
+                if waiting is not None:
+                    call, self.carried[key] = waiting.call, waiting.response_bytes
             return call is not None and self._end(call, m)
         if is_request(m) and meta_traceparent(m) is None:
             span = self.span()
@@ -233,8 +293,9 @@ class Exchange:
     def on_sse_event(self, event: bytes) -> bytes:
         """The event as it should leave: calls it ends are recorded first."""
         self.response_bytes += len(event)
+        self.resumable = self.resumable or _EVENT_ID.search(event) is not None
         data = event_data(event)
-        if not self.calls or not data:
+        if not data or not (self.calls or (self.resumed is not None and self.resumed.has(self.session))):
             return event
         doc = loads(data)
         rewritten = False
@@ -274,6 +335,18 @@ class Exchange:
     def _finish(self, call: Call, status: str, error: str, size: int) -> None:
         cost = price(self.server, call.method, call.tool) if status in CHARGED else ZERO
         call.finish(status=status, http_status=self.http_status, response_bytes=size, cost=cost, error=error)
+
+    def ended(self) -> None:
+        """The stream ended cleanly: calls still open wait for a resumed stream if the client
+        can resume this one, else they broke off."""
+        timeout = self.server.read_timeout
+        if not (self.resumable and self.session and self.resumed is not None):
+            self.close("upstream_error", "stream ended without a response")
+            return
+        self.resumed.touch(self.session, timeout)
+        for key, call in list(self.calls.items()):
+            del self.calls[key]
+            self.resumed.wait(self.session, key, call, self.response_bytes + self.carried.pop(key, 0), timeout)
 
     def close(self, status: str, error: str = "", http_status: int | None = None) -> None:
         """End every call still open (no response came) with `status`."""

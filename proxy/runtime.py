@@ -20,7 +20,7 @@ from costing.prices import PriceBook
 from costing.spool import Spool
 
 from .errors import ProxyError, from_costing
-from .mcp_metering import Rounds
+from .mcp_metering import Resumed, Rounds
 from .mcp_upstream import MCPUpstreams
 from .meter import Call, Meter
 from .metrics import Metrics
@@ -42,6 +42,7 @@ class Runtime:
         self.upstreams = Upstreams(settings.providers)
         self.mcp = MCPUpstreams(settings.mcp_servers)
         self.mcp_rounds = Rounds()
+        self.mcp_resumed = Resumed()
         self.litellm: Any = None  # set when a `kind: litellm` provider is configured
         self.metrics = Metrics()
         self.telemetry: Any = None  # set when `telemetry.otlp_endpoint` is configured
