@@ -136,6 +136,9 @@ class Budgets:
         self.period = period_of(now())
         self._ledger: dict[Scope, Decimal] = {}
         self._recorded: dict[str, tuple[str, tuple[Scope, ...], Decimal]] = {}
+        # Running sums of `_recorded` per (month, scope): admit and settle read these on every
+        # call, and summing `_recorded` there instead cost O(calls since the last refresh) each.
+        self._recorded_sum: dict[tuple[str, Scope], Decimal] = {}
         self._reserved: dict[Scope, Decimal] = {}
         self._reservations: dict[str, tuple[tuple[Scope, ...], Decimal, float]] = {}
         self._outputs: dict[str, deque[int]] = {}
@@ -173,16 +176,19 @@ class Budgets:
             return self._spent(scope, with_reserved=True)
 
     def _spent(self, scope: Scope, *, with_reserved: bool) -> Decimal:
-        recorded = sum((c for p, ss, c in self._recorded.values() if p == self.period and scope in ss), ZERO)
+        recorded = self._recorded_sum.get((self.period, scope), ZERO)
         reserved = self._reserved.get(scope, ZERO) if with_reserved else ZERO
         return self._ledger.get(scope, ZERO) + recorded + reserved
 
     def admit(self, call: Admissible) -> None:
-        """Reserve the call's estimate, or record it as rejected and raise BudgetExceeded."""
+        """Reserve the call's estimate, or record it as rejected and raise BudgetExceeded.
+
+        A caller that knows the price beforehand (an MCP tool's price per call) sets
+        `call.reserved` to it; the larger of it and our own estimate is reserved."""
         scopes = self.scopes(call.payer.department, call.payer.team, call.key.id)
         if not scopes:
             return
-        estimate = self.estimate(call)
+        estimate = max(call.reserved or ZERO, self.estimate(call))
         with self._lock:
             over = next((s for s in scopes if self._spent(s, with_reserved=True) >= self.limits[s]), None)
             if over is None:
@@ -210,11 +216,26 @@ class Budgets:
                 self._learn(event, cost)
             if not (cost and scopes):
                 return
-            self._recorded[event["call_id"]] = (period_of(event["ts"]), scopes, cost)
+            self._forget(event["call_id"])
+            period = period_of(event["ts"])
+            self._recorded[event["call_id"]] = (period, scopes, cost)
+            for s in scopes:
+                self._recorded_sum[(period, s)] = self._recorded_sum.get((period, s), ZERO) + cost
             crossed = [(s, self._spent(s, with_reserved=False)) for s in scopes]
         for s, spent in crossed:
             if spent * 100 >= self.limits[s] * self.cfg.soft_threshold_percent:
                 self._alert("budget_soft", s, spent)
+
+    def _forget(self, call_id: str) -> None:
+        held = self._recorded.pop(call_id, None)
+        if held is not None:
+            period, scopes, cost = held
+            for s in scopes:
+                left = self._recorded_sum[(period, s)] - cost
+                if left:
+                    self._recorded_sum[(period, s)] = left
+                else:
+                    del self._recorded_sum[(period, s)]
 
     def estimate(self, call: Admissible) -> Decimal:
         """A conservative guess of the call's cost, made before it is sent."""
@@ -268,10 +289,10 @@ class Budgets:
             self.period = period
             self._ledger = spend
             for cid in landed:
-                self._recorded.pop(cid, None)
+                self._forget(cid)
             for cid, (p, _, _) in list(self._recorded.items()):
                 if p != period:
-                    del self._recorded[cid]
+                    self._forget(cid)
             for cid, (scopes, amount, t0) in list(self._reservations.items()):
                 if t0 < cutoff:
                     del self._reservations[cid]
