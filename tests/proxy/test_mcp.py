@@ -3,6 +3,8 @@ server, and (for sub-calls) the simulated LLM upstream behind the proxy's /v1.""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -330,3 +332,28 @@ async def test_an_llm_call_the_client_makes_for_sampling_is_a_child_of_the_tool_
     (llm_row,) = [e for e in events if e["kind"] == "llm"]
     assert sampled[0]["traceparent"] == f"00-{tool['trace_id']}-{tool['call_id']}-01"
     assert llm_row["parent_call_id"] == tool["call_id"]
+
+
+@pytest.mark.parametrize(("subcalls", "charged"), [("root_caller", "nlp"), ("key_owner", "web")])
+async def test_chargeback_counts_tool_calls_and_the_export_keeps_both_teams(setup, subcalls, charged):
+    from reports import EXPORTS, chargeback
+
+    proxy, _, key = setup(subcalls=subcalls)
+    async with connect("modern", f"{proxy.url}/mcp/sim", key) as client:
+        await client.call_tool("summarize", {"text": "t", "calls": 2})
+        await client.list_tools()
+    events = proxy.events()
+    period = events[0]["charge_period"]
+    lines = chargeback(proxy.engine, proxy.settings, period).lines
+    (tool_line,) = [ln for ln in lines if ln.kind == "mcp" and ln.tool == "summarize"]
+    assert (tool_line.team, tool_line.provider, tool_line.requests, tool_line.tool_calls) == ("nlp", "sim", 1, 1)
+    assert all(ln.tool_calls == 0 for ln in lines if ln.kind == "mcp" and ln.tool == "")
+    (llm_line,) = [ln for ln in lines if ln.kind == "llm"]
+    assert (llm_line.team, llm_line.requests) == (charged, 2)
+    text = "".join(EXPORTS["events"]["csv"](proxy.engine, proxy.settings, period))
+    rows = list(csv.DictReader(io.StringIO(text)))
+    sub = [r for r in rows if r["kind"] == "llm"]
+    assert {(r["team"], r["key_team"]) for r in sub} == {(charged, "web")}
+    (tool_row,) = [r for r in rows if r["tool"] == "summarize"]
+    assert {r["parent_call_id"] for r in sub} == {tool_row["call_id"]}
+    assert sum(Decimal(r["cost_usd"]) for r in rows) == sum(cost(e) for e in events)
