@@ -46,6 +46,9 @@ async def scripted_server(eol: bytes = b"\n") -> AsyncIterator[tuple[str, dict[s
                 await resp.write(piece)
             await resp.write_eof()
             return resp
+        if name == "hang":
+            await state["gate"].wait()
+            return web.json_response(result(msg["id"]))
         if name == "pieces":
             body = json.dumps(result(msg["id"], isError=True)).encode()
             resp = web.StreamResponse(headers={"content-type": "application/json"})
@@ -160,3 +163,32 @@ async def test_an_mcp_call_over_budget_is_refused_with_429_and_recorded_as_rejec
         assert len(state["requests"]) == 1
         rows = tool_rows(proxy.events())
         assert [r["status"] for r in rows] == ["tool_error", "rejected"] and cost(rows[1]) == 0
+
+
+async def test_a_client_that_leaves_mid_call_is_recorded_as_client_closed(make_proxy):
+    async with scripted_server() as (url, state):
+        proxy = make_proxy(mcp_servers=mcp_config(url))
+        async with httpx.AsyncClient(timeout=30) as http:
+            async with http.stream("POST", f"{proxy.url}/mcp/sim", json=call(1, "slow"),
+                                   headers={"Authorization": f"Bearer {proxy.key()}"}) as r:  # fmt: skip
+                async for _ in r.aiter_raw():
+                    break  # the first event is here; leave before the result
+        rows: list[dict[str, Any]] = []
+        for _ in range(200):
+            rows = tool_rows(proxy.events())
+            if rows:
+                break
+            await asyncio.sleep(0.05)
+        state["gate"].set()
+        (row,) = rows
+        assert (row["tool"], row["status"], cost(row)) == ("slow", "client_closed", Decimal("0.001"))
+
+
+async def test_a_server_slower_than_read_timeout_is_504_and_recorded(make_proxy):
+    async with scripted_server() as (url, state):
+        proxy = make_proxy(mcp_servers=mcp_config(url, read_timeout=0.3))
+        r = await post(f"{proxy.url}/mcp/sim", json=call(1, "hang"), headers={"Authorization": f"Bearer {proxy.key()}"})
+        state["gate"].set()
+        assert r.status_code == 504 and r.json()["error"]["code"] == "upstream_timeout"
+        (row,) = tool_rows(proxy.events())
+        assert (row["status"], row["http_status"], cost(row)) == ("upstream_error", 504, 0)
