@@ -11,6 +11,7 @@ to import and sets module-wide state.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import warnings
@@ -51,7 +52,7 @@ class LiteLLMProviders:
     def __init__(self, providers: Mapping[str, ProviderConfig]):
         self.configs = {name: p for name, p in providers.items() if p.kind == "litellm"}
         self.providers = frozenset(self.configs)
-        _build_response_models()
+        _warm_up()
 
 
     async def forward(
@@ -68,27 +69,31 @@ class LiteLLMProviders:
 
         strip_usage: the client did not ask for the usage chunk (we did), so it is not sent on.
         """
-        if path != "/chat/completions":
+        if path not in ("/chat/completions", "/embeddings"):
             call.finish(status="rejected", http_status=400, error=f"{path} is not served through litellm")
             raise ProxyError(
                 400,
                 "invalid_request",
-                f"provider {call.provider!r} (kind: litellm) serves only /v1/chat/completions, not /v1{path}",
+                f"provider {call.provider!r} (kind: litellm) serves /v1/chat/completions and /v1/embeddings, not /v1{path}",
             )
         provider = self.configs[call.provider]
         params = {k: v for k, v in doc.items() if k not in _OWN_FIELDS}
         if stream:
             params["stream_options"] = {"include_usage": True}
+        common = {
+            "model": upstream_model,
+            "api_base": provider.base_url,
+            "api_key": provider.api_key.get_secret_value() if provider.api_key else None,
+            "timeout": httpx.Timeout(provider.read_timeout, connect=provider.connect_timeout),
+            "extra_headers": {"traceparent": call.traceparent},
+        }
         try:
-            result = await litellm.acompletion(
-                model=upstream_model,
-                stream=stream,
-                api_base=provider.base_url,
-                api_key=provider.api_key.get_secret_value() if provider.api_key else None,
-                timeout=httpx.Timeout(provider.read_timeout, connect=provider.connect_timeout),
-                extra_headers={"traceparent": call.traceparent},
-                **params,
-            )
+            if path == "/embeddings":
+                # Vectors come back as floats: the openai SDK accepts them even when it asked for base64.
+                params.pop("encoding_format", None)
+                result = await litellm.aembedding(**common, **params)
+            else:
+                result = await litellm.acompletion(**common, stream=stream, **params)
         except Exception as e:  # noqa: BLE001 - every litellm failure is recorded, known ones mapped
             err = to_proxy_error(e, call.provider)
             call.finish(status="upstream_error", http_status=err.status if err else 500, error=str(e))
@@ -114,13 +119,15 @@ class LiteLLMProviders:
         return RelayResponse(_relay(result, call, doc, strip_usage), 200, headers)
 
 
-def _build_response_models() -> None:
-    """Have pydantic build litellm's response models now, at start-up, where the UserWarnings
-    it raises about litellm's own types can be silenced without racing other requests."""
+def _warm_up() -> None:
+    """Do litellm's lazy work now, at start-up: pydantic warns (UserWarning) about litellm's own
+    types when it builds their schemas, and here that can be silenced without racing requests."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        importlib.import_module("litellm.llms.github_copilot.per_user_auth")  # imported by every async call
         litellm.ModelResponse()
         litellm.ModelResponseStream(choices=[{"delta": {"content": ""}}])
+        litellm.EmbeddingResponse()
 
 
 def to_proxy_error(e: Exception, provider: str) -> ProxyError | None:

@@ -142,8 +142,24 @@ def test_anthropic_stream_broken_mid_way_is_estimated(claude_proxy):
 
 def test_other_routes_to_a_litellm_provider_are_refused_clearly(claude_proxy):
     with pytest.raises(openai.BadRequestError) as e:
-        client(claude_proxy, claude_proxy.key()).embeddings.create(model="claude-haiku", input="x")
-    assert "/v1/chat/completions" in e.value.message
+        client(claude_proxy, claude_proxy.key()).completions.create(model="claude-haiku", prompt="x")
+    assert "/v1/chat/completions" in e.value.message and "/v1/completions" in e.value.message
+    (event,) = claude_proxy.events()
+    assert (event["status"], event["http_status"]) == ("rejected", 400)
+
+
+def test_embeddings_through_litellm_are_metered_as_kind_embedding(make_proxy, upstream):
+    proxy = make_proxy(
+        providers={"lite": {"kind": "litellm", "base_url": upstream.url + "/v1", "api_key_env": "SIM_API_KEY"}},
+        models=[{"name": "lite-embed", "provider": "lite", "upstream_model": "openai/text-embedding-3-small"}],
+        prices=[{"model": "lite-embed", "input_per_mtok": "0.02"}],
+    )
+    result = client(proxy, proxy.key()).embeddings.create(model="lite-embed", input=["one two three", "four"])
+    assert [len(d.embedding) for d in result.data] == [8, 8]
+    (event,) = proxy.events()
+    assert (event["kind"], event["status"], event["usage_source"]) == ("embedding", "ok", "reported")
+    assert event["input_tokens"] == result.usage.prompt_tokens == 4
+    assert Decimal(event["cost_pico"]) / 10**12 == 4 * Decimal("0.02") / 1_000_000
 
 
 def test_litellm_is_not_imported_without_a_litellm_provider(tmp_path, upstream):
