@@ -186,6 +186,21 @@ def report_runs(
     typer.echo(json.dumps([r.as_dict() for r in runs], indent=2) if as_json else runs_table(month_, runs))
 
 
+@report_app.command("call")
+def report_call(
+    call_id: Annotated[str, typer.Argument(help="a call id (X-Meterline-Call-Id, or from an export)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """One call with everything made on its behalf, and what each part cost."""
+    from reports.agents import call_tree, tree_text
+
+    node = call_tree(ledger(settings(config)), call_id)
+    if node is None:
+        fail(f"no call {call_id!r} in the ledger (recent calls reach it within a flush interval)")
+    typer.echo(json.dumps(node.as_dict(), indent=2) if as_json else tree_text(node))
+
+
 @app.command()
 def dashboard(
     port: Annotated[int, typer.Option(help="port for the dashboard")] = 8501,

@@ -175,9 +175,10 @@ def build_trees(rows: Iterable[Any]) -> list[CallNode]:
     return roots
 
 
-def _select(period: str) -> sa.Select[Any]:
+def _select(period: str, department: str | None = None) -> sa.Select[Any]:
     t = Event.__table__
-    return sa.select(*(t.c[c] for c in _COLUMNS)).where(t.c.charge_period == period, t.c.trace_id != "")
+    q = sa.select(*(t.c[c] for c in _COLUMNS)).where(t.c.charge_period == period, t.c.trace_id != "")
+    return q if department is None else q.where(t.c.department == department)
 
 
 def _traces(engine: sa.Engine, q: sa.Select[Any]) -> Iterator[list[CallNode]]:
@@ -194,12 +195,13 @@ def _is_tool_call(t: Any) -> Any:
     return sa.and_(t.c.kind == "mcp", t.c.method == "tools/call")
 
 
-def tool_costs(engine: sa.Engine, period: str) -> list[ToolCost]:
-    """Per MCP server and tool: calls, own cost, the cost of their sub-call trees, by total."""
+def tool_costs(engine: sa.Engine, period: str, department: str | None = None) -> list[ToolCost]:
+    """Per MCP server and tool: calls, own cost, the cost of their sub-call trees, by total.
+    `department`: only calls charged to it."""
     t = Event.__table__
     with_tools = sa.select(t.c.trace_id).where(t.c.charge_period == period, _is_tool_call(t)).distinct()
     out: dict[tuple[str, str], ToolCost] = {}
-    for roots in _traces(engine, _select(period).where(t.c.trace_id.in_(with_tools))):
+    for roots in _traces(engine, _select(period, department).where(t.c.trace_id.in_(with_tools))):
         for node in (n for r in roots for n in r.walk() if n.is_tool_call):
             tc = out.setdefault((node.provider, node.tool), ToolCost(node.provider, node.tool))
             tc.calls += 1
@@ -211,6 +213,8 @@ def tool_costs(engine: sa.Engine, period: str) -> list[ToolCost]:
     q = sa.select(t.c.provider, t.c.tool, t.c.status, t.c.cost_pico).where(
         t.c.charge_period == period, _is_tool_call(t), t.c.trace_id == ""
     )
+    if department is not None:
+        q = q.where(t.c.department == department)
     with engine.connect() as conn:
         for r in conn.execute(q):
             tc = out.setdefault((r.provider, r.tool), ToolCost(r.provider, r.tool))
@@ -270,13 +274,14 @@ def run_of(trace_id: str, roots: list[CallNode]) -> Run:
     )
 
 
-def top_runs(engine: sa.Engine, period: str, top: int = 20) -> list[Run]:
-    """The `top` agent runs (traces of more than one call) of the month by cost, with trees."""
+def top_runs(engine: sa.Engine, period: str, top: int = 20, department: str | None = None) -> list[Run]:
+    """The `top` agent runs (traces of more than one call) of the month by cost, with trees.
+    `department`: only calls charged to it."""
     t = Event.__table__
     total = sa.func.sum(t.c.cost_pico)
     best = (
         sa.select(t.c.trace_id)
-        .where(t.c.charge_period == period, t.c.trace_id != "")
+        .where(t.c.charge_period == period, t.c.trace_id != "", *([t.c.department == department] if department else []))
         .group_by(t.c.trace_id)
         .having(sa.func.count() > 1)
         .order_by(total.desc(), t.c.trace_id)
@@ -284,7 +289,10 @@ def top_runs(engine: sa.Engine, period: str, top: int = 20) -> list[Run]:
     )
     with engine.connect() as conn:
         ids = [r[0] for r in conn.execute(best)]
-    runs = [run_of(roots[0].trace_id, roots) for roots in _traces(engine, _select(period).where(t.c.trace_id.in_(ids)))]
+    runs = [
+        run_of(roots[0].trace_id, roots)
+        for roots in _traces(engine, _select(period, department).where(t.c.trace_id.in_(ids)))
+    ]
     return sorted(runs, key=lambda r: (-r.cost_usd, r.trace_id))
 
 
@@ -316,3 +324,13 @@ def runs_table(period: str, runs: list[Run]) -> str:
         ],
         "(no agent runs this month: calls share a run when they carry one traceparent)",
     )
+
+
+def tree_text(node: CallNode, indent: str = "") -> str:
+    """A call tree, one call a line: what it was, who paid, its own and its tree's cost."""
+    what = f"{node.provider}/{node.tool}" if node.is_tool_call else (node.model or node.method)
+    line = (
+        f"{indent}{node.call_id}  {node.kind:<9} {what:<32} {node.status:<14} "
+        f"{node.team} (key {node.key_team})  own {usd(node.cost_usd)}  total {usd(node.total_usd)}"
+    )
+    return "\n".join([line, *(tree_text(c, indent + "  ") for c in node.children)])
