@@ -343,7 +343,7 @@ def split(values: Sequence[Fraction], places: int, total: Decimal | None = None)
     return [(Decimal(f) * q).quantize(q) for f in floors]
 
 
-def line_sums(engine: sa.Engine, period: str) -> list[dict[str, Any]]:
+def line_sums(db: sa.Engine | sa.Connection, period: str) -> list[dict[str, Any]]:
     """The month's rollups summed per chargeback line (money in pico-USD)."""
     t = Rollup.__table__
     cols = [t.c[d] for d in LINE_DIMS]
@@ -352,7 +352,9 @@ def line_sums(engine: sa.Engine, period: str) -> list[dict[str, Any]]:
         .where(t.c.charge_period == period)
         .group_by(*cols)
     )
-    with engine.connect() as conn:
+    if isinstance(db, sa.Connection):
+        return [dict(r) for r in db.execute(q).mappings()]
+    with db.connect() as conn:
         return [dict(r) for r in conn.execute(q).mappings()]
 
 

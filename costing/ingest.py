@@ -76,13 +76,11 @@ class LedgerWriter:
             segments = self.spool.seal()
             if not segments:
                 return 0
-            closed = closed_periods(self.engine)
             n = 0
             for path in segments:
-                rows = read_segment(path)
-                for row in rows:
-                    row["charge_period"], row["adjustment"] = charge_period(row["ts"], closed)
-                n += write_events(self.engine, rows)
+                # Periods are assigned in the insert's transaction, so a month being closed
+                # meanwhile gets each event either in its snapshot or as a later adjustment.
+                n += write_events(self.engine, read_segment(path), periods=charge_period)
                 path.unlink()
             self.written += n
             return n

@@ -7,7 +7,7 @@ and only the rows actually inserted feed the rollups.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -189,16 +189,46 @@ def _insert(engine: sa.Engine, table: sa.Table) -> Any:
     return (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(table)
 
 
-def write_events(engine: sa.Engine, rows: Iterable[dict[str, Any]]) -> int:
+PERIOD_LOCK = 0x6D6C_7065  # PostgreSQL advisory lock: closing a month vs writing events
+
+
+def lock_periods(conn: sa.Connection, *, exclusive: bool) -> set[str]:
+    """Serialize closing a month with writing events, for this transaction; the closed months.
+
+    Writers hold the lock shared while they assign charge periods and insert; closing a month
+    holds it exclusively while it snapshots the month and marks it closed. So an event is
+    either in a closed month's snapshot or billed later as an adjustment, never in between.
+    SQLite has one writer at a time: a write that changes nothing takes that lock.
+    """
+    if conn.dialect.name == "postgresql":
+        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        conn.execute(sa.text(f"SELECT {fn}(:k)"), {"k": PERIOD_LOCK})
+    else:
+        conn.execute(sa.text("DELETE FROM periods WHERE 1 = 0"))
+    return set(conn.execute(sa.select(PeriodSnapshot.__table__.c.period)).scalars())
+
+
+def write_events(
+    engine: sa.Engine,
+    rows: Iterable[dict[str, Any]],
+    *,
+    periods: Callable[[datetime, set[str]], tuple[str, bool]] | None = None,
+) -> int:
     """Insert events once each and add the new ones to the rollups, in one transaction.
 
-    Returns how many were new. Safe to call again with the same rows.
+    Returns how many were new. Safe to call again with the same rows. With `periods`, each
+    row's `charge_period` and `adjustment` are set inside the transaction from the months
+    closed at that moment (see lock_periods).
     """
     rows = list(rows)
     if not rows:
         return 0
     table = Event.__table__
     with engine.begin() as conn:
+        if periods is not None:
+            closed = lock_periods(conn, exclusive=False)
+            for r in rows:
+                r["charge_period"], r["adjustment"] = periods(r["ts"], closed)
         stmt = _insert(engine, table).on_conflict_do_nothing(index_elements=["call_id"])
         inserted: set[str] = set()
         for chunk in _chunks(rows, 500):

@@ -1,9 +1,9 @@
 """Closing a month: its chargeback is stored verbatim and never computed again.
 
 Events that reach the ledger later for a closed month are billed in the next open month as
-adjustments (see ingest.charge_period). An event the ledger writer commits while a month is
-being closed (a window of about one flush interval) can still land in the closed month; the
-writer re-reads the closed months before every batch, so the window does not grow.
+adjustments. Closing holds the ledger's period lock (ledger.lock_periods) while it snapshots
+the month and marks it closed, and writers assign charge periods under the same lock, so an
+event the proxy writes while a month is being closed is in the snapshot or an adjustment.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from .chargeback import Chargeback, compute, line_sums, snapshot
 from .config import Settings
 from .errors import PeriodClosed
-from .ledger import PeriodSnapshot, utcnow
+from .ledger import PeriodSnapshot, lock_periods, utcnow
 
 
 def close_period(engine: sa.Engine, settings: Settings, period: str, *, now: datetime | None = None) -> Chargeback:
@@ -24,13 +24,12 @@ def close_period(engine: sa.Engine, settings: Settings, period: str, *, now: dat
     done = snapshot(engine, period)
     if done is not None:
         raise PeriodClosed(f"{period} is already closed (since {done.closed_at:%Y-%m-%d %H:%M} UTC); its chargeback is final")
-    cb = compute(line_sums(engine, period), settings, period)
-    row = PeriodSnapshot(period=period, closed_at=now or utcnow(), snapshot=orjson.dumps(cb.as_dict()).decode())
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.insert(PeriodSnapshot.__table__).values(**row.model_dump()))
-    except sa.exc.IntegrityError:
-        raise PeriodClosed(f"{period} was closed by someone else just now") from None
+    with engine.begin() as conn:
+        if period in lock_periods(conn, exclusive=True):
+            raise PeriodClosed(f"{period} was closed by someone else just now")
+        cb = compute(line_sums(conn, period), settings, period)
+        row = PeriodSnapshot(period=period, closed_at=now or utcnow(), snapshot=orjson.dumps(cb.as_dict()).decode())
+        conn.execute(sa.insert(PeriodSnapshot.__table__).values(**row.model_dump()))
     cb.closed_at = row.closed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     return cb
 
