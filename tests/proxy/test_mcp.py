@@ -357,3 +357,13 @@ async def test_chargeback_counts_tool_calls_and_the_export_keeps_both_teams(setu
     (tool_row,) = [r for r in rows if r["tool"] == "summarize"]
     assert {r["parent_call_id"] for r in sub} == {tool_row["call_id"]}
     assert sum(Decimal(r["cost_usd"]) for r in rows) == sum(cost(e) for e in events)
+
+
+async def test_the_servers_own_401_and_challenge_pass_through(make_proxy):
+    with MCPSimServer(expected_auth="not-what-the-proxy-sends") as sim:
+        proxy = make_proxy(mcp_servers=mcp_config(sim.url))
+        r = modern_post(proxy, proxy.key("nlp"), "echo", {"text": "x"})
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+    assert r.json() == {"error": "unauthorized"}  # the server's body, not ours
+    (row,) = tool_rows(proxy.events())
+    assert (row["status"], row["http_status"], cost(row)) == ("upstream_error", 401, 0)
