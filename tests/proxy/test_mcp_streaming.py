@@ -14,6 +14,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from tests.conftest import MCP_AUTH
 from tests.proxy.test_mcp import cost, mcp_config, tool_rows
 
 PROGRESS = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 1}}
@@ -32,6 +33,7 @@ async def scripted_server(eol: bytes = b"\n") -> AsyncIterator[tuple[str, dict[s
     async def handle(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         state["requests"].append(raw)
+        state.setdefault("headers", []).append(request.headers.copy())
         msg = json.loads(raw)
         name = msg["params"]["name"]
         if name == "slow":
@@ -192,3 +194,22 @@ async def test_a_server_slower_than_read_timeout_is_504_and_recorded(make_proxy)
         assert r.status_code == 504 and r.json()["error"]["code"] == "upstream_timeout"
         (row,) = tool_rows(proxy.events())
         assert (row["status"], row["http_status"], cost(row)) == ("upstream_error", 504, 0)
+
+
+async def test_mcp_headers_pass_as_sent_and_ours_stay_here(make_proxy):
+    async with scripted_server() as (url, state):
+        proxy = make_proxy(mcp_servers=mcp_config(url))
+        key = proxy.key()
+        sent = {"Mcp-Method": "tools/call", "Mcp-Name": "pieces", "Mcp-Param-Region": "eu-west-1",
+                "MCP-Protocol-Version": "2026-07-28", "Mcp-Session-Id": "s-1", "Last-Event-ID": "4",
+                "X-Meterline-Project": "p", "Cookie": "c=1", "Authorization": f"Bearer {key}"}  # fmt: skip
+        r = await post(f"{proxy.url}/mcp/sim?x=1", json=call(1, "pieces"), headers=sent)
+        assert r.status_code == 200
+        (got,) = state["headers"]
+        for name in ("Mcp-Method", "Mcp-Name", "Mcp-Param-Region", "MCP-Protocol-Version", "Mcp-Session-Id", "Last-Event-ID"):
+            assert got[name] == sent[name]
+        assert "X-Meterline-Project" not in got and "Cookie" not in got
+        assert got["Authorization"] == MCP_AUTH and key not in str(got)
+        (row,) = tool_rows(proxy.events())
+        assert got["traceparent"] == f"00-{row['trace_id']}-{row['call_id']}-01"
+        assert row["project"] == "p"
