@@ -155,7 +155,12 @@ class Budgets:
         return cls(engine, settings, prices) if configured_limits(settings) else None
 
     def start(self) -> None:
-        self.refresh()
+        try:
+            self.refresh()
+        except sa.exc.SQLAlchemyError as e:
+            # The proxy serves with the ledger down (calls are spooled); budgets then count only
+            # what this process sees until the ledger answers again.
+            log.warning("budget spend not read yet (ledger unavailable): %s", str(e).splitlines()[0])
         self._thread.start()
 
     def stop(self) -> None:
