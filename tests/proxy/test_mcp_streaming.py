@@ -211,5 +211,7 @@ async def test_mcp_headers_pass_as_sent_and_ours_stay_here(make_proxy):
         assert "X-Meterline-Project" not in got and "Cookie" not in got
         assert got["Authorization"] == MCP_AUTH and key not in str(got)
         (row,) = tool_rows(proxy.events())
-        assert got["traceparent"] == f"00-{row['trace_id']}-{row['call_id']}-01"
+        ours = f"00-{row['trace_id']}-{row['call_id']}-01"
+        assert got["traceparent"] == ours
+        assert json.loads(state["requests"][0])["params"]["_meta"]["traceparent"] == ours
         assert row["project"] == "p"
