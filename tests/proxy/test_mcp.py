@@ -367,3 +367,14 @@ async def test_the_servers_own_401_and_challenge_pass_through(make_proxy):
     assert r.json() == {"error": "unauthorized"}  # the server's body, not ours
     (row,) = tool_rows(proxy.events())
     assert (row["status"], row["http_status"], cost(row)) == ("upstream_error", 401, 0)
+
+
+@pytest.mark.parametrize("sim_kwargs", [{"json_response": True}, {"stateless": True}], ids=["json", "stateless"])
+async def test_handshake_era_servers_answering_json_or_without_sessions(setup, sim_kwargs):
+    proxy, _, key = setup(**sim_kwargs)
+    async with connect("session", f"{proxy.url}/mcp/sim", key) as client:
+        results = await call_tools(client)
+    assert results[1].content[0].text == "hello" and results[3].is_error
+    assert [(e["tool"], e["status"]) for e in tool_rows(proxy.events())] == [
+        ("echo", "ok"), ("add", "ok"), ("fail", "tool_error"),
+    ]  # fmt: skip
