@@ -1,7 +1,8 @@
 """Providers that do not speak OpenAI's API (Anthropic, ...), translated by litellm.
 
 The client still speaks OpenAI's format: the request body's OpenAI parameters go to
-`litellm.acompletion`, and its `ModelResponse` / chunks go back as OpenAI JSON / SSE. Usage
+`litellm.acompletion` (or `aembedding`), and its `ModelResponse` / chunks go back as OpenAI
+JSON / SSE. Usage
 comes from litellm's OpenAI-shaped usage, which keeps Anthropic's cache-read
 (`prompt_tokens_details.cached_tokens`) and cache-write (`cache_creation_input_tokens`) counts.
 
@@ -26,7 +27,7 @@ from starlette.responses import Response
 from costing.config import ProviderConfig
 
 from .errors import ProxyError
-from .llm import CALL_ID, estimate, meter_headers
+from .llm import CALL_ID, error_event, estimate, meter_headers
 from .meter import Call
 from .streaming import RelayResponse
 from .usage import delta_text, parse_usage
@@ -53,7 +54,6 @@ class LiteLLMProviders:
         self.configs = {name: p for name, p in providers.items() if p.kind == "litellm"}
         self.providers = frozenset(self.configs)
         _warm_up()
-
 
     async def forward(
         self,
@@ -212,7 +212,7 @@ async def _relay(stream: Any, call: Call, doc: dict[str, Any], strip_usage: bool
             err = to_proxy_error(e, call.provider) or ProxyError(502, "upstream_unavailable", f"stream broke off: {e}")
             if not call.done:
                 finish_estimated("upstream_error", f"stream broke off: {err}")
-            yield _sse({"error": {"message": str(err), "type": err.type, "code": err.code, "param": None}})
+            yield error_event(err, "/chat/completions")
             return
         if not call.done:
             finish_estimated("ok")
