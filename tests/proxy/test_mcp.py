@@ -336,7 +336,7 @@ async def test_an_llm_call_the_client_makes_for_sampling_is_a_child_of_the_tool_
 
 @pytest.mark.parametrize(("subcalls", "charged"), [("root_caller", "nlp"), ("key_owner", "web")])
 async def test_chargeback_counts_tool_calls_and_the_export_keeps_both_teams(setup, subcalls, charged):
-    from reports import EXPORTS, chargeback
+    from reports import EXPORTS, chargeback, tool_costs, top_runs
 
     proxy, _, key = setup(subcalls=subcalls)
     async with connect("modern", f"{proxy.url}/mcp/sim", key) as client:
@@ -357,6 +357,13 @@ async def test_chargeback_counts_tool_calls_and_the_export_keeps_both_teams(setu
     (tool_row,) = [r for r in rows if r["tool"] == "summarize"]
     assert {r["parent_call_id"] for r in sub} == {tool_row["call_id"]}
     assert sum(Decimal(r["cost_usd"]) for r in rows) == sum(cost(e) for e in events)
+    # The tree costs the same whoever pays for it.
+    (summarize,) = [t for t in tool_costs(proxy.engine, period) if t.tool == "summarize"]
+    llm_cost = sum(cost(e) for e in events if e["kind"] == "llm")
+    assert (summarize.calls, summarize.subcalls) == (1, 2)
+    assert (summarize.own_usd, summarize.subcall_usd) == (SUMMARIZE_PRICE, llm_cost)
+    (run,) = top_runs(proxy.engine, period)
+    assert run.cost_usd == SUMMARIZE_PRICE + llm_cost and run.depth == 2 and run.team == "nlp"
 
 
 async def test_the_servers_own_401_and_challenge_pass_through(make_proxy):
