@@ -113,8 +113,11 @@ def test_upstream_without_usage_is_estimated_the_way_openai_counts(proxy, stream
     assert event["cost_pico"] > 0
 
 
-def test_responses_without_usage_are_estimated(proxy):
-    client(proxy, proxy.key()).responses.create(model="gpt-4o-mini", input="hello sim:no_usage=1,chunks=4")
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_without_usage_are_estimated(proxy, stream):
+    result = client(proxy, proxy.key()).responses.create(model="gpt-4o-mini", input="hello sim:no_usage=1,chunks=4", stream=stream)
+    if stream:
+        assert [e.type for e in result][-1] == "response.completed"
     (event,) = proxy.events()
     assert event["usage_source"] == "estimated"
     assert event["input_tokens"] == count_text("hello sim:no_usage=1,chunks=4", "gpt-4o-mini")
