@@ -9,6 +9,7 @@ import typer
 
 from costing import create_engine
 from costing.migrate import current, head, upgrade
+from costing.retention import prune_events
 
 from .common import ConfigOption, fail, settings
 
@@ -48,3 +49,23 @@ def db_current(config: ConfigOption = None) -> None:
     finally:
         engine.dispose()
     typer.echo(f"{rev or 'none'} (head {head()})")
+
+
+@db_app.command("prune")
+def db_prune(
+    older_than_days: Annotated[int, typer.Option("--older-than-days", min=0, help="keep raw events of the last N days")],
+    config: ConfigOption = None,
+) -> None:
+    """Delete raw events of closed months that ended more than N days ago; rollups stay, so
+    showback and chargeback do not change (the events export of those months becomes empty)."""
+    engine = create_engine(settings(config).database)
+    try:
+        pruned = prune_events(engine, older_than_days)
+    except sa.exc.OperationalError as e:
+        fail(f"cannot open the ledger database: {str(e.orig).splitlines()[0]}")
+    finally:
+        engine.dispose()
+    if not pruned.months:
+        typer.echo(f"nothing to prune: no closed month ended before {pruned.cutoff:%Y-%m-%d}")
+    for period, n in pruned.months.items():
+        typer.echo(f"{period}: {n} raw events deleted")

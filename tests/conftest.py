@@ -152,3 +152,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     if check and res.returncode != 0:
         raise AssertionError(f"meterline {' '.join(args)} failed ({res.returncode}): {res.stderr}")
     return res
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """An empty ledger, once on a SQLite file and once on PostgreSQL (when CI provides it)."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = create_engine(url)
+    create_schema(engine)
+    yield engine
+    engine.dispose()

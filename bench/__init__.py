@@ -1,0 +1,1 @@
+"""Benchmarks: the proxy side by side with the LiteLLM proxy, and the ledger at scale (see README.md)."""

@@ -1,0 +1,169 @@
+"""`python -m bench`: the side-by-side proxy benchmark, then the ledger at scale.
+
+One run starts the mock upstream and every proxy, then alternates the targets through each
+scenario (non-stream and stream, at each concurrency) for `--rounds` rounds, so drifts of the
+machine spread evenly over the targets. Results go to `--out` (results.json, results.md);
+`--write-results` also replaces the generated section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import load, targets
+from .report import proxy_markdown, replace_section
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="seconds-long run for CI: tiny loads, no LiteLLM")
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
+    ap.add_argument("--ttft-seconds", type=float, default=2.0, help="length of each time-to-first-token probe")
+    ap.add_argument("--rounds", type=int, default=2, help="times each target runs each scenario")
+    ap.add_argument("--concurrency", default="1,16,64", help="comma-separated concurrencies")
+    ap.add_argument("--chunks", type=int, default=20, help="content chunks per streamed answer")
+    ap.add_argument("--no-litellm", action="store_true", help="leave the LiteLLM proxy out")
+    ap.add_argument("--targets", default="direct,passthrough,meterline,litellm", help="which targets to run")
+    ap.add_argument("--out", type=Path, default=None, help="folder for logs and results (default bench/out/<time>)")
+    ap.add_argument("--write-results", action="store_true", help="replace the generated table in bench/RESULTS.md")
+    ap.add_argument("--ledger-events", type=int, default=0, help="also run the ledger-at-scale bench with N events (SQLite)")
+    a = ap.parse_args(argv)
+    if a.smoke:
+        a.seconds, a.ttft_seconds, a.rounds, a.concurrency, a.chunks = 0.5, 0.3, 1, "4", 8
+        a.no_litellm = True
+        a.ledger_events = a.ledger_events or 2000
+    return a
+
+
+def machine() -> dict[str, str]:
+    def sh(cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    cpu = sh("lscpu | grep -E '^(Model name|CPU\\(s\\)|Thread|Core|Socket)'")
+    return {
+        "nproc": sh("nproc"),
+        "cpu": cpu,
+        "memory": sh("free -h | sed -n 2p | awk '{print $2}'"),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": sh("wrk --version 2>&1 | head -1") if load.WRK else "(absent: aiohttp load generator)",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    started = datetime.now(UTC)
+    out: Path = a.out or ROOT / "bench" / "out" / started.strftime("%Y%m%dT%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    levels = [int(c) for c in a.concurrency.split(",")]
+    wanted = set(a.targets.split(","))
+    if a.no_litellm:
+        wanted.discard("litellm")
+
+    mock = targets.mock(out)
+    mock.start()
+    if mock.failed:
+        print(f"bench: the mock did not start: {mock.failed}", file=sys.stderr)
+        return 1
+    ts: list[targets.Target] = [mock]
+    missing: dict[str, str] = {}
+    try:
+        for name in ("passthrough", "meterline", "litellm"):
+            if name not in wanted:
+                continue
+            t = getattr(targets, name)(out, mock.url)
+            if t is None:
+                missing[name] = f"not installed: {targets.LITELLM_VENV} (see bench/README.md)"
+                continue
+            print(f"starting {t.label} ...", flush=True)
+            t.start()
+            if t.failed:
+                missing[name] = t.failed
+                print(f"  {t.label} failed: {t.failed}", flush=True)
+                t.stop()
+                continue
+            print(f"  up in {t.startup_s:.2f} s", flush=True)
+            ts.append(t)
+        runs = measure(ts, a, levels)
+    finally:
+        for t in reversed(ts):
+            t.stop()
+
+    result: dict[str, Any] = {
+        "date": started.isoformat(timespec="seconds"),
+        "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+        "targets": {t.name: {"label": t.label, "startup_s": t.startup_s, "rss_peak_mb": t.rss_peak / 2**20} for t in ts},
+        "missing": missing,
+        "runs": runs,
+    }
+    if a.ledger_events:
+        from .ledger_scale import scale
+
+        result["ledger"] = [scale("sqlite:///" + str(out / "scale.db"), a.ledger_events, months=2)]
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    md = proxy_markdown(result)
+    (out / "results.md").write_text(md)
+    print(md)
+    if a.write_results:
+        replace_section(ROOT / "bench" / "RESULTS.md", "proxy", md)
+    errors = sum(r["errors"] for r in runs)
+    print(f"results in {out}" + (f" ({errors} failed requests)" if errors else ""))
+    return 0
+
+
+def measure(ts: list[targets.Target], a: argparse.Namespace, levels: list[int]) -> list[dict[str, Any]]:
+    # Warm every target (JITs, pools, lazy imports) before anything counts.
+    for t in ts:
+        for stream in (False, True):
+            load.run_load(t.url, t.key, load.body(stream, a.chunks), 4, min(1.0, a.seconds))
+    runs = []
+    for rnd in range(a.rounds):
+        for stream in (False, True):
+            payload = load.body(stream, a.chunks)
+            for c in levels:
+                k = rnd % len(ts)
+                order = ts[k:] + ts[:k]  # alternate who goes first
+                for t in order:
+                    r = load.run_load(t.url, t.key, payload, c, a.seconds)
+                    rss = t.sample_rss()
+                    row = {"round": rnd, "stream": stream, "concurrency": c, "target": t.name, **vars(r), "rss_mb": rss / 2**20}
+                    if stream:
+                        row["ttft_p50"], row["ttft_p99"] = load.ttft_probe(t.url, t.key, payload, c, a.ttft_seconds)
+                    runs.append(row)
+                    print(_line(row), flush=True)
+                    time.sleep(0.2)
+    return runs
+
+
+def _line(r: dict[str, Any]) -> str:
+    mode = "stream" if r["stream"] else "json"
+    ttft = f" ttft p50 {r['ttft_p50']:.2f} ms" if "ttft_p50" in r else ""
+    return (
+        f"r{r['round']} {mode:6} c{r['concurrency']:<3} {r['target']:12} {r['rps']:9.0f} req/s "
+        f"p50 {r['p50']:7.2f} ms p99 {r['p99']:7.2f} ms{ttft} rss {r['rss_mb']:.0f} MB err {r['errors']}"
+    )
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
