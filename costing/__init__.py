@@ -1,5 +1,6 @@
 """The metering core: config, organisation, prices, money, the ledger. Imports nothing above it."""
 
+from .budgets import configured_limits
 from .chargeback import Chargeback, ChargebackLine, DepartmentCharge, load_chargeback
 from .config import Settings, load_settings, settings_from_dict
 from .errors import (
@@ -60,6 +61,7 @@ __all__ = [
     "VirtualKey",
     "charge_period",
     "close_period",
+    "configured_limits",
     "cost_of",
     "create_engine",
     "create_key",

@@ -127,6 +127,25 @@ class ServerConfig(_Section):
     admin_key: SecretStr | None = Field(None, exclude=True)
 
 
+class ViewerConfig(_Section):
+    department: str | None = None  # the one department this viewer sees (None: all)
+    password_env: str | None = None  # password login: env var holding this viewer's password
+    admin: bool = False  # may close months
+    password: SecretStr | None = Field(None, exclude=True)  # resolved from password_env
+
+
+class DashboardConfig(_Section):
+    """Who may open the dashboard. With OIDC configured in Streamlit's secrets (`[auth]`),
+    people sign in with `st.login` and are matched by email to `viewers` (or `admins`);
+    otherwise they sign in with a user name and a password from the environment."""
+
+    password_env: str = "METERLINE_DASHBOARD_PASSWORD"  # the admin user's password
+    admin_user: str = "admin"
+    admins: list[str] = []  # OIDC emails with admin rights (all departments, closing months)
+    viewers: dict[str, ViewerConfig] = {}  # user name or OIDC email -> what they may see
+    password: SecretStr | None = Field(None, exclude=True)
+
+
 class TelemetryConfig(_Section):
     otlp_endpoint: str | None = None
     service_name: str = "meterline"
@@ -143,6 +162,7 @@ class Settings(_Section):
     budgets: BudgetsConfig = BudgetsConfig()
     server: ServerConfig = ServerConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     path: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -157,6 +177,9 @@ class Settings(_Section):
                     raise ValueError(f"departments: team id {t.id!r} is used twice")
                 seen.add(t.id)
         depts = {d.id for d in self.departments}
+        for user, v in self.dashboard.viewers.items():
+            if v.department is not None and v.department not in depts:
+                raise ValueError(f"dashboard.viewers.{user}.department: unknown department {v.department!r}")
         for name, ids in (("markup_percent", self.chargeback.markup_percent), ("weights", self.chargeback.weights)):
             unknown = sorted(set(ids) - depts)
             if unknown:
@@ -164,12 +187,18 @@ class Settings(_Section):
         return self
 
 
+def config_location(path: str | os.PathLike[str] | None = None, *, environ: dict[str, str] | None = None) -> Path:
+    """The config file `load_settings(path)` reads: `path`, else `$METERLINE_CONFIG`, else ./config.yaml."""
+    env = os.environ if environ is None else environ
+    return Path(path or env.get("METERLINE_CONFIG") or DEFAULT_CONFIG)
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None, *, environ: dict[str, str] | None = None
 ) -> Settings:
     """Read and validate the config. Raises ConfigError with a one-line message."""
     env = os.environ if environ is None else environ
-    p = Path(path or env.get("METERLINE_CONFIG") or DEFAULT_CONFIG)
+    p = config_location(path, environ=env)
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
@@ -210,7 +239,16 @@ def _resolve_secrets(settings: Settings, env: dict[str, str] | Any) -> Settings:
         for name, s in settings.mcp_servers.items()
     }
     server = settings.server.model_copy(update={"admin_key": _secret(env, settings.server.admin_key_env)})
-    return settings.model_copy(update={"providers": providers, "mcp_servers": servers, "server": server})
+    viewers = {
+        name: v.model_copy(update={"password": _secret(env, v.password_env)})
+        for name, v in settings.dashboard.viewers.items()
+    }
+    dashboard = settings.dashboard.model_copy(
+        update={"password": _secret(env, settings.dashboard.password_env), "viewers": viewers}
+    )
+    return settings.model_copy(
+        update={"providers": providers, "mcp_servers": servers, "server": server, "dashboard": dashboard}
+    )
 
 
 def _secret(env: Any, name: str | None) -> SecretStr | None:

@@ -1,61 +1,41 @@
-"""Meterline dashboard entry point (`meterline dashboard`, or `streamlit run dashboard/app.py -- --config C`)."""
+"""Meterline dashboard entry point (`meterline dashboard`, or `streamlit run dashboard/app.py -- --config C`).
+
+Signs the viewer in, then runs the chosen page (each page signs in too and lays out the
+sidebar's month and filters through `dashboard.context.view()`, so no page is open on its own).
+Pages only lay out what `reports` computes: no SQL and no cost math here.
+"""
 
 from __future__ import annotations
 
-import argparse
-import sys
-from datetime import UTC, datetime
+from pathlib import Path
 
-import altair as alt
-import pandas as pd
 import streamlit as st
 
-from costing import Org, create_engine, load_settings
-from reports import showback
+from costing import ConfigError
+from costing.config import config_location
+from dashboard import auth
+from dashboard.context import config_path, ledger
 
-
-def _config_path() -> str | None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config")
-    args, _ = parser.parse_known_args(sys.argv[1:])
-    return args.config
-
-
-@st.cache_resource
-def _ledger(config: str | None):  # type: ignore[no-untyped-def]
-    s = load_settings(config)
-    return s, create_engine(s.database)
+PAGES = Path(__file__).with_name("pages")
 
 
 def main() -> None:
-    st.set_page_config(page_title="Meterline", layout="wide")
-    settings, engine = _ledger(_config_path())
-    st.title("AI spend")
-    period = st.text_input("Month", datetime.now(UTC).strftime("%Y-%m"), key="month")
-    sb = showback(engine, Org(settings), period)
-    st.metric("Month to date (USD)", f"${sb.total_usd:,.2f}", help=f"{sb.requests:,} requests")
-    rows = [
-        {"department": d.name, "team": t.team, "requests": t.requests, "cost_usd": t.cost_usd}
-        for d in sb.departments
-        for t in d.teams
+    st.set_page_config(page_title="Meterline", page_icon="📈", layout="wide")
+    try:
+        settings, _ = ledger(str(config_location(config_path()).resolve()))
+    except ConfigError as e:
+        st.error(f"Cannot read the config: {e}")
+        st.stop()
+    if auth.current(settings.dashboard) is None:  # no navigation before signing in
+        st.stop()
+    pages = [
+        st.Page(str(PAGES / "overview.py"), title="Overview", icon="📊", default=True),
+        st.Page(str(PAGES / "departments.py"), title="Departments", icon="🏢"),
+        st.Page(str(PAGES / "agents.py"), title="Agents and tools", icon="🤖"),
+        st.Page(str(PAGES / "budgets.py"), title="Budgets", icon="🎯"),
+        st.Page(str(PAGES / "chargeback.py"), title="Chargeback", icon="🧾"),
     ]
-    if not rows:
-        st.info("No metered calls in this month yet.")
-        return
-    frame = pd.DataFrame(rows)
-    chart_frame = frame.assign(cost=frame["cost_usd"].astype(float))  # charts only; tables keep Decimal
-    st.altair_chart(
-        alt.Chart(chart_frame)
-        .mark_bar()
-        .encode(
-            x=alt.X("cost:Q", title="USD", axis=alt.Axis(format="$,.2f")),
-            y=alt.Y("department:N", sort="-x"),
-            color="team:N",
-            tooltip=["department", "team", "requests", alt.Tooltip("cost:Q", format="$,.6f")],
-        ),
-        use_container_width=True,
-    )
-    st.dataframe(frame.assign(cost_usd=frame["cost_usd"].map(lambda v: f"{v:.6f}")), hide_index=True)
+    st.navigation(pages).run()  # each page calls dashboard.context.view() first
 
 
 main()

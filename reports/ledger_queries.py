@@ -11,17 +11,55 @@ from costing import ROLLUP_SUMS, Event, Rollup
 
 
 def rollup_sums(
-    engine: sa.Engine, period: str, by: Sequence[str], where: dict[str, Any] | None = None
+    engine: sa.Engine,
+    period: str,
+    by: Sequence[str],
+    where: dict[str, Any] | None = None,
+    *,
+    tags: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """Rollup sums for a billing month, grouped by `by` (integers; money in pico-dollars)."""
+    """Rollup sums for a billing month, grouped by `by` (integers; money in pico-dollars).
+
+    `where`: column -> value (or a list of values); `tags`: `k=v` pairs the rows' tags must
+    all carry. Group by `hour` for time series (the rollups are hourly)."""
     t = Rollup.__table__
     cols = [t.c[d] for d in by]
     q = sa.select(*cols, *(sa.func.sum(t.c[s]).label(s) for s in ROLLUP_SUMS)).where(t.c.charge_period == period)
     for k, v in (where or {}).items():
         q = q.where(t.c[k].in_(v) if isinstance(v, list | tuple | set) else t.c[k] == v)
+    for pair in tags:
+        q = q.where(has_tag(t.c.tags, pair))
     q = q.group_by(*cols).order_by(*cols)
     with engine.connect() as conn:
         return _rows(conn.execute(q), by)
+
+
+def has_tag(column: Any, pair: str) -> Any:
+    """SQL: the `k=v,k2=v2` string in `column` holds `pair` as one whole item."""
+    esc = pair.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return sa.or_(
+        column == pair,
+        column.like(f"{esc},%", escape="\\"),
+        column.like(f"%,{esc}", escape="\\"),
+        column.like(f"%,{esc},%", escape="\\"),
+    )
+
+
+def distinct_values(engine: sa.Engine, periods: Sequence[str], column: str, where: dict[str, Any] | None = None) -> list[str]:
+    """The values a rollup column takes in these months (for filter pickers)."""
+    t = Rollup.__table__
+    q = sa.select(t.c[column]).where(t.c.charge_period.in_(list(periods))).distinct()
+    for k, v in (where or {}).items():
+        q = q.where(t.c[k] == v)
+    with engine.connect() as conn:
+        return sorted(str(r[0]) for r in conn.execute(q))
+
+
+def periods_with_usage(engine: sa.Engine) -> list[str]:
+    """Billing months with any rollup, newest first."""
+    t = Rollup.__table__
+    with engine.connect() as conn:
+        return sorted((r[0] for r in conn.execute(sa.select(t.c.charge_period).distinct())), reverse=True)
 
 
 def _rows(result: Iterable[Any], by: Sequence[str]) -> list[dict[str, Any]]:
@@ -32,6 +70,18 @@ def _rows(result: Iterable[Any], by: Sequence[str]) -> list[dict[str, Any]]:
             row[s] = int(r[len(by) + j] or 0)
         out.append(row)
     return out
+
+
+def key_spend(engine: sa.Engine, period: str, key_ids: Sequence[str]) -> dict[str, int]:
+    """Pico-dollars per key in a billing month (keys are not in the rollups: read events)."""
+    t = Event.__table__
+    q = (
+        sa.select(t.c.key_id, sa.func.sum(t.c.cost_pico))
+        .where(t.c.charge_period == period, t.c.key_id.in_(list(key_ids)))
+        .group_by(t.c.key_id)
+    )
+    with engine.connect() as conn:
+        return {k: int(v or 0) for k, v in conn.execute(q)}
 
 
 def events(engine: sa.Engine, period: str, batch: int = 5000) -> Iterator[dict[str, Any]]:

@@ -1,0 +1,106 @@
+"""Budgets against the month: spent, burn per day, forecast, and who is near or over.
+
+The spend is the ledger's (what the proxy's budget check also re-reads): rollups by charge
+month for departments and teams, events for keys. `near` is the configured soft threshold
+(`budgets.soft_threshold_percent`); `over` means calls are being refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from costing import ZERO, Org, Settings, configured_limits, from_pico, list_keys
+
+from .ledger_queries import key_spend, rollup_sums
+from .trend import forecast
+
+STATES = ("over", "near", "forecast_over", "ok")  # worst first
+
+
+@dataclass
+class BudgetStatus:
+    scope: str  # department | team | key
+    id: str
+    name: str
+    department: str  # the department it belongs to ("" for a key of an unknown team)
+    budget_usd: Decimal
+    spent_usd: Decimal
+    forecast_usd: Decimal | None  # month-end at the run rate; the current month only
+    threshold_percent: Decimal
+    burn: list[tuple[date, Decimal]] = field(default_factory=list)  # cumulative spend per day
+
+    @property
+    def used_percent(self) -> Decimal:
+        if not self.budget_usd:
+            return Decimal(100) if self.spent_usd else ZERO
+        return (self.spent_usd * 100 / self.budget_usd).quantize(Decimal("0.1"))
+
+    @property
+    def state(self) -> str:
+        if self.spent_usd >= self.budget_usd:
+            return "over"
+        if self.spent_usd * 100 >= self.budget_usd * self.threshold_percent:
+            return "near"
+        if self.forecast_usd is not None and self.forecast_usd > self.budget_usd:
+            return "forecast_over"
+        return "ok"
+
+
+def _cumulative(per_day: dict[date, int]) -> list[tuple[date, Decimal]]:
+    out, running = [], 0
+    for day in sorted(per_day):
+        running += per_day[day]
+        out.append((day, from_pico(running)))
+    return out
+
+
+def budget_status(
+    engine: sa.Engine,
+    settings: Settings,
+    period: str,
+    *,
+    now: datetime | None = None,
+    department: str | None = None,
+) -> list[BudgetStatus]:
+    """Every configured budget (of `department` only, when given), worst first."""
+    org = Org(settings)
+    limits = configured_limits(settings)
+    threshold = settings.budgets.soft_threshold_percent
+    key_team = {k.id: k.team for k in list_keys(engine)} if any(s == "key" for s, _ in limits) else {}
+    daily: dict[tuple[str, str], dict[date, int]] = {}
+    for r in rollup_sums(engine, period, ["hour", "department", "team"]):
+        for scope in (("department", r["department"]), ("team", r["team"])):
+            per_day = daily.setdefault(scope, {})
+            day = r["hour"].date()
+            per_day[day] = per_day.get(day, 0) + r["cost_pico"]
+    keys = key_spend(engine, period, [i for s, i in limits if s == "key"])
+    out = []
+    for (scope, ident), budget in limits.items():
+        if scope == "department":
+            dept, name = ident, _name(org, ident)
+        elif scope == "team":
+            team = org.teams.get(ident)
+            dept, name = (team.department if team else ""), ident
+        else:
+            team = org.teams.get(key_team.get(ident, ""))
+            dept, name = (team.department if team else ""), f"key {ident}"
+        if department is not None and dept != department:
+            continue
+        burn = _cumulative(daily.get((scope, ident), {})) if scope != "key" else []
+        spent = burn[-1][1] if burn else (from_pico(keys.get(ident, 0)) if scope == "key" else ZERO)
+        out.append(
+            BudgetStatus(scope, ident, name, dept, budget, spent, forecast(spent, period, now), threshold, burn)
+        )
+    return sorted(out, key=lambda b: (STATES.index(b.state), -b.used_percent, b.scope, b.id))
+
+
+def _name(org: Org, dept: str) -> str:
+    cfg = org.departments.get(dept)
+    return (cfg.name or cfg.id) if cfg else dept
+
+
+__all__ = ["STATES", "BudgetStatus", "budget_status"]

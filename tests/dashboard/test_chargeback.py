@@ -1,0 +1,96 @@
+"""Chargeback page: the invoice equals the report, downloads are the CLI's bytes, closing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+from costing import is_closed
+from dashboard.format import fixed, money
+from reports import chargeback_report
+from reports.invoice import chargeback_file
+from tests.conftest import run_cli
+from tests.dashboard.conftest import VIEWER_PASSWORD, page, signed_in
+
+
+@pytest.fixture
+def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """What the page hands its download buttons, by file name."""
+    files: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(self: Any, data: Any, mimetype: str, kind: Any, filename: str | None = None) -> str:
+        if filename:
+            files[filename] = data
+        return original(self, data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    return files
+
+
+def cli_export(ledger: Any, fmt: str) -> bytes:
+    res = run_cli("export", "chargeback", "--month", ledger.period, "--format", fmt, "--config", str(ledger.config_path))
+    return res.stdout.encode("utf-8")
+
+
+def test_invoice_table_equals_the_chargeback_report(ledger):
+    at = page(signed_in(), "chargeback")
+    rep = chargeback_report(ledger.engine, ledger.settings, ledger.period)
+    table = at.dataframe[0].value
+    assert list(table["department"]) == [d.name for d in rep.chargeback.departments]
+    assert list(table["charge"]) == [fixed(d.charge_usd) for d in rep.chargeback.departments]
+    assert list(table["billed"]) == [fixed(d.billed, 2) for d in rep.chargeback.departments]
+    assert list(table["markup"]) == [fixed(d.markup_usd) for d in rep.chargeback.departments]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Billed so far"] == money(rep.chargeback.total)
+    assert metrics["Forecast to month-end"] == money(rep.forecast)
+
+
+def test_invoice_lines_equal_the_csv_export(ledger):
+    at = page(signed_in(), "chargeback")
+    at.selectbox(key="cb_department").set_value("product").run()
+    shown = at.dataframe[1].value
+    csv_lines = [ln.split(",") for ln in cli_export(ledger, "csv").decode().splitlines()]
+    header, rows = csv_lines[0], [dict(zip(csv_lines[0], r, strict=False)) for r in csv_lines[1:]]
+    product = [r for r in rows if r["department"] == "product"]
+    assert "charge_usd" in header
+    assert list(shown["charge_usd"]) == [r["charge_usd"] for r in product]
+    assert list(shown["allocated_usd"]) == [r["allocated_usd"] for r in product]
+    assert list(shown["markup_usd"]) == [r["markup_usd"] for r in product]
+
+
+def test_downloads_are_byte_identical_to_the_cli_export(ledger, downloads):
+    page(signed_in(), "chargeback")
+    assert downloads[f"chargeback-{ledger.period}.csv"] == cli_export(ledger, "csv")
+    assert downloads[f"chargeback-{ledger.period}-focus.csv"] == cli_export(ledger, "focus")
+
+
+def test_a_department_viewer_downloads_only_its_own_lines_of_the_cli_export(ledger, downloads):
+    page(signed_in("product-lead", VIEWER_PASSWORD), "chargeback")
+    got = downloads[f"chargeback-{ledger.period}.csv"].decode().splitlines()
+    full = cli_export(ledger, "csv").decode().splitlines()
+    assert got[0] == full[0]
+    assert got[1:] == [ln for ln in full[1:] if ln.split(",")[1] == "product"] and len(got) > 1
+    assert downloads[f"chargeback-{ledger.period}.csv"] == chargeback_file(ledger.engine, ledger.settings, ledger.period, "csv", "product")
+
+
+def test_an_admin_closes_an_ended_month_and_it_becomes_final(ledger):
+    at = page(signed_in(), "chargeback")
+    assert not [b for b in at.button if b.key == "close_month"]  # the current month has not ended
+    at.selectbox(key="f_month").set_value(ledger.previous).run()
+    assert at.button(key="close_month").disabled  # until confirmed
+    at.checkbox(key="close_sure").check().run()
+    at.button(key="close_month").click().run()
+    assert not at.exception
+    assert is_closed(ledger.engine, ledger.previous)
+    assert any(f"Closed {ledger.previous}" in s.value for s in at.success)
+
+
+def test_a_viewer_cannot_close_a_month(ledger):
+    at = page(signed_in("product-lead", VIEWER_PASSWORD), "chargeback")
+    at.selectbox(key="f_month").set_value(ledger.previous).run()
+    assert at.title[0].value == f"Chargeback · {ledger.previous}"
+    assert not [b for b in at.button if b.key == "close_month"]
+    assert not is_closed(ledger.engine, ledger.previous)
