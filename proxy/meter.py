@@ -112,6 +112,8 @@ class Meter:
     subcalls: `root_caller` (the team whose call started a tree pays for all of it) or
         `key_owner` (each call is paid by its key's team).
     on_record: observers of every recorded event (metrics, budgets, telemetry).
+    clock: when a call happens (UTC). Real time; `meterline demo` replaces it to spread a
+        month of generated traffic. Clients can never set it.
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class Meter:
         self.subcalls = subcalls
         self.store_prompts = store_prompts
         self.on_record: list[Callable[[dict[str, Any], Call], None]] = []
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._spans: OrderedDict[str, Payer] = OrderedDict()
         self._warned: set[str] = set()
 
@@ -166,6 +169,7 @@ class Meter:
             trace_id=ctx.trace_id if ctx else new_trace_id(),
             parent_span_id=parent,
             parent_call_id=parent if parent_payer else "",
+            ts=self.clock(),
         )
 
     def _remember(self, span_id: str, payer: Payer) -> None:
