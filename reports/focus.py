@@ -50,6 +50,7 @@ FOCUS_COLUMNS = [
     "SkuId",
     "ConsumedQuantity",
     "ConsumedUnit",
+    "PricingCategory",
     "PricingQuantity",
     "PricingUnit",
     "SubAccountId",
@@ -135,6 +136,7 @@ def focus_record(cb: Chargeback, ln: ChargebackLine, names: dict[str, str]) -> d
         "SkuId": f"{ln.provider}/{ln.kind}/{resource}" if resource else "",
         "ConsumedQuantity": "" if shared else quantity,
         "ConsumedUnit": "" if shared else unit,
+        "PricingCategory": "" if shared else "Standard",  # list prices of the price book, on demand
         "PricingQuantity": "" if shared else quantity,
         "PricingUnit": "" if shared else unit,
         "SubAccountId": ln.team,
