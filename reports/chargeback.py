@@ -8,7 +8,7 @@ snapshot verbatim.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -43,6 +43,7 @@ class ChargebackReport:
     previous_billed: dict[str, Decimal]  # department -> billed the month before
     previous_total: Decimal
     forecast: Decimal | None  # open month: usage at the run rate so far plus the fixed shared costs
+    previous_names: dict[str, str] = field(default_factory=dict)  # department -> name, the month before
 
     def as_dict(self) -> dict[str, Any]:
         return self.chargeback.as_dict() | {
@@ -74,6 +75,7 @@ def chargeback_report(
         previous_billed=previous,
         previous_total=sum(previous.values(), Decimal("0.00")),
         forecast=None if usage_part is None else usage_part + fixed.quantize(Decimal("0.01")),
+        previous_names={d.department: d.name for d in before.departments} if active and before else {},
     )
 
 

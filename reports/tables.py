@@ -51,6 +51,11 @@ def chargeback_table(report: ChargebackReport) -> str:
             f"{d.name:<22} {d.cost_center:<12} {usd(d.cost_usd):>14} {usd(d.allocated_usd):>14} "
             f"{usd(d.markup_usd):>12} {usd(d.billed, 2):>14} {usd(before or Decimal(0), 2):>14} {change_text(d.billed, before):>9}"
         )
+    this_month = {d.department for d in cb.departments}
+    for dept, before in sorted(report.previous_billed.items()):
+        if dept not in this_month and before:  # billed last month, nothing this month
+            name = report.previous_names.get(dept, dept or "(unallocated)")
+            lines.append(f"{name:<22} {'':<12} {'':>14} {'':>14} {'':>12} {usd(Decimal(0), 2):>14} {usd(before, 2):>14} {'-100.0%':>9}")
     lines.append(
         f"{'TOTAL':<22} {'':<12} {'':>14} {'':>14} {'':>12} {usd(cb.total, 2):>14} "
         f"{usd(report.previous_total, 2):>14} {change_text(cb.total, report.previous_total):>9}"
