@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -75,8 +75,13 @@ def revoke_key(engine: sa.Engine, key_id: str) -> VirtualKey:
 class KeyCache:
     """The active keys by hash, refreshed from the database so every replica sees revocations.
 
-    Refreshes read only rows changed since the last one, so they stay cheap with many keys.
+    Refreshes read only rows changed since the last one (less `OVERLAP`), so they stay cheap
+    with many keys. `updated_at` is set by whichever process made the change, by its clock and
+    before its commit: the overlap catches a change that committed after a refresh had read
+    past its timestamp, or came from a host whose clock is a little behind.
     """
+
+    OVERLAP = timedelta(minutes=5)
 
     def __init__(self, engine: sa.Engine):
         self.engine = engine
@@ -86,7 +91,7 @@ class KeyCache:
     def refresh(self) -> None:
         q = select(VirtualKey)
         if self._since is not None:
-            q = q.where(VirtualKey.updated_at >= self._since)
+            q = q.where(VirtualKey.updated_at >= self._since - self.OVERLAP)
         with Session(self.engine) as s:
             rows = s.exec(q).all()
         for r in rows:

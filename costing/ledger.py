@@ -178,7 +178,10 @@ def create_engine(url: str) -> sa.Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # A database that went away must fail fast rather than hang the ledger writer or a key
+    # refresh for minutes: the proxy serves from its spool meanwhile (libpq connection options).
+    libpq = {"connect_timeout": 5, "keepalives_idle": 15, "keepalives_interval": 5, "keepalives_count": 3}
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=libpq)
 
 
 def create_schema(engine: sa.Engine) -> None:
