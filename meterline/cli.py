@@ -15,6 +15,7 @@ from costing import CostingError, Org, create_key, list_keys, revoke_key
 
 from .common import ConfigOption, MonthOption, fail, ledger, month, settings, write_out
 from .db_cli import db_app
+from .demo.cli import demo
 from .finance import period_app, prices_app, report_chargeback, reprice
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Meter, price and charge back LLM and MCP traffic.")
@@ -28,6 +29,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(period_app, name="period")
 app.add_typer(prices_app, name="prices")
 app.command("reprice")(reprice)
+app.command("demo")(demo)
 report_app.command("chargeback")(report_chargeback)
 
 
@@ -214,17 +216,10 @@ def dashboard(
     """Start the Streamlit dashboard."""
     import subprocess
 
-    from dashboard import APP_PATH
+    from dashboard import streamlit_command
 
     settings(config)  # fail here, in one line, rather than inside Streamlit
-    cfg = str(Path(config).resolve()) if config else ""
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", str(APP_PATH),
-        "--server.port", str(port), "--server.address", host,
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
-        "--", *(["--config", cfg] if cfg else []),
-    ]  # fmt: skip
-    raise typer.Exit(subprocess.call(cmd))
+    raise typer.Exit(subprocess.call(streamlit_command(config, port, host)))
 
 
 def main() -> None:
