@@ -44,7 +44,9 @@ class LedgerWriter:
     """A background thread that flushes the spool to the database every `interval` seconds.
 
     While the database is unreachable the segments stay on disk and `degraded` is True; they
-    are replayed in order when it is back.
+    are replayed in order when it is back. A database that accepts connections but does not
+    answer (a hung host, a network that drops packets) raises nothing for a while: `stalled`
+    says so once a flush has gone `stall_seconds` without committing a segment.
     """
 
     def __init__(self, engine: sa.Engine, spool: Spool, interval: float = 0.2):
@@ -54,6 +56,8 @@ class LedgerWriter:
         self.degraded = False
         self.last_error = ""
         self.written = 0
+        self.stall_seconds = max(5.0, 20 * interval)
+        self._progress: float | None = None  # while flushing: when the last segment committed
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="meterline-ledger", daemon=True)
@@ -70,20 +74,33 @@ class LedgerWriter:
             except sa.exc.SQLAlchemyError as e:
                 log.warning("ledger not reachable at shutdown; %s stays spooled: %s", self.spool.dir, e)
 
+    @property
+    def stalled(self) -> bool:
+        progress = self._progress
+        return progress is not None and time.monotonic() - progress > self.stall_seconds
+
     def flush(self) -> int:
         """Write everything spooled so far. Raises if the database refuses."""
         with self._flush_lock:
-            segments = self.spool.seal()
-            if not segments:
-                return 0
-            n = 0
-            for path in segments:
-                # Periods are assigned in the insert's transaction, so a month being closed
-                # meanwhile gets each event either in its snapshot or as a later adjustment.
-                n += write_events(self.engine, read_segment(path), periods=charge_period)
-                path.unlink()
-            self.written += n
-            return n
+            self._progress = time.monotonic()
+            try:
+                return self._flush()
+            finally:
+                self._progress = None
+
+    def _flush(self) -> int:
+        segments = self.spool.seal()
+        if not segments:
+            return 0
+        n = 0
+        for path in segments:
+            # Periods are assigned in the insert's transaction, so a month being closed
+            # meanwhile gets each event either in its snapshot or as a later adjustment.
+            n += write_events(self.engine, read_segment(path), periods=charge_period)
+            path.unlink()
+            self._progress = time.monotonic()
+        self.written += n
+        return n
 
     def _run(self) -> None:
         backoff = self.interval

@@ -52,6 +52,8 @@ def create_app(settings: Settings) -> FastAPI:
         writer = runtime.writer
         if writer is not None and writer.degraded:
             return JSONResponse({"status": "degraded", "ledger": writer.last_error})
+        if writer is not None and writer.stalled:
+            return JSONResponse({"status": "degraded", "ledger": "the database is not answering"})
         return JSONResponse({"status": "ok"})
 
     @app.exception_handler(ProxyError)

@@ -207,7 +207,8 @@ def assert_each_once(engine: sa.Engine, acknowledged: list[str]) -> dict[str, An
 
 class Relay:
     """A TCP relay in front of PostgreSQL. `cut()` drops every connection and refuses new ones
-    (as a database host that went away); `restore()` lets them through again."""
+    (as a database host that went away); `hang()` accepts connections and holds every byte (a
+    host that stopped answering); `restore()` lets them through again."""
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1"):
         self.target = (target_host, target_port)
@@ -215,6 +216,7 @@ class Relay:
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self.restore()
@@ -224,9 +226,17 @@ class Relay:
 
     def restore(self) -> None:
         async def listen() -> None:
-            self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port, reuse_address=True)
+            if self._server is None:
+                self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port, reuse_address=True)
+            self._flowing.set()
 
         self._run(listen())
+
+    def hang(self) -> None:
+        async def hold() -> None:
+            self._flowing.clear()
+
+        self._run(hold())
 
     def cut(self) -> None:
         async def drop() -> None:
@@ -246,6 +256,8 @@ class Relay:
         self._loop.close()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        await self._flowing.wait()
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -256,6 +268,7 @@ class Relay:
         async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    await self._flowing.wait()
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
