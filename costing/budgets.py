@@ -245,7 +245,8 @@ class Budgets:
     def estimate(self, call: Admissible) -> Decimal:
         """A conservative guess of the call's cost, made before it is sent."""
         if call.kind in ("llm", "embedding"):
-            price = self.prices.lookup(call.model, at=call.ts)
+            upstream = getattr(call, "upstream_model", "")  # the bundled map knows the provider's name
+            price = self.prices.lookup(call.model, *([upstream] if upstream else []), at=call.ts)
             if price is None:
                 return ZERO  # unpriced calls are recorded at 0
             recent = self._outputs.get(call.model)

@@ -90,13 +90,16 @@ def reprice(engine: sa.Engine, settings: Settings, period: str, book: PriceBook 
     if is_closed(engine, period):
         raise PeriodClosed(f"{period} is closed: its chargeback is final; a price correction applies to open months only")
     book = book or PriceBook(settings.prices)
+    # As the proxy prices: the model's own name first, then the provider's name for it.
+    upstream = {n: m.upstream_model for m in settings.models if m.upstream_model for n in (m.name, *m.aliases)}
     rows: dict[tuple[str, str], RepriceRow] = {}
     for ev in events(engine, period):
         row = rows.setdefault((ev["department"], ev["model"]), RepriceRow(ev["department"], ev["model"]))
         old = from_pico(ev["cost_pico"])
         new, version = old, ev["price_version"]
         if ev["kind"] != "mcp" and ev["status"] not in KEEP_COST:
-            price = book.lookup(ev["model"], at=ev["ts"])
+            names = (ev["model"], upstream[ev["model"]]) if ev["model"] in upstream else (ev["model"],)
+            price = book.lookup(*names, at=ev["ts"])
             if price is not None:
                 usage = Usage(**{f: ev[f] for f in TOKEN_FIELDS})
                 new, version = cost_of(usage, price).quantize(PICO), price.version

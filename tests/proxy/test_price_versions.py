@@ -9,7 +9,6 @@ from decimal import Decimal
 import openai
 import yaml
 
-import proxy.meter
 from tests.conftest import run_cli
 
 PRICES = [
@@ -19,21 +18,13 @@ PRICES = [
 ]
 
 
-class _Clock(datetime):
-    at = datetime(2026, 10, 10, 12, tzinfo=UTC)
-
-    @classmethod
-    def now(cls, tz=None):
-        return cls.at
-
-
-def test_a_mid_month_price_change_prices_each_call_by_its_own_version(make_proxy, monkeypatch):
-    monkeypatch.setattr(proxy.meter, "datetime", _Clock)
+def test_a_mid_month_price_change_prices_each_call_by_its_own_version(make_proxy):
     p = make_proxy(prices=PRICES)
     c = openai.OpenAI(base_url=p.url + "/v1", api_key=p.key("nlp"), max_retries=0)
     costs = []
     for day in (10, 20):  # five days before and after the change
-        _Clock.at = datetime(2026, 10, day, 12, tzinfo=UTC)
+        at = datetime(2026, 10, day, 12, tzinfo=UTC)
+        p.app.state.runtime.meter.clock = lambda at=at: at  # the calls happen on these days
         raw = c.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
         usage = raw.parse().usage
         costs.append((Decimal(raw.headers["x-meterline-cost-usd"]), usage.prompt_tokens, usage.completion_tokens))
