@@ -14,6 +14,6 @@ def streamlit_command(config: Path | None, port: int, host: str = "127.0.0.1") -
     return [
         sys.executable, "-m", "streamlit", "run", str(APP_PATH),
         "--server.port", str(port), "--server.address", host,
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
         "--", *cfg,
     ]  # fmt: skip

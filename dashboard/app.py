@@ -20,7 +20,7 @@ PAGES = Path(__file__).with_name("pages")
 
 
 def main() -> None:
-    st.set_page_config(page_title="Meterline", page_icon="📈", layout="wide")
+    st.set_page_config(page_title="Meterline", page_icon=":material/insights:", layout="wide")
     try:
         settings, _ = ledger(str(config_location(config_path()).resolve()))
     except ConfigError as e:
@@ -29,11 +29,11 @@ def main() -> None:
     if auth.current(settings.dashboard) is None:  # no navigation before signing in
         st.stop()
     pages = [
-        st.Page(str(PAGES / "overview.py"), title="Overview", icon="📊", default=True),
-        st.Page(str(PAGES / "departments.py"), title="Departments", icon="🏢"),
-        st.Page(str(PAGES / "agents.py"), title="Agents and tools", icon="🤖"),
-        st.Page(str(PAGES / "budgets.py"), title="Budgets", icon="🎯"),
-        st.Page(str(PAGES / "chargeback.py"), title="Chargeback", icon="🧾"),
+        st.Page(str(PAGES / "overview.py"), title="Overview", icon=":material/insights:", default=True),
+        st.Page(str(PAGES / "departments.py"), title="Departments", icon=":material/apartment:"),
+        st.Page(str(PAGES / "agents.py"), title="Agents and tools", icon=":material/smart_toy:"),
+        st.Page(str(PAGES / "budgets.py"), title="Budgets", icon=":material/savings:"),
+        st.Page(str(PAGES / "chargeback.py"), title="Chargeback", icon=":material/receipt_long:"),
     ]
     st.navigation(pages).run()  # each page calls dashboard.context.view() first
 

@@ -38,13 +38,19 @@ def usd_tooltip(field: str, title: str = "USD") -> alt.Tooltip:
 USD_AXIS = alt.Axis(format="$,.2f")
 
 
+def usd_axis(largest: float) -> alt.Axis:
+    """A dollar axis with enough decimals for the amounts shown (cents hide small spend)."""
+    return USD_AXIS if largest >= 1 else alt.Axis(format="$,.4f")
+
+
 def ranked_bars(frame: pd.DataFrame, name: str, *extra: alt.Tooltip | str) -> alt.Chart:
     """Horizontal bars of `cost_usd` per `name`, largest on top, with hover values."""
+    data = for_chart(frame, "cost_usd")
     return (
-        alt.Chart(for_chart(frame, "cost_usd"))
+        alt.Chart(data)
         .mark_bar()
         .encode(
-            x=alt.X("cost_usd:Q", title="USD", axis=USD_AXIS),
+            x=alt.X("cost_usd:Q", title="USD", axis=usd_axis(data["cost_usd"].max())),
             y=alt.Y(f"{name}:N", sort="-x", title=None),
             tooltip=[f"{name}:N", alt.Tooltip("requests:Q", format=","), *extra, usd_tooltip("cost_usd")],
         )

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.context import report, view
-from dashboard.format import USD_AXIS, fixed, for_chart, money, usd_tooltip
+from dashboard.format import fixed, for_chart, money, usd_axis, usd_tooltip
 from reports.agents import tool_costs, top_runs
 from reports.agents_view import fan_out_counts, icicle
 
@@ -34,7 +34,7 @@ else:
         alt.Chart(parts.assign(part=parts["part"].map({"own_usd": "the tool call", "subcall_usd": "its sub-calls"})))
         .mark_bar()
         .encode(
-            x=alt.X("sum(usd):Q", title="USD", axis=USD_AXIS),
+            x=alt.X("sum(usd):Q", title="USD", axis=usd_axis(float(frame["total_usd"].max()))),
             y=alt.Y("tool:N", sort="-x", title=None),
             color=alt.Color("part:N", title=None),
             tooltip=["tool:N", "part:N", alt.Tooltip("calls:Q", format=","), alt.Tooltip("sum(usd):Q", title="USD", format="$,.4f")],
@@ -76,9 +76,12 @@ with right:
          "own": float(c.cost_usd), "total": float(c.total_usd)}
         for c in icicle(pick)
     ])  # fmt: skip
+    boxes = alt.Chart(cells.assign(y0=cells["depth"], y1=cells["depth"] + 1, xm=(cells["x0"] + cells["x1"]) / 2, ym=cells["depth"] + 0.5))
+    names = boxes.transform_filter("datum.x1 - datum.x0 > 0.12").mark_text(color="white", fontSize=11).encode(
+        x="xm:Q", y="ym:Q", text="label:N"
+    )
     st.altair_chart(
-        alt.Chart(cells.assign(y0=cells["depth"], y1=cells["depth"] + 1))
-        .mark_rect(stroke="white")
+        boxes.mark_rect(stroke="white")
         .encode(
             x=alt.X("x0:Q", axis=None, scale=alt.Scale(domain=[0, 1])),
             x2="x1:Q",
@@ -87,7 +90,8 @@ with right:
             color=alt.Color("kind:N", title=None),
             tooltip=["label:N", "status:N", "depth:Q", usd_tooltip("own", "own USD"), usd_tooltip("total", "with sub-calls USD")],
         )
-        .properties(height=60 * (int(cells["depth"].max()) + 1)),
+        .properties(height=60 * (int(cells["depth"].max()) + 1))
+        + names,
         width="stretch",
     )
     st.caption("Icicle: each call's width is its share of the run's cost; its sub-calls sit below it.")

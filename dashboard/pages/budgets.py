@@ -13,7 +13,7 @@ from dashboard.context import report, view
 from dashboard.format import USD_AXIS, fixed, money, usd_tooltip
 from reports.budgets_report import budget_status
 
-STATE_TEXT = {"over": "🔴 over: calls refused", "near": "🟠 near", "forecast_over": "🟡 on course to pass", "ok": "🟢 ok"}
+STATE_TEXT = {"over": "over: calls refused", "near": "near", "forecast_over": "on course to pass", "ok": "ok"}
 STATE_COLOR = alt.Scale(domain=list(STATE_TEXT), range=["#d62728", "#ff7f0e", "#e6c229", "#2ca02c"])
 
 v = view()
@@ -80,7 +80,9 @@ if burnable:
         .encode(
             x=alt.X("day:T", title=None, scale=alt.Scale(domain=[f"{v.period}-01", end.isoformat()])),
             y=alt.Y("spent:Q", title="USD (cumulative)", axis=USD_AXIS),
-            strokeDash=alt.StrokeDash("what:N", legend=alt.Legend(title=None)),
+            strokeDash=alt.StrokeDash(
+                "what:N", scale=alt.Scale(domain=["spent", "forecast"], range=[[1, 0], [6, 4]]), legend=alt.Legend(title=None)
+            ),
             tooltip=[alt.Tooltip("day:T", format="%Y-%m-%d"), "what:N", usd_tooltip("spent")],
         )
     )
