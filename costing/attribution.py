@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 MAX_VALUE = 128
 MAX_TAGS = 20
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+MAX_TAGS_CHARS = 1024  # the ledger's `tags` column
+# Control characters (C0, DEL, C1) and the invisible ones that reorder or hide text in a
+# report or a spreadsheet (zero-width, bidi embeddings, overrides and isolates, BOM).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
@@ -20,12 +23,17 @@ def clean(value: str | None, limit: int = MAX_VALUE) -> str:
 
 
 def parse_tags(header: str | None) -> str:
-    """`k=v,k2=v2` cleaned and normalised; malformed pairs are dropped, not fatal."""
-    pairs = []
+    """`k=v,k2=v2` cleaned and normalised; malformed pairs are dropped, not fatal, and so are
+    the pairs past MAX_TAGS or past MAX_TAGS_CHARS in all."""
+    pairs: list[str] = []
+    size = -1
     for item in (header or "").split(",")[:MAX_TAGS]:
         k, sep, v = item.partition("=")
         k, v = clean(k, 64), clean(v, 128)
         if sep and k and "," not in v:
+            size += len(k) + len(v) + 2
+            if size > MAX_TAGS_CHARS:
+                break
             pairs.append(f"{k}={v}")
     return ",".join(pairs)
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from datetime import datetime
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from .ledger import PeriodSnapshot, write_events
+from .ledger import Event, PeriodSnapshot, write_events
 from .spool import Spool, read_segment
 
 log = logging.getLogger("meterline.ledger")
@@ -38,6 +42,51 @@ def charge_period(ts: datetime, closed: set[str]) -> tuple[str, bool]:
 def closed_periods(engine: sa.Engine) -> set[str]:
     with Session(engine) as s:
         return set(s.exec(select(PeriodSnapshot.period)).all())
+
+
+# What a row can raise on being written; _refused_for_content tells these apart from trouble
+# reaching the database, after which the batch is retried whole.
+# (SQLite batches go straight through the driver, whose errors SQLAlchemy does not wrap.)
+_WRITE_ERRORS = (sa.exc.StatementError, sqlite3.Error, OverflowError, ValueError, TypeError, KeyError)
+
+
+def _refused_for_content(e: BaseException) -> bool:
+    """True when retrying cannot help: the database (or the driver) refuses what a row holds."""
+    if isinstance(e, sa.exc.DBAPIError):
+        return isinstance(e, sa.exc.DataError | sa.exc.IntegrityError)
+    if isinstance(e, sqlite3.Error):
+        return isinstance(e, sqlite3.DataError | sqlite3.IntegrityError)
+    return True
+
+
+@cache
+def _column_limits() -> dict[str, tuple[type, int]]:
+    limits: dict[str, tuple[type, int]] = {}
+    for c in Event.__table__.columns:
+        t = c.type.impl if isinstance(c.type, sa.TypeDecorator) else c.type  # SQLModel's AutoString
+        if isinstance(t, sa.String) and t.length:
+            limits[c.name] = (str, t.length)
+        elif isinstance(t, sa.BigInteger):
+            limits[c.name] = (int, 2**63 - 1)
+        elif isinstance(t, sa.Integer):
+            limits[c.name] = (int, 2**31 - 1)
+    return limits
+
+
+def fit_to_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """The event with text cut to its column's length and counts kept in its column's range.
+
+    SQLite stores whatever it is given; PostgreSQL refuses a whole batch over one value too
+    long (a model name matched by a glob, say) or too large (an upstream reporting absurd
+    usage), and a refused batch would hold up every event spooled after it.
+    """
+    for name, (kind, limit) in _column_limits().items():
+        v = row.get(name)
+        if kind is str and isinstance(v, str) and len(v) > limit:
+            row[name] = v[:limit]
+        elif kind is int and isinstance(v, int) and not isinstance(v, bool) and not 0 <= v <= limit:
+            row[name] = min(max(v, 0), limit)
+    return row
 
 
 class LedgerWriter:
@@ -72,7 +121,7 @@ class LedgerWriter:
             try:
                 self.flush()
             except sa.exc.SQLAlchemyError as e:
-                log.warning("ledger not reachable at shutdown; %s stays spooled: %s", self.spool.dir, e)
+                log.warning("ledger not reachable at shutdown; %s stays spooled: %s", self.spool.dir, _short(e))
 
     @property
     def stalled(self) -> bool:
@@ -94,12 +143,38 @@ class LedgerWriter:
             return 0
         n = 0
         for path in segments:
+            rows = [fit_to_columns(r) for r in read_segment(path)]
             # Periods are assigned in the insert's transaction, so a month being closed
             # meanwhile gets each event either in its snapshot or as a later adjustment.
-            n += write_events(self.engine, read_segment(path), periods=charge_period)
+            try:
+                n += write_events(self.engine, rows, periods=charge_period)
+            except _WRITE_ERRORS as e:
+                if not _refused_for_content(e):
+                    raise
+                n += self._write_one_by_one(path, rows, e)
             path.unlink()
             self._progress = time.monotonic()
         self.written += n
+        return n
+
+    def _write_one_by_one(self, path: Path, rows: list[dict[str, Any]], error: BaseException) -> int:
+        """Write a refused segment's events singly; keep those still refused in `rejected/`.
+
+        A database that goes away meanwhile raises, and the segment is retried whole later.
+        """
+        log.error("ledger refused a batch from %s (%s); writing its events one by one", path.name, _short(error))
+        n = 0
+        for row in rows:
+            try:
+                n += write_events(self.engine, [row], periods=charge_period)
+            except _WRITE_ERRORS as e:
+                if not _refused_for_content(e):
+                    raise
+                rejected = self.spool.dir / "rejected"
+                rejected.mkdir(exist_ok=True)
+                with (rejected / path.name).open("ab") as f:
+                    f.write(orjson.dumps(row) + b"\n")
+                log.error("event %s kept aside in %s: %s", row.get("call_id"), rejected, _short(e))
         return n
 
     def _run(self) -> None:
@@ -108,7 +183,7 @@ class LedgerWriter:
         while not self._stop.wait(backoff):
             try:
                 self.flush()
-            except (sa.exc.SQLAlchemyError, OSError) as e:
+            except (sa.exc.SQLAlchemyError, sqlite3.Error, OSError) as e:
                 if not self.degraded:
                     log.error("ledger database unavailable, spooling to %s: %s", self.spool.dir, _short(e))
                 self.degraded, self.last_error = True, _short(e)
@@ -116,6 +191,11 @@ class LedgerWriter:
                 if time.monotonic() - last_sync > 1:
                     self.spool.sync()
                     last_sync = time.monotonic()
+                continue
+            except Exception as e:  # noqa: BLE001 - a dead writer thread would stop the ledger silently
+                log.exception("ledger writer failed; events stay spooled and are retried")
+                self.degraded, self.last_error = True, _short(e)
+                backoff = min(backoff * 2, 5.0)
                 continue
             if self.degraded:
                 log.warning("ledger database is back; spooled events replayed")

@@ -13,12 +13,16 @@ _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
+MAX_TOKENS = 2**31 - 1  # the ledger's token columns; no real call comes near it
+
+
 def _int(d: Any, *path: str) -> int:
     for p in path:
         if not isinstance(d, dict):
             return 0
         d = d.get(p)
-    return d if isinstance(d, int) and d > 0 else 0
+    # An upstream reporting absurd usage must not break the call or the ledger's batch.
+    return min(d, MAX_TOKENS) if isinstance(d, int) and not isinstance(d, bool) and d > 0 else 0
 
 
 def parse_usage(u: Any) -> Usage | None:

@@ -1,0 +1,78 @@
+"""The ledger writer: no event in a spooled batch can hold up the ones behind it."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from costing import create_engine, create_schema
+from costing.attribution import MAX_TAGS_CHARS, clean, parse_tags
+from costing.ingest import LedgerWriter
+from costing.spool import Spool
+from tests.seed import event
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    e = create_engine(url)
+    create_schema(e)
+    yield e
+    e.dispose()
+
+
+@pytest.fixture
+def spool(tmp_path):
+    s = Spool(tmp_path / "spool")
+    yield s
+    s.close()
+
+
+def spooled(**fields):
+    row = event("0.01", **fields)
+    del row["charge_period"], row["adjustment"]  # the writer assigns them
+    return row
+
+
+def stored(engine, column: str) -> dict[str, object]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text(f"SELECT call_id, {column} FROM events")).all())
+
+
+def test_values_too_big_for_their_columns_are_stored_cut_to_fit(engine, spool):
+    spool.append(spooled(call_id="a" * 16, model="gpt-4.1-" + "x" * 400, input_tokens=2**40, output_tokens=-5))
+    spool.append(spooled(call_id="b" * 16))
+
+    assert LedgerWriter(engine, spool).flush() == 2
+
+    assert stored(engine, "model")["a" * 16] == ("gpt-4.1-" + "x" * 400)[:256]
+    assert stored(engine, "input_tokens")["a" * 16] == 2**31 - 1
+    assert stored(engine, "output_tokens")["a" * 16] == 0
+
+
+def test_an_event_the_database_refuses_is_kept_aside_and_the_rest_of_its_batch_lands(engine, spool, caplog):
+    good = [spooled() for _ in range(3)]
+    bad = spooled(call_id="c" * 16)
+    del bad["kind"]
+    for row in (good[0], bad, *good[1:]):
+        spool.append(row)
+
+    assert LedgerWriter(engine, spool).flush() == 3
+
+    assert set(stored(engine, "kind")) == {r["call_id"] for r in good}
+    kept = list((spool.dir / "rejected").glob("*.jsonl"))
+    assert len(kept) == 1 and ("c" * 16) in kept[0].read_text()
+    assert spool.pending() == 0
+    assert "kept aside" in caplog.text
+
+
+def test_tags_from_a_header_fit_the_ledger_column_whole_pairs_only():
+    header = ",".join(f"key{i}={'v' * 200}" for i in range(40))
+    tags = parse_tags(header)
+    assert 0 < len(tags) <= MAX_TAGS_CHARS
+    assert all(len(p.split("=", 1)[1]) == 128 for p in tags.split(","))
+
+
+def test_header_values_lose_control_and_invisible_characters():
+    assert clean("re\u202esearch\u200b\x00\x1b[31m\x85") == "research[31m"
+    assert clean("x" * 1000) == "x" * 128
