@@ -131,10 +131,12 @@ def _warm_up() -> None:
 
 
 def to_proxy_error(e: Exception, provider: str) -> ProxyError | None:
-    """litellm's exceptions as the contract's errors: timeouts 504, no connection 502, and an
-    upstream's own HTTP error keeps its status, with its message in OpenAI's error shape.
-    None: not an upstream failure we know."""
+    """litellm's exceptions as the contract's errors: no connection (refused, or not accepted
+    within connect_timeout) 502, read timeouts 504, and an upstream's own HTTP error keeps its
+    status, with its message in OpenAI's error shape. None: not an upstream failure we know."""
     causes = _chain(e)
+    if any(isinstance(c, httpx.ConnectTimeout | aiohttp.ConnectionTimeoutError) for c in causes):
+        return ProxyError(502, "upstream_unavailable", f"provider {provider!r} did not accept a connection in time")
     if any(isinstance(c, litellm.Timeout | httpx.TimeoutException | TimeoutError) for c in causes):
         return ProxyError(504, "upstream_timeout", f"provider {provider!r} timed out")
     # litellm reports a refused connection as its InternalServerError (500): look at the cause.

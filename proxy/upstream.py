@@ -73,6 +73,10 @@ class Upstreams:
         assert self.session is not None, "Upstreams.start() was not awaited"
         try:
             return await self.session.post(target.base_url + path, data=body, headers=out, timeout=target.timeout)
+        except aiohttp.ConnectionTimeoutError:  # never accepted the connection: unreachable
+            raise ProxyError(
+                502, "upstream_unavailable", f"provider {provider!r} did not accept a connection in time"
+            ) from None
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise ProxyError(504, "upstream_timeout", f"provider {provider!r} timed out") from None
         except aiohttp.ClientError as e:

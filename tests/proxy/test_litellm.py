@@ -237,3 +237,14 @@ def test_loading_the_litellm_provider_is_quiet_and_offline():
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert (out.returncode, out.stdout, out.stderr) == (0, "network attempts: 0\n", "")
+
+
+def test_anthropic_that_never_accepts_the_connection_is_502(make_proxy, unaccepting_url):
+    proxy = make_proxy(
+        # litellm bounds the connect phase by read_timeout, not connect_timeout (README)
+        providers={"claude": {"kind": "litellm", "base_url": unaccepting_url, "api_key_env": "SIM_API_KEY", "read_timeout": 0.5}},
+        models=[{"name": "claude-haiku", "provider": "claude", "upstream_model": "anthropic/claude-3-5-haiku-20241022"}],
+    )
+    with pytest.raises(openai.APIStatusError) as e:
+        client(proxy, proxy.key()).chat.completions.create(model="claude-haiku", messages=[{"role": "user", "content": "x"}])
+    assert (e.value.status_code, e.value.code) == (502, "upstream_unavailable")

@@ -156,40 +156,6 @@ def test_unpriced_model_is_recorded_unpriced_with_a_warning_naming_it(proxy, cap
     assert (line["requests"], line["cost_usd"]) == ("2", "0.000000")
 
 
-@pytest.fixture
-def stalling_upstream():
-    """An upstream that sends one chunk of a stream, then nothing, forever."""
-    import asyncio
-    import threading
-
-    from aiohttp import web
-
-    chunk = b'data: {"id":"c1","object":"chat.completion.chunk","created":0,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"hello there"},"finish_reason":null}]}\n\n'
-
-    async def handler(request):
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        await resp.write(chunk)
-        await asyncio.sleep(3600)  # cancelled when the proxy lets go (handler_cancellation)
-        return resp
-
-    loop = asyncio.new_event_loop()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.2)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield url
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.run_until_complete(runner.cleanup())
-    loop.close()
-
-
 def test_stream_that_stalls_mid_way_ends_with_an_error_within_the_read_timeout(make_proxy, stalling_upstream):
     proxy = make_proxy(providers={"sim": {"base_url": stalling_upstream + "/v1", "read_timeout": 0.5}})
     got = []
@@ -204,3 +170,12 @@ def test_stream_that_stalls_mid_way_ends_with_an_error_within_the_read_timeout(m
     assert (event["status"], event["usage_source"]) == ("upstream_error", "estimated")
     assert event["output_tokens"] == count_text("hello there", "gpt-4o-mini")
     assert event["cost_pico"] > 0
+
+
+def test_provider_that_never_accepts_the_connection_is_502_after_the_connect_timeout(make_proxy, unaccepting_url):
+    proxy = make_proxy(providers={"sim": {"base_url": unaccepting_url + "/v1", "connect_timeout": 0.3}})
+    with pytest.raises(openai.APIStatusError) as e:
+        client(proxy, proxy.key()).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert (e.value.status_code, e.value.code) == (502, "upstream_unavailable")
+    (event,) = proxy.events()
+    assert (event["status"], event["http_status"]) == ("upstream_error", 502)
