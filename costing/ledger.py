@@ -290,7 +290,7 @@ def _sqlite_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, An
     one = "(" + ", ".join("?" * len(cols)) + ")"
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        for chunk in _chunks(rows, max(1, min(500, 32000 // len(cols)))):  # SQLite binds at most 32,766
+        for chunk in _sized_chunks(rows):
             params: list[Any] = []
             for r in chunk:
                 params.extend(_naive(r[c]) if i in dates else r[c] for i, c in enumerate(cols))
@@ -298,6 +298,17 @@ def _sqlite_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, An
             yield from (row[0] for row in cur.execute(sql, params))
     finally:
         cur.close()
+
+
+def _sized_chunks(rows: list[Any]) -> Iterable[list[Any]]:
+    """Chunks of 256, 64, 16, 4 or 1 rows: a handful of statement shapes, so the driver's
+    statement cache holds a few prepared INSERTs instead of up to 128 large ones, one per
+    batch size, which grew the proxy's memory by tens of MB under load."""
+    i = 0
+    for size in (256, 64, 16, 4, 1):
+        while len(rows) - i >= size:
+            yield rows[i : i + size]
+            i += size
 
 
 def _naive(ts: datetime | None) -> str | None:

@@ -18,6 +18,9 @@ from .config import PriceConfig
 from .money import MTOK, Price
 
 BUNDLED_FILE = "model_prices_and_context_window_backup.json"
+PRICE_FIELDS = frozenset(
+    ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost", "cache_creation_input_token_cost")
+)
 
 
 def bundled_price_map() -> tuple[dict[str, dict[str, Any]], str]:
@@ -30,7 +33,14 @@ def bundled_price_map() -> tuple[dict[str, dict[str, Any]], str]:
         return {}, "none"
     with path.open(encoding="utf-8") as f:
         data = json.load(f, parse_float=Decimal)
-    return data, f"litellm-{importlib.metadata.version('litellm')}"
+    # Only the price fields stay: the whole map (context windows, feature flags, ...) held
+    # ~4 MB of Python objects for the proxy's lifetime.
+    prices = {
+        name: {k: v for k, v in entry.items() if k in PRICE_FIELDS}
+        for name, entry in data.items()
+        if isinstance(entry, dict) and "input_cost_per_token" in entry
+    }
+    return prices, f"litellm-{importlib.metadata.version('litellm')}"
 
 
 class PriceBook:
