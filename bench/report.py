@@ -50,8 +50,8 @@ def proxy_markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Run of {result['date']} (UTC): `{result['command']}`",
         "",
-        f"Machine: {m['nproc']} CPUs; {m['cpu'].replace(chr(10), '; ')}; {m['memory']} RAM; Linux {m['kernel']}; "
-        f"Python {m['python']}; load generator {m['wrk']}.",
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}); {m['memory']} RAM; Linux {m['kernel']}; "
+        f"Python {m['python']}; load generator {m['wrk']}; load average at the end {m.get('loadavg', '?')}.",
         f"Each cell: median of {s['rounds']} rounds of {s['seconds']} s, targets alternated; streams carry "
         f"{s['chunks']} content chunks; TTFT from an aiohttp client ({s['ttft_seconds']} s per probe). "
         "Added = the target minus the mock directly, same round.",
@@ -86,6 +86,10 @@ def proxy_markdown(result: dict[str, Any]) -> str:
     for n, why in result.get("missing", {}).items():
         lines.append(f"| {n} | not measured: {why} | |")
     lines += ["", *targets_markdown(result, agg)]
+    for prof in result.get("profiles", []):
+        from .profile import profile_markdown
+
+        lines += ["", *profile_markdown(Path(prof["path"]), prof["label"])]
     if result.get("ledger"):
         from .ledger_scale import ledger_markdown
 

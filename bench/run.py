@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--targets", default="direct,passthrough,meterline,litellm", help="which targets to run")
     ap.add_argument("--out", type=Path, default=None, help="folder for logs and results (default bench/out/<time>)")
     ap.add_argument("--write-results", action="store_true", help="replace the generated table in bench/RESULTS.md")
+    ap.add_argument("--profile", action="store_true", help="afterwards, profile Meterline at c16 with py-spy (not timed)")
     ap.add_argument("--ledger-events", type=int, default=0, help="also run the ledger-at-scale bench with N events (SQLite)")
     a = ap.parse_args(argv)
     if a.smoke:
@@ -54,13 +55,14 @@ def machine() -> dict[str, str]:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    cpu = sh("lscpu | grep -E '^(Model name|CPU\\(s\\)|Thread|Core|Socket)'")
+    cpu = " ".join(sh("lscpu | grep -E '^(Model name|CPU\\(s\\)|Thread|Core|Socket)'").split())
     return {
         "nproc": sh("nproc"),
         "cpu": cpu,
         "memory": sh("free -h | sed -n 2p | awk '{print $2}'"),
         "kernel": platform.release(),
         "python": platform.python_version(),
+        "loadavg": sh("cut -d' ' -f1-3 /proc/loadavg"),
         "wrk": sh("wrk --version 2>&1 | head -1") if load.WRK else "(absent: aiohttp load generator)",
     }
 
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  up in {t.startup_s:.2f} s", flush=True)
             ts.append(t)
         runs = measure(ts, a, levels)
+        profiles = profile(ts, a, out) if a.profile else []
     finally:
         for t in reversed(ts):
             t.stop()
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {t.name: {"label": t.label, "startup_s": t.startup_s, "rss_peak_mb": t.rss_peak / 2**20} for t in ts},
         "missing": missing,
         "runs": runs,
+        "profiles": profiles,
     }
     if a.ledger_events:
         from .ledger_scale import scale
@@ -150,6 +154,26 @@ def measure(ts: list[targets.Target], a: argparse.Namespace, levels: list[int]) 
                     print(_line(row), flush=True)
                     time.sleep(0.2)
     return runs
+
+
+def profile(ts: list[targets.Target], a: argparse.Namespace, out: Path) -> list[dict[str, str]]:
+    """py-spy samples of Meterline under c16 load, after the timed runs (sampling slows it)."""
+    from .profile import record
+
+    found = []
+    for t in ts:
+        if t.name != "meterline" or t.proc is None:
+            continue
+        for stream in (False, True):
+            path = out / f"profile-{t.name}-{'stream' if stream else 'json'}-c16.txt"
+            spy = record(t.proc.pid, a.seconds, path)
+            if spy is None:
+                return []
+            load.run_load(t.url, t.key, load.body(stream, a.chunks), 16, a.seconds + 1)
+            spy.wait(30)
+            if path.exists():
+                found.append({"label": f"Meterline, {'stream' if stream else 'non-stream'}, concurrency 16", "path": str(path)})
+    return found
 
 
 def _line(r: dict[str, Any]) -> str:

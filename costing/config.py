@@ -125,6 +125,10 @@ class ServerConfig(_Section):
     store_prompts: bool = False
     admin_key_env: str = "METERLINE_ADMIN_KEY"
     admin_key: SecretStr | None = Field(None, exclude=True)
+    # Signs the payer a call tree's sub-calls carry in `tracestate`, so replicas agree on it;
+    # unset: derived from the admin key, and with neither, sub-calls are linked in-process only.
+    trace_secret_env: str = "METERLINE_TRACE_SECRET"
+    trace_secret: SecretStr | None = Field(None, exclude=True)
 
 
 class ViewerConfig(_Section):
@@ -238,7 +242,12 @@ def _resolve_secrets(settings: Settings, env: dict[str, str] | Any) -> Settings:
         name: s.model_copy(update={"auth_header": _secret(env, s.auth_header_env)})
         for name, s in settings.mcp_servers.items()
     }
-    server = settings.server.model_copy(update={"admin_key": _secret(env, settings.server.admin_key_env)})
+    server = settings.server.model_copy(
+        update={
+            "admin_key": _secret(env, settings.server.admin_key_env),
+            "trace_secret": _secret(env, settings.server.trace_secret_env),
+        }
+    )
     viewers = {
         name: v.model_copy(update={"password": _secret(env, v.password_env)})
         for name, v in settings.dashboard.viewers.items()
