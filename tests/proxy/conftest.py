@@ -10,6 +10,16 @@ import time
 import pytest
 from aiohttp import web
 
+from meterline.sim.upstream import SimServer
+from tests.conftest import PROVIDER_KEY
+
+
+@pytest.fixture
+def own_upstream():
+    """A simulator for one test alone: the sockets towards it are that test's only."""
+    with SimServer(api_key=PROVIDER_KEY) as sim:
+        yield sim
+
 
 @pytest.fixture
 def unaccepting_url():

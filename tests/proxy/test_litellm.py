@@ -18,11 +18,10 @@ from tests.proxy.test_streams import established_to, wait_for_events
 PRICE = {"input": Decimal(3), "cached": Decimal("0.30"), "write": Decimal("3.75"), "output": Decimal(15)}
 
 
-@pytest.fixture
-def claude_proxy(make_proxy, upstream):
-    return make_proxy(
+def claude_config(url):
+    return dict(
         providers={
-            "claude": {"kind": "litellm", "base_url": upstream.url, "api_key_env": "SIM_API_KEY", "read_timeout": 1, "connect_timeout": 1}
+            "claude": {"kind": "litellm", "base_url": url, "api_key_env": "SIM_API_KEY", "read_timeout": 1, "connect_timeout": 1}
         },
         models=[{"name": "claude-haiku", "provider": "claude", "upstream_model": "anthropic/claude-3-5-haiku-20241022"}],
         prices=[
@@ -35,6 +34,11 @@ def claude_proxy(make_proxy, upstream):
             }
         ],
     )
+
+
+@pytest.fixture
+def claude_proxy(make_proxy, upstream):
+    return make_proxy(**claude_config(upstream.url))
 
 
 def expected_cost(event):
@@ -186,8 +190,9 @@ def test_litellm_is_not_imported_without_a_litellm_provider(tmp_path, upstream):
     assert out.stdout.strip() == "False"
 
 
-def test_anthropic_stream_the_client_abandons_is_estimated_and_let_go(claude_proxy, upstream):
-    port = int(upstream.url.rsplit(":", 1)[1])
+def test_anthropic_stream_the_client_abandons_is_estimated_and_let_go(make_proxy, own_upstream):
+    claude_proxy = make_proxy(**claude_config(own_upstream.url))
+    port = int(own_upstream.url.rsplit(":", 1)[1])
     stream = client(claude_proxy, claude_proxy.key()).chat.completions.create(
         model="claude-haiku", messages=[{"role": "user", "content": "long sim:chunks=2000,delay_ms=50"}], stream=True
     )

@@ -41,8 +41,9 @@ def established_to(port: int) -> int:
     return count
 
 
-def test_client_closing_a_slow_stream_is_recorded_estimated_and_the_upstream_is_let_go(proxy, upstream):
-    port = int(upstream.url.rsplit(":", 1)[1])
+def test_client_closing_a_slow_stream_is_recorded_estimated_and_the_upstream_is_let_go(make_proxy, own_upstream):
+    proxy = make_proxy(providers={"sim": {"base_url": own_upstream.url + "/v1", "api_key_env": "SIM_API_KEY"}})
+    port = int(own_upstream.url.rsplit(":", 1)[1])
     messages = [{"role": "user", "content": "write a lot sim:chunks=2000,delay_ms=50"}]  # ~100 s in full
     stream = client(proxy, proxy.key()).chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
     got = []
