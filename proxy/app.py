@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -17,6 +19,8 @@ from costing.errors import CostingError
 from . import admin, llm, mcp, metrics
 from .errors import ProxyError, error_response, from_costing
 from .runtime import Runtime
+
+log = logging.getLogger("meterline.proxy")
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -59,6 +63,12 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(ProxyError)
     async def _proxy_error(request: Request, e: ProxyError) -> Response:
         return error_response(e)
+
+    @app.exception_handler(sa.exc.SQLAlchemyError)
+    async def _ledger_error(request: Request, e: sa.exc.SQLAlchemyError) -> Response:
+        # Only admin routes touch the database on a request; metering goes through the spool.
+        log.warning("ledger unavailable for %s: %s", request.url.path, str(e).splitlines()[0][:200])
+        return error_response(ProxyError(503, "ledger_unavailable", "the ledger database is unavailable; try again later"))
 
     @app.exception_handler(CostingError)
     async def _costing_error(request: Request, e: CostingError) -> Response:

@@ -17,6 +17,7 @@ from costing.money import Usage, usd
 
 from .errors import ProxyError, invalid_request
 from .meter import Call
+from .openapi import body
 from .runtime import Runtime, authenticate, read_json_body
 from .streaming import RelayResponse
 from .upstream import response_headers
@@ -31,22 +32,22 @@ COST = "x-meterline-cost-usd"
 _ASK_FOR_USAGE = {"/chat/completions", "/completions"}
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", openapi_extra=body("chat"))
 async def chat_completions(request: Request) -> Response:
     return await forward(request, "/chat/completions", "llm")
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", openapi_extra=body("completions"))
 async def completions(request: Request) -> Response:
     return await forward(request, "/completions", "llm")
 
 
-@router.post("/v1/responses")
+@router.post("/v1/responses", openapi_extra=body("responses"))
 async def responses(request: Request) -> Response:
     return await forward(request, "/responses", "llm")
 
 
-@router.post("/v1/embeddings")
+@router.post("/v1/embeddings", openapi_extra=body("embeddings"))
 async def embeddings(request: Request) -> Response:
     return await forward(request, "/embeddings", "embedding")
 

@@ -32,6 +32,7 @@ from .mcp_metering import (
     loads,
     messages,
     meta_traceparent,
+    meta_tracestate,
     price,
     request_state,
     set_meta_traceparent,
@@ -41,6 +42,7 @@ from .mcp_upstream import MCPTarget, response_headers
 from .meter import Call
 from .runtime import Runtime, bearer, read_json_body
 from .streaming import RelayResponse
+from .tracestate import merge
 from .usage import SSEEvents
 
 router = APIRouter()
@@ -49,7 +51,10 @@ WWW_AUTHENTICATE = 'Bearer realm="meterline"'
 SMALL_BODY = 64 * 1024
 
 
-@router.api_route("/mcp/{server}", methods=["POST", "GET", "DELETE"])
+# One route per method: a shared one gives the three the same OpenAPI operationId.
+@router.delete("/mcp/{server}")
+@router.get("/mcp/{server}")
+@router.post("/mcp/{server}")
 async def mcp_endpoint(server: str, request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     try:
@@ -81,16 +86,18 @@ async def _post(rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget) 
             call = _start(rt, request, key, target, m, size, exchange)
             first = first or call
             if m["method"] == "tools/call" or meta_traceparent(m) is not None:
-                rewritten = set_meta_traceparent(m, call.traceparent) or rewritten
+                rewritten = set_meta_traceparent(m, call.traceparent, rt.meter.tracestate(call)) or rewritten
     except CostingError as e:
         exchange.close("rejected", str(e), http_status=429)
         raise from_costing(e) from None
     if rewritten:
         body = dumps(doc)
     span = first.traceparent if first else _span(request)
+    ours = rt.meter.tracestate(first) if first else ""
+    state = merge(ours, request.headers.get("tracestate")) if ours else request.headers.get("tracestate", "")
     try:
         resp = await rt.mcp.open(
-            target, "POST", request.headers, query=request.url.query, body=body, traceparent=span
+            target, "POST", request.headers, query=request.url.query, body=body, traceparent=span, tracestate=state
         )
     except ProxyError as e:
         exchange.close("upstream_error", str(e), http_status=e.status)
@@ -116,7 +123,9 @@ def _start(
         parked.call.request_bytes += size
         exchange.add(m, parked.call, parked.response_bytes)
         return parked.call
-    call = rt.meter.start(key, request.headers, kind="mcp", method=m["method"], traceparent=meta_traceparent(m))
+    call = rt.meter.start(
+        key, request.headers, kind="mcp", method=m["method"], traceparent=meta_traceparent(m), tracestate=meta_tracestate(m)
+    )
     call.provider, call.tool, call.request_bytes = target.name, tool_name(m), size
     call.reserved = price(target.config, call.method, call.tool)
     exchange.add(m, call)
@@ -135,7 +144,13 @@ async def _pass_through(rt: Runtime, request: Request, target: MCPTarget) -> Res
     not metered themselves."""
     span = _span(request)
     resp = await rt.mcp.open(
-        target, request.method, request.headers, query=request.url.query, traceparent=span, stream=request.method == "GET"
+        target,
+        request.method,
+        request.headers,
+        query=request.url.query,
+        traceparent=span,
+        tracestate=request.headers.get("tracestate", ""),
+        stream=request.method == "GET",
     )
     headers = response_headers(resp) | {CALL_ID: span.split("-")[2]}
     exchange = _exchange(rt, request, target)

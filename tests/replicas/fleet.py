@@ -52,10 +52,10 @@ class Replica:
         self.log_path = self.dir / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Replica:
+    def start(self, log_level: str = "info") -> Replica:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "meterline", "serve", "--config", str(self.config_path), "--port", str(self.port)],
+            [sys.executable, "-m", "meterline", "serve", "--config", str(self.config_path), "--port", str(self.port), "--log-level", log_level],
             env={**os.environ, **proxy_environ()},
             stdout=log,
             stderr=subprocess.STDOUT,
