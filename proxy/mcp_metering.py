@@ -29,6 +29,7 @@ from costing.config import MCPServerConfig
 from costing.money import ZERO
 
 from .meter import Call
+from .tracestate import merge
 from .usage import event_data
 
 # Statuses for which the server did the work, so the call is charged.
@@ -93,8 +94,15 @@ def meta_traceparent(m: dict[str, Any]) -> str | None:
     return tp if isinstance(tp, str) else None
 
 
-def set_meta_traceparent(m: dict[str, Any], value: str) -> bool:
-    """Write `params._meta.traceparent`; False when the message has non-object params."""
+def meta_tracestate(m: dict[str, Any]) -> str | None:
+    meta = _params(m).get("_meta")
+    ts = meta.get("tracestate") if isinstance(meta, dict) else None
+    return ts if isinstance(ts, str) else None
+
+
+def set_meta_traceparent(m: dict[str, Any], value: str, state: str = "") -> bool:
+    """Write `params._meta.traceparent` (and our `state` member first in `tracestate`); False
+    when the message has non-object params."""
     params = m.setdefault("params", {})
     if not isinstance(params, dict):
         return False
@@ -102,6 +110,9 @@ def set_meta_traceparent(m: dict[str, Any], value: str) -> bool:
     if not isinstance(meta, dict):
         return False
     meta["traceparent"] = value
+    if state:
+        incoming = meta.get("tracestate")
+        meta["tracestate"] = merge(state, incoming if isinstance(incoming, str) else None)
     return True
 
 
@@ -148,6 +159,10 @@ def replace_event_data(event: bytes, data: bytes) -> bytes:
             continue
         out.append(line)
     return eol.join(out) + eol + eol
+
+
+def _set_trace(m: dict[str, Any], call: Call) -> bool:
+    return set_meta_traceparent(m, call.traceparent, call.meter.tracestate(call))
 
 
 @dataclass(slots=True)
@@ -263,10 +278,10 @@ class Exchange:
     def open(self) -> bool:
         return bool(self.calls)
 
-    def span(self) -> str | None:
-        """Trace context for server-to-client requests sent while our calls are open."""
+    def first(self) -> Call | None:
+        """The call whose trace context server-to-client requests get while it is open."""
         for call in self.calls.values():
-            return call.traceparent
+            return call
         return None
 
     def on_message(self, m: dict[str, Any]) -> bool:
@@ -286,8 +301,8 @@ class Exchange:
                     call, self.carried[key] = waiting.call, waiting.response_bytes
             return call is not None and self._end(call, m)
         if is_request(m) and meta_traceparent(m) is None:
-            span = self.span()
-            return span is not None and set_meta_traceparent(m, span)
+            call = self.first()
+            return call is not None and _set_trace(m, call)
         return False
 
     def on_sse_event(self, event: bytes) -> bytes:
@@ -329,7 +344,7 @@ class Exchange:
         rewritten = False
         for ask in asks.values() if isinstance(asks, dict) else ():
             if isinstance(ask, dict) and isinstance(ask.get("method"), str) and meta_traceparent(ask) is None:
-                rewritten = set_meta_traceparent(ask, call.traceparent) or rewritten
+                rewritten = _set_trace(ask, call) or rewritten
         return rewritten
 
     def _finish(self, call: Call, status: str, error: str, size: int) -> None:

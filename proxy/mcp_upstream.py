@@ -24,7 +24,7 @@ DROP_REQUEST_HEADERS = frozenset(
     (
         "host", "authorization", "proxy-authorization", "cookie", "content-length", "connection",
         "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "accept-encoding", "traceparent",
+        "accept-encoding", "traceparent", "tracestate",
     )
 )  # fmt: skip
 @dataclass(frozen=True, slots=True)
@@ -75,6 +75,7 @@ class MCPUpstreams:
         query: str = "",
         body: bytes | None = None,
         traceparent: str,
+        tracestate: str = "",
         stream: bool = False,
     ) -> httpx.Response:
         """Send the request and return the response with its body unread; the caller must
@@ -83,6 +84,8 @@ class MCPUpstreams:
         out = {k: v for k, v in headers.items() if k.lower() not in DROP_REQUEST_HEADERS and not k.lower().startswith("x-meterline-")}
         out["accept-encoding"] = "identity"  # bytes pass through as sent, and stay readable
         out["traceparent"] = traceparent
+        if tracestate:
+            out["tracestate"] = tracestate
         if target.auth:
             out["authorization"] = target.auth
         cfg = target.config

@@ -30,6 +30,8 @@ from costing.org import Org
 from costing.prices import PriceBook
 from costing.spool import Spool
 
+from .tracestate import payer_member, verified_payer
+
 log = logging.getLogger("meterline.proxy")
 
 RECENT_SPANS = 200_000
@@ -124,8 +126,10 @@ class Meter:
         *,
         subcalls: str = "root_caller",
         store_prompts: bool = False,
+        trace_secret: bytes | None = None,
     ):
         self.spool = spool
+        self.trace_secret = trace_secret
         self.prices = prices
         self.org = org
         self.subcalls = subcalls
@@ -144,14 +148,20 @@ class Meter:
         method: str,
         body_user: Any = None,
         traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> Call:
-        """`traceparent`: trace context found in the body (an MCP request's `params._meta`),
-        preferred to the HTTP header because it belongs to this one message."""
-        team = self.org.teams.get(key.team)
-        own = Payer(team.department, key.team, team.cost_center) if team else Payer("", key.team, "")
-        ctx = parse_traceparent(traceparent) or parse_traceparent(headers.get("traceparent"))
+        """`traceparent`, `tracestate`: trace context found in the body (an MCP request's
+        `params._meta`), preferred to the HTTP headers because it belongs to this one message."""
+        own = self._payer(key.team)
+        ctx = parse_traceparent(traceparent)
+        if ctx is None:
+            ctx, tracestate = parse_traceparent(headers.get("traceparent")), headers.get("tracestate")
         parent = ctx.parent_span_id if ctx else ""
         parent_payer = self._spans.get(parent) if parent else None
+        if ctx and parent and parent_payer is None and self.trace_secret is not None:
+            # A parent served by another replica: its payer comes signed in tracestate.
+            team = verified_payer(self.trace_secret, tracestate, ctx.trace_id, parent)
+            parent_payer = self._payer(team) if team is not None else None
         payer = parent_payer if parent_payer and self.subcalls == "root_caller" else own
         call_id = new_span_id()
         self._remember(call_id, payer)
@@ -171,6 +181,16 @@ class Meter:
             parent_call_id=parent if parent_payer else "",
             ts=self.clock(),
         )
+
+    def _payer(self, team_id: str) -> Payer:
+        team = self.org.teams.get(team_id)
+        return Payer(team.department, team_id, team.cost_center) if team else Payer("", team_id, "")
+
+    def tracestate(self, call: Call) -> str:
+        """Our tracestate member for what `call` sends upstream ("" without a secret)."""
+        if self.trace_secret is None:
+            return ""
+        return payer_member(self.trace_secret, call.trace_id, call.call_id, call.payer.team)
 
     def _remember(self, span_id: str, payer: Payer) -> None:
         # Spans of recent calls, so a sub-call arriving with one as parent finds its payer.

@@ -25,6 +25,7 @@ from .mcp_upstream import MCPUpstreams
 from .meter import Call, Meter
 from .metrics import Metrics
 from .routing import Router
+from .tracestate import trace_secret
 from .upstream import Upstreams
 
 log = logging.getLogger("meterline.proxy")
@@ -68,6 +69,7 @@ class Runtime:
             self.org,
             subcalls=self.settings.chargeback.subcalls,
             store_prompts=self.settings.server.store_prompts,
+            trace_secret=trace_secret(self.settings.server.trace_secret or self.settings.server.admin_key),
         )
         self.meter.on_record.append(self.metrics.record)
         if self.settings.telemetry.otlp_endpoint:
