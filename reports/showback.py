@@ -36,6 +36,16 @@ class DepartmentSpend:
 
 
 @dataclass
+class UnpricedUsage:
+    """Usage of a model with no known price: recorded at 0 and shown on a line of its own."""
+
+    model: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass
 class Showback:
     period: str
     total_usd: Decimal
@@ -45,6 +55,7 @@ class Showback:
     departments: list[DepartmentSpend]
     previous_total_usd: Decimal = ZERO  # the month before
     forecast_usd: Decimal | None = None  # month-end at the run rate so far; open month only
+    unpriced: list[UnpricedUsage] = field(default_factory=list)  # by model
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -56,6 +67,10 @@ class Showback:
             "previous_total_usd": str(self.previous_total_usd),
             "change_percent": _str(change_percent(self.total_usd, self.previous_total_usd)),
             "forecast_usd": _str(self.forecast_usd),
+            "unpriced": [
+                {"model": u.model, "requests": u.requests, "input_tokens": u.input_tokens, "output_tokens": u.output_tokens}
+                for u in self.unpriced
+            ],
             "departments": [
                 {
                     "department": d.department,
@@ -131,4 +146,10 @@ def showback(engine: sa.Engine, org: Org, period: str, *, now: datetime | None =
         departments=ordered,
         previous_total_usd=sum(previous.values(), ZERO),
         forecast_usd=forecast(total, period, now),
+        unpriced=[
+            UnpricedUsage(r["model"], r["requests"], r["input_tokens"], r["output_tokens"])
+            for r in rollup_sums(engine, period, ["model"], {"priced": False})
+        ]
+        if unpriced
+        else [],
     )

@@ -26,6 +26,9 @@ def showback_table(sb: Showback) -> str:
             lines.append(f"{'':<22} {t.team:<22} {t.requests:>10,} {usd(t.cost_usd):>16}")
     trend = f"{usd(sb.previous_total_usd):>16} {change_text(sb.total_usd, sb.previous_total_usd):>9}"
     lines.append(f"{'TOTAL':<22} {'':<22} {sb.requests:>10,} {usd(sb.total_usd):>16} {trend}")
+    for u in sb.unpriced:  # never folded into the total as if it were free
+        tokens = f"{u.input_tokens:,} in / {u.output_tokens:,} out tokens"
+        lines.append(f"{'UNPRICED':<22} {u.model:<22} {u.requests:>10,} {'no price':>16} {tokens}")
     if sb.forecast_usd is not None:
         lines.append(f"\nForecast for the end of {sb.period}: {usd(sb.forecast_usd, 2)} USD (run rate so far)")
     if sb.unpriced_requests:

@@ -151,7 +151,12 @@ def test_unpriced_model_is_recorded_unpriced_with_a_warning_naming_it(proxy, cap
     cfg = ("--month", month, "--config", str(proxy.config_path))
     showback = orjson.loads(run_cli("report", "showback", "--json", *cfg).stdout)
     assert showback["unpriced_requests"] == 2
-    assert "unpriced" in run_cli("report", "showback", *cfg).stdout
+    (unpriced,) = showback["unpriced"]
+    assert (unpriced["model"], unpriced["requests"]) == ("mystery-model", 2)
+    assert unpriced["output_tokens"] == sum(e["output_tokens"] for e in events)
+    table = run_cli("report", "showback", *cfg).stdout.splitlines()
+    (line,) = [ln for ln in table if ln.startswith("UNPRICED")]
+    assert line.split()[1:4] == ["mystery-model", "2", "no"]
     lines = list(csv.DictReader(io.StringIO(run_cli("export", "chargeback", *cfg).stdout)))
     (line,) = [ln for ln in lines if ln["model"] == "mystery-model"]
     assert (line["requests"], line["cost_usd"]) == ("2", "0.000000")
