@@ -101,7 +101,13 @@ class Telemetry:
     def record(self, event: Mapping[str, Any], call: Call) -> None:
         """A `Meter.on_record` observer: one finished span for the recorded call."""
         start = _ns(event["ts"])
-        operation = "execute_tool" if event["kind"] == "mcp" else OPERATIONS.get(event.get("method", ""), "chat")
+        mcp = event["kind"] == "mcp"
+        if mcp:  # an MCP message: its JSON-RPC method, and a tool call is an execute_tool
+            operation = "execute_tool" if event["tool"] else event["method"]
+            name = f"{event['method']} {event['tool']}".strip()
+        else:
+            operation = OPERATIONS.get(event["method"], "chat")
+            name = f"{operation} {event['model']}"
         attrs: dict[str, Any] = {
             "gen_ai.operation.name": operation,
             "gen_ai.provider.name": event["provider"],
@@ -117,8 +123,10 @@ class Telemetry:
         }
         if event["project"]:
             attrs["meterline.project"] = event["project"]
-        if event["kind"] == "mcp":
-            attrs["gen_ai.tool.name"] = event["tool"]
+        if mcp:
+            attrs["mcp.method.name"] = event["method"]
+            if event["tool"]:
+                attrs["gen_ai.tool.name"] = event["tool"]
         else:
             attrs |= {
                 "gen_ai.request.model": event["model"],
@@ -131,7 +139,6 @@ class Telemetry:
             }
         if event["http_status"]:
             attrs["http.response.status_code"] = event["http_status"]
-        name = f"{operation} {event['tool'] if event['kind'] == 'mcp' else event['model']}"
         parent = _parent(event)
         with self._lock:  # the id generator holds this call's ids while the span is made
             self._ids.trace_id = int(event["trace_id"], 16)

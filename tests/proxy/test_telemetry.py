@@ -127,3 +127,24 @@ def test_no_tracer_at_all_without_an_endpoint(proxy):
 def test_traces_url_adds_the_standard_path_once():
     assert traces_url("http://collector:4318") == "http://collector:4318/v1/traces"
     assert traces_url("http://collector:4318/v1/traces") == "http://collector:4318/v1/traces"
+
+
+def test_mcp_events_become_spans_named_for_their_method_and_tool():
+    exporter = InMemorySpanExporter()
+    telemetry = Telemetry(SimpleSpanProcessor(exporter))
+    base = {
+        "ts": datetime(2026, 11, 27, tzinfo=UTC), "kind": "mcp", "provider": "github", "model": "", "project": "",
+        "call_id": "00f067aa0ba902b7", "trace_id": CLIENT_TRACE, "parent_span_id": "", "team": "nlp",
+        "department": "research", "status": "ok", "usage_source": "reported", "priced": True, "cost_pico": 10**9,
+        "http_status": 200, "error": "", "latency_ms": 3,
+    }  # fmt: skip
+    telemetry.record({**base, "method": "tools/call", "tool": "search"}, call=None)
+    telemetry.record({**base, "method": "tools/list", "tool": "", "call_id": "00f067aa0ba902b8"}, call=None)
+    call, listing = exporter.get_finished_spans()
+    assert (call.name, call.attributes["gen_ai.operation.name"], call.attributes["gen_ai.tool.name"]) == (
+        "tools/call search", "execute_tool", "search",
+    )  # fmt: skip
+    assert call.attributes["meterline.cost_usd"] == "0.001000"
+    assert (listing.name, listing.attributes["mcp.method.name"]) == ("tools/list", "tools/list")
+    assert "gen_ai.tool.name" not in listing.attributes
+    telemetry.shutdown()
