@@ -16,8 +16,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from costing.money import from_pico
-
 from .meter import Call
 
 LABELS = ("department", "team", "model", "kind", "status")
@@ -28,6 +26,8 @@ TOKEN_TYPES = {
     "output": "output_tokens",
     "reasoning": "reasoning_tokens",
 }
+
+PICO_PER_USD = 1e12
 
 router = APIRouter()
 
@@ -58,16 +58,24 @@ class Metrics:
         self.degraded = Gauge(
             "meterline_ledger_degraded", "1 while the ledger database cannot be written (events stay spooled).", registry=self.registry
         )
+        self._series: dict[tuple[str, ...], Any] = {}
 
     def record(self, event: Mapping[str, Any], call: Call) -> None:
-        """A `Meter.on_record` observer."""
+        """A `Meter.on_record` observer (on the hot path: label lookups are cached)."""
         labels = tuple(event[k] or "" for k in LABELS)
-        self.requests.labels(*labels).inc()
-        for kind, column in TOKEN_TYPES.items():
-            n = event[column]
-            if n:
-                self.tokens.labels(*labels, kind).inc(n)
-        self.cost.labels(*labels).inc(float(from_pico(event["cost_pico"])))
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = (
+                self.requests.labels(*labels),
+                [(column, self.tokens.labels(*labels, kind)) for kind, column in TOKEN_TYPES.items()],
+                self.cost.labels(*labels),
+            )
+        requests, tokens, cost = series
+        requests.inc()
+        for column, counter in tokens:
+            if event[column]:
+                counter.inc(event[column])
+        cost.inc(event["cost_pico"] / PICO_PER_USD)  # a float for Prometheus only
         if not event["priced"]:
             self.unpriced.labels(event["model"]).inc()
 
