@@ -98,6 +98,12 @@ def report(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return _cached(key, lambda: fn(v.engine, *args, **kwargs))
 
 
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=100)
+def _options(_engine: sa.Engine, db: str, period: str, where: dict[str, Any] | None) -> dict[str, list[str]]:
+    """Filter choices of a month (`db`, the ledger's URL, keys the cache with the rest)."""
+    return distinct_values(_engine, period, ["department", "team", "model", "provider"], where)
+
+
 def _months(engine: sa.Engine) -> list[str]:
     current = datetime.now(UTC).strftime("%Y-%m")
     return sorted({current, *periods_with_usage(engine)}, reverse=True)
@@ -109,19 +115,19 @@ def sidebar_filters(settings: Settings, engine: sa.Engine, viewer: Viewer) -> tu
     months = _months(engine)
     period = sb.selectbox("Month", months, index=0, key="f_month")
     limit = {"department": viewer.department} if viewer.department else None
-
-    def options(column: str, where: dict[str, Any] | None = None) -> list[str]:
-        return distinct_values(engine, [period], column, {**(limit or {}), **(where or {})})
-
+    db = str(engine.url)  # password hidden: the same ledger either way
+    seen = _options(engine, db, period, limit)
     if viewer.department is None:
-        departments = tuple(sb.multiselect("Department", options("department"), key="f_department"))
+        departments = tuple(sb.multiselect("Department", seen["department"], key="f_department"))
     else:
         departments = (viewer.department,)
         sb.caption(f"Department: **{viewer.department}** (your view is limited to it)")
-    teams_where = {"department": departments[0]} if len(departments) == 1 else None
-    teams = tuple(sb.multiselect("Team", options("team", teams_where), key="f_team"))
-    models = tuple(sb.multiselect("Model", [m for m in options("model") if m], key="f_model"))
-    providers = tuple(sb.multiselect("Provider", [p for p in options("provider") if p], key="f_provider"))
+    team_options = seen["team"]
+    if len(departments) == 1 and viewer.department is None:
+        team_options = _options(engine, db, period, {"department": departments[0]})["team"]
+    teams = tuple(sb.multiselect("Team", team_options, key="f_team"))
+    models = tuple(sb.multiselect("Model", [m for m in seen["model"] if m], key="f_model"))
+    providers = tuple(sb.multiselect("Provider", [p for p in seen["provider"] if p], key="f_provider"))
     raw_tags = sb.text_input("Tags", key="f_tags", placeholder="env=prod, feature=search", help="k=v pairs a call must all carry")
     tags = tuple(t.strip() for t in raw_tags.split(",") if "=" in t)
     filters = Filters(departments, teams, models, providers, tags).within(viewer.department)

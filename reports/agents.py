@@ -20,6 +20,8 @@ import sqlalchemy as sa
 
 from costing import ZERO, Event, exact, from_pico, usd
 
+from .ledger_queries import rollup_sums
+
 _COLUMNS = (
     "call_id", "parent_call_id", "trace_id", "ts", "kind", "method", "provider", "model", "tool",
     "status", "team", "key_team", "cost_pico",
@@ -177,8 +179,21 @@ def build_trees(rows: Iterable[Any]) -> list[CallNode]:
 
 def _select(period: str, department: str | None = None) -> sa.Select[Any]:
     t = Event.__table__
-    q = sa.select(*(t.c[c] for c in _COLUMNS)).where(t.c.charge_period == period, t.c.trace_id != "")
+    q = sa.select(*(t.c[c] for c in _COLUMNS)).where(_in_month(t, period), t.c.trace_id != "")
     return q if department is None else q.where(t.c.department == department)
+
+
+def _in_month(t: Any, period: str) -> Any:
+    # The same test as `charge_period == period`, written so that SQLite finds the rows
+    # through the trace or parent-span index instead of walking the whole month's.
+    return sa.func.coalesce(t.c.charge_period, "") == period
+
+
+def _linked_traces(period: str) -> sa.Select[Any]:
+    """Traces of the month with a call that has a parent span, found through that index.
+    Every trace of more than one call has one: a call without trace context starts its own."""
+    t = Event.__table__
+    return sa.select(t.c.trace_id).where(t.c.parent_span_id > "", _in_month(t, period))
 
 
 def _traces(engine: sa.Engine, q: sa.Select[Any]) -> Iterator[list[CallNode]]:
@@ -199,28 +214,21 @@ def tool_costs(engine: sa.Engine, period: str, department: str | None = None) ->
     """Per MCP server and tool: calls, own cost, the cost of their sub-call trees, by total.
     `department`: only calls charged to it."""
     t = Event.__table__
-    with_tools = sa.select(t.c.trace_id).where(t.c.charge_period == period, _is_tool_call(t)).distinct()
     out: dict[tuple[str, str], ToolCost] = {}
-    for roots in _traces(engine, _select(period, department).where(t.c.trace_id.in_(with_tools))):
-        for node in (n for r in roots for n in r.walk() if n.is_tool_call):
+    # Calls, errors and own cost of every tool call from the hourly rollups (only tool calls
+    # carry a tool name); sub-calls from the trees of the traces that have any.
+    where = {"kind": "mcp", **({"department": department} if department is not None else {})}
+    for r in rollup_sums(engine, period, ["provider", "tool", "status"], where):
+        if r["tool"]:
+            tc = out.setdefault((r["provider"], r["tool"]), ToolCost(r["provider"], r["tool"]))
+            tc.calls += r["tool_calls"]
+            tc.errors += r["tool_calls"] if r["status"] != "ok" else 0
+            tc.own_usd += from_pico(r["cost_pico"])
+    for roots in _traces(engine, _select(period, department).where(t.c.trace_id.in_(_linked_traces(period)))):
+        for node in (n for r in roots for n in r.walk() if n.is_tool_call and n.children):
             tc = out.setdefault((node.provider, node.tool), ToolCost(node.provider, node.tool))
-            tc.calls += 1
-            tc.errors += node.status != "ok"
-            tc.own_usd += node.cost_usd
             tc.subcall_usd += node.subcall_usd
             tc.subcalls += sum(1 for _ in node.walk()) - 1
-    # Tool calls outside any trace (no trace id recorded): own cost only.
-    q = sa.select(t.c.provider, t.c.tool, t.c.status, t.c.cost_pico).where(
-        t.c.charge_period == period, _is_tool_call(t), t.c.trace_id == ""
-    )
-    if department is not None:
-        q = q.where(t.c.department == department)
-    with engine.connect() as conn:
-        for r in conn.execute(q):
-            tc = out.setdefault((r.provider, r.tool), ToolCost(r.provider, r.tool))
-            tc.calls += 1
-            tc.errors += r.status != "ok"
-            tc.own_usd += from_pico(r.cost_pico)
     return sorted(out.values(), key=lambda c: (-c.total_usd, c.server, c.tool))
 
 
@@ -281,7 +289,11 @@ def top_runs(engine: sa.Engine, period: str, top: int = 20, department: str | No
     total = sa.func.sum(t.c.cost_pico)
     best = (
         sa.select(t.c.trace_id)
-        .where(t.c.charge_period == period, t.c.trace_id != "", *([t.c.department == department] if department else []))
+        .where(
+            t.c.trace_id.in_(_linked_traces(period)),
+            _in_month(t, period),
+            *([t.c.department == department] if department else []),
+        )
         .group_by(t.c.trace_id)
         .having(sa.func.count() > 1)
         .order_by(total.desc(), t.c.trace_id)

@@ -77,7 +77,8 @@ def budget_status(
             per_day = daily.setdefault(scope, {})
             day = r["hour"].date()
             per_day[day] = per_day.get(day, 0) + r["cost_pico"]
-    keys = key_spend(engine, period, [i for s, i in limits if s == "key"])
+    key_ids = [i for s, i in limits if s == "key"]
+    keys = key_spend(engine, period, key_ids) if key_ids else {}
     out = []
     for (scope, ident), budget in limits.items():
         if scope == "department":

@@ -45,14 +45,21 @@ def has_tag(column: Any, pair: str) -> Any:
     )
 
 
-def distinct_values(engine: sa.Engine, periods: Sequence[str], column: str, where: dict[str, Any] | None = None) -> list[str]:
-    """The values a rollup column takes in these months (for filter pickers)."""
+def distinct_values(
+    engine: sa.Engine, period: str, columns: Sequence[str], where: dict[str, Any] | None = None
+) -> dict[str, list[str]]:
+    """The values each rollup column takes in a month (for filter pickers), in one read."""
     t = Rollup.__table__
-    q = sa.select(t.c[column]).where(t.c.charge_period.in_(list(periods))).distinct()
+    cols = [t.c[c] for c in columns]
+    q = sa.select(*cols).where(t.c.charge_period == period).group_by(*cols)
     for k, v in (where or {}).items():
         q = q.where(t.c[k] == v)
+    seen: dict[str, set[str]] = {c: set() for c in columns}
     with engine.connect() as conn:
-        return sorted(str(r[0]) for r in conn.execute(q))
+        for row in conn.execute(q):
+            for c, v in zip(columns, row, strict=True):
+                seen[c].add(str(v))
+    return {c: sorted(v) for c, v in seen.items()}
 
 
 def periods_with_usage(engine: sa.Engine) -> list[str]:

@@ -48,6 +48,8 @@ def event(cost_usd: str | Decimal, ts: datetime | None = None, **fields: Any) ->
     ts = ts or datetime.now(UTC)
     row = {**DEFAULTS, **fields, "call_id": fields.get("call_id") or secrets.token_hex(8), "ts": ts}
     row["key_team"] = row["key_team"] or row["team"]
+    # As the proxy records it: a linked parent is the call whose span is the parent span.
+    row["parent_span_id"] = row["parent_span_id"] or row["parent_call_id"]
     row["cost_pico"] = int(Decimal(cost_usd) / PICO)
     row.setdefault("charge_period", period_of(ts))
     return row

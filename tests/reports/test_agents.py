@@ -16,6 +16,7 @@ from tests.seed import event, seed
 
 T0 = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 RUN, SMALL, SINGLE = "a" * 32, "b" * 32, "c" * 32
+AGENT = "f" * 16  # a client's own span, not a call in the ledger
 
 
 def tool(cost, call_id, name, parent="", trace=RUN, **kw):
@@ -40,7 +41,8 @@ def engine(tmp_path):
         llm("0.01", "l2", parent="t1", key_team="web"),
         tool("0.001", "t2", "echo", parent="t1", key_team="web"),
         llm("0.02", "l3", parent="t2", key_team="web"),
-        llm("0.001", "s1", trace=SMALL), llm("0.001", "s2", trace=SMALL),
+        # Two calls share a trace when the client sends one traceparent (its own span the parent).
+        llm("0.001", "s1", trace=SMALL, parent_span_id=AGENT), llm("0.001", "s2", trace=SMALL, parent_span_id=AGENT),
         llm("1.00", "x1", trace=SINGLE),  # one call is not a run, however costly
         tool("0.001", "t3", "echo", trace=""),  # no trace context at all
         event("0.001", T0, kind="mcp", method="tools/list", provider="sim", model="", trace_id=RUN),
