@@ -24,8 +24,8 @@ from costing import (
     period_of,
 )
 
-from .chargeback import CSV_COLUMNS, ChargebackReport, chargeback, csv_rows
-from .exports import EXPORTS, _csv
+from .chargeback import CSV_COLUMNS, ChargebackReport, csv_rows
+from .exports import _csv
 from .focus import FOCUS_COLUMNS, focus_rows
 from .trend import change_percent, forecast
 
@@ -102,12 +102,11 @@ def lines_of(cb: Chargeback, department: str) -> list[ChargebackLine]:
     return [ln for ln in cb.lines if ln.department == department]
 
 
-def chargeback_file(engine: sa.Engine, settings: Settings, period: str, fmt: str, department: str | None = None) -> bytes:
-    """The chargeback file in `fmt` (csv | focus), as `meterline export chargeback` writes it;
-    restricted to one department's rows when `department` is given."""
-    if department is None:
-        return "".join(EXPORTS["chargeback"][fmt](engine, settings, period)).encode("utf-8")
-    cb = restrict(chargeback(engine, settings, period), department)
+def chargeback_file(cb: Chargeback, fmt: str, department: str | None = None) -> bytes:
+    """The chargeback file in `fmt` (csv | focus): the bytes `meterline export chargeback`
+    writes for this chargeback (the exporters render it the same way), restricted to one
+    department's rows when `department` is given."""
+    cb = restrict(cb, department)
     header, rows = (CSV_COLUMNS, csv_rows(cb)) if fmt == "csv" else (FOCUS_COLUMNS, focus_rows(cb))
     return "".join(_csv(header, rows)).encode("utf-8")
 

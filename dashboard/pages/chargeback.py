@@ -89,7 +89,7 @@ d1, d2 = st.columns(2)
 for col, fmt, label in ((d1, "csv", "Download CSV"), (d2, "focus", "Download FOCUS")):
     mime, name = FILES[fmt]
     col.download_button(
-        label, report(chargeback_file, v.settings, v.period, fmt, v.department), file_name=name.format(period=v.period), mime=mime, key=f"dl_{fmt}"
+        label, chargeback_file(cb, fmt, v.department), file_name=name.format(period=v.period), mime=mime, key=f"dl_{fmt}"
     )
 
 if v.viewer.admin and cb.closed_at is None:

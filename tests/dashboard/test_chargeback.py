@@ -73,7 +73,8 @@ def test_a_department_viewer_downloads_only_its_own_lines_of_the_cli_export(ledg
     full = cli_export(ledger, "csv").decode().splitlines()
     assert got[0] == full[0]
     assert got[1:] == [ln for ln in full[1:] if ln.split(",")[1] == "product"] and len(got) > 1
-    assert downloads[f"chargeback-{ledger.period}.csv"] == chargeback_file(ledger.engine, ledger.settings, ledger.period, "csv", "product")
+    cb = chargeback_report(ledger.engine, ledger.settings, ledger.period).chargeback
+    assert downloads[f"chargeback-{ledger.period}.csv"] == chargeback_file(cb, "csv", "product")
 
 
 def test_an_admin_closes_an_ended_month_and_it_becomes_final(ledger):
