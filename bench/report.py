@@ -24,7 +24,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[tuple[bool, int, str], dict[st
         groups.setdefault((r["stream"], r["concurrency"], r["target"]), []).append(r)
     out = {}
     for key, rs in groups.items():
-        agg = {f: _med([r[f] for r in rs]) for f in ("rps", "p50", "p99", "rss_mb")}
+        agg = {f: _med([r.get(f, float("nan")) for r in rs]) for f in ("rps", "p50", "p99", "rss_mb", "cpu_us")}
         agg["errors"] = sum(r["errors"] for r in rs)
         agg["requests"] = sum(r["requests"] for r in rs)
         d = [direct.get((r["round"], r["stream"], r["concurrency"])) for r in rs]
@@ -54,10 +54,11 @@ def proxy_markdown(result: dict[str, Any]) -> str:
         f"Python {m['python']}; load generator {m['wrk']}; load average at the end {m.get('loadavg', '?')}.",
         f"Each cell: median of {s['rounds']} rounds of {s['seconds']} s, targets alternated; streams carry "
         f"{s['chunks']} content chunks; TTFT from an aiohttp client ({s['ttft_seconds']} s per probe). "
-        "Added = the target minus the mock directly, same round.",
+        "Added = the target minus the mock directly, same round. CPU µs/req = the target's own CPU time "
+        "(its process tree, user + system) per answered request: what a call costs, whatever else the machine is doing.",
         "",
-        "| mode | conc. | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | TTFT p50 ms | added TTFT ms | vs LiteLLM | vs pass-through | errors |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| mode | conc. | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | TTFT p50 ms | added TTFT ms | CPU µs/req | vs LiteLLM | vs pass-through | errors |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     scenarios = sorted({(k[0], k[1]) for k in agg})
     for stream, c in scenarios:
@@ -73,7 +74,7 @@ def proxy_markdown(result: dict[str, Any]) -> str:
                     "stream" if stream else "non-stream", str(c), labels[n], _f(a["rps"], "{:,.0f}"),
                     _f(a["p50"]), _f(a["p99"]),
                     "–" if direct else _f(a["added_p50"]), "–" if direct else _f(a["added_p99"]),
-                    _f(a.get("ttft_p50")), "–" if direct else _f(a.get("added_ttft_p50")),
+                    _f(a.get("ttft_p50")), "–" if direct else _f(a.get("added_ttft_p50")), _f(a["cpu_us"], "{:,.0f}"),
                     _f(a["rps"] / ll["rps"], "{:.1f}x") if ll and n not in ("litellm", "direct") else "–",
                     _f(a["rps"] / pt["rps"] * 100, "{:.0f}%") if pt and n == "meterline" else "–",
                     str(int(a["errors"])),

@@ -145,9 +145,12 @@ def measure(ts: list[targets.Target], a: argparse.Namespace, levels: list[int]) 
                 k = rnd % len(ts)
                 order = ts[k:] + ts[:k]  # alternate who goes first
                 for t in order:
+                    cpu0 = t.cpu()
                     r = load.run_load(t.url, t.key, payload, c, a.seconds)
+                    cpu_us = (t.cpu() - cpu0) / max(1, r.requests) * 1e6
                     rss = t.sample_rss()
-                    row = {"round": rnd, "stream": stream, "concurrency": c, "target": t.name, **vars(r), "rss_mb": rss / 2**20}
+                    row = {"round": rnd, "stream": stream, "concurrency": c, "target": t.name, **vars(r),
+                           "rss_mb": rss / 2**20, "cpu_us": cpu_us}
                     if stream:
                         row["ttft_p50"], row["ttft_p99"] = load.ttft_probe(t.url, t.key, payload, c, a.ttft_seconds)
                     runs.append(row)
@@ -181,7 +184,7 @@ def _line(r: dict[str, Any]) -> str:
     ttft = f" ttft p50 {r['ttft_p50']:.2f} ms" if "ttft_p50" in r else ""
     return (
         f"r{r['round']} {mode:6} c{r['concurrency']:<3} {r['target']:12} {r['rps']:9.0f} req/s "
-        f"p50 {r['p50']:7.2f} ms p99 {r['p99']:7.2f} ms{ttft} rss {r['rss_mb']:.0f} MB err {r['errors']}"
+        f"p50 {r['p50']:7.2f} ms p99 {r['p99']:7.2f} ms{ttft} cpu {r['cpu_us']:.0f} us/req rss {r['rss_mb']:.0f} MB err {r['errors']}"
     )
 
 

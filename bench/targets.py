@@ -31,8 +31,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of `pid` and all its descendants (a proxy may fork workers)."""
+def _tree(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -42,10 +41,32 @@ def rss_bytes(pid: int) -> int:
                 continue
             ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
             children.setdefault(ppid, []).append(int(d))
-    total, todo = 0, [pid]
+    out, todo = [], [pid]
     while todo:
         p = todo.pop()
+        out.append(p)
         todo.extend(children.get(p, ()))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid`'s process tree: what a request costs, whatever else the
+    machine is doing at the time."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of `pid` and all its descendants (a proxy may fork workers)."""
+    total = 0
+    for p in _tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -109,6 +130,9 @@ class Target:
         rss = rss_bytes(self.proc.pid) if self.proc and self.proc.poll() is None else 0
         self.rss_peak = max(self.rss_peak, rss)
         return rss
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid) if self.proc and self.proc.poll() is None else 0.0
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

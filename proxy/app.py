@@ -11,13 +11,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from costing.config import Settings
 from costing.errors import CostingError
 
 from . import admin, llm, mcp, metrics
 from .errors import ProxyError, error_response, from_costing
+from .fastpath import MeterlineApp
 from .runtime import Runtime
 
 log = logging.getLogger("meterline.proxy")
@@ -37,15 +37,10 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await runtime.stop()
 
-    app = FastAPI(title="Meterline", version="0.1.0", lifespan=lifespan)
+    app = MeterlineApp(title="Meterline", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
-    # The metered routes also as plain Starlette routes, matched first: the same endpoints
-    # (they take a Request and return a Response), without FastAPI's per-request dependency
-    # solving and nested router matching, about a fifth of a proxied call's CPU
-    # (bench/RESULTS.md). Errors still reach the handlers below.
-    app.router.routes[:0] = [
-        Route(r.path, r.endpoint, methods=["POST"]) for r in llm.router.routes if "POST" in getattr(r, "methods", ())
-    ]
+    # The metered routes, served ahead of the middleware stack (see fastpath.py).
+    app.fast_routes = {r.path: r.endpoint for r in llm.router.routes if "POST" in getattr(r, "methods", ())}
     app.include_router(llm.router)
     app.include_router(mcp.router)
     app.include_router(admin.router)

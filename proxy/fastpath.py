@@ -1,0 +1,45 @@
+"""The metered routes, dispatched ahead of FastAPI's middleware stack.
+
+Each proxied call used to pass five middlewares (server errors, telemetry, body limit,
+exceptions, exit stack), the router's matching and FastAPI's request handler before it
+reached `llm.forward`: about a quarter of the worker's CPU per call, more than the metering
+itself (bench/RESULTS.md). `MeterlineApp` sends POSTs to those paths straight to their
+endpoint, the same function FastAPI registers (so /openapi.json still lists it), and maps
+errors to responses as the app's exception handlers do. Everything else takes the usual way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from costing.errors import CostingError
+
+from .errors import ProxyError, error_response, from_costing
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class MeterlineApp(FastAPI):
+    """FastAPI with `fast_routes` (path -> endpoint, POST only) served before the middleware."""
+
+    fast_routes: dict[str, Endpoint]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            endpoint = self.fast_routes.get(scope["path"])
+            if endpoint is not None:
+                scope["app"] = self  # what Request.app reads
+                try:
+                    response = await endpoint(Request(scope, receive, send))
+                except ProxyError as e:
+                    response = error_response(e)
+                except CostingError as e:
+                    response = error_response(from_costing(e))
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
