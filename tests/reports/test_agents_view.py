@@ -1,0 +1,39 @@
+"""Icicle cells and fan-out counts: exact shares of a run's cost, no arithmetic left to charts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from reports.agents import CallNode, run_of
+from reports.agents_view import fan_out_counts, icicle
+
+T = datetime(2026, 11, 10, tzinfo=UTC)
+
+
+def node(call_id: str, cost: str, kind: str = "llm", children: list[CallNode] | None = None) -> CallNode:
+    return CallNode(call_id, "t" * 32, T, kind, "tools/call" if kind == "mcp" else "/chat/completions", "sim",
+                    "gpt-4o-mini" if kind == "llm" else "", "summarize" if kind == "mcp" else "", "ok", "nlp", "nlp",
+                    Decimal(cost), children or [])  # fmt: skip
+
+
+def test_icicle_widths_are_each_calls_share_of_the_runs_cost():
+    tool = node("t1", "0.01", "mcp", [node("l1", "0.03"), node("l2", "0.02")])
+    run = run_of("t" * 32, [node("r1", "0.04"), tool])
+    cells = {c.call_id: c for c in icicle(run)}
+    assert (cells["t" * 32].depth, cells["t" * 32].x0, cells["t" * 32].x1) == (0, 0, 1)
+    assert (cells["r1"].x0, cells["r1"].x1) == (0, Decimal("0.4"))
+    assert (cells["t1"].x0, cells["t1"].x1, cells["t1"].label) == (Decimal("0.4"), Decimal("1"), "tool summarize")
+    assert (cells["l1"].depth, cells["l1"].x0, cells["l1"].x1) == (2, Decimal("0.4"), Decimal("0.7"))
+    assert (cells["l2"].x0, cells["l2"].x1) == (Decimal("0.7"), Decimal("0.9"))
+
+
+def test_a_run_that_cost_nothing_is_drawn_by_call_count():
+    run = run_of("t" * 32, [node("a", "0"), node("b", "0", "mcp", [node("c", "0")])])
+    cells = {c.call_id: c for c in icicle(run)}
+    assert (cells["a"].x1, cells["b"].x0, cells["b"].x1) == (Decimal(1) / 3, Decimal(1) / 3, Decimal(1))
+
+
+def test_fan_out_counts_runs_per_fan_out():
+    runs = [run_of("x", [node("a", "1"), node("b", "1")]), run_of("y", [node("c", "1")]), run_of("z", [node("d", "1")])]
+    assert fan_out_counts(runs) == [(1, 2), (2, 1)]
