@@ -15,10 +15,10 @@ The bound this gives, per process: a scope's month can pass its budget by less t
 actual cost of the last call admitted plus the amount by which the calls in flight at that
 moment exceed their estimates; so at most the cost of the calls in flight, and less than one
 call's cost when estimates are not below actual costs. Parallel calls at the edge are refused
-as soon as their reservations fill what is left. Several replicas on one database (issue 7)
-see each other's spend only once it is in the ledger and they re-read it: each may add what
-the others admitted in the last `flush_interval_ms + refresh_seconds`. Moving `reserved` and
-`recorded` into a shared table is the way to make the bound fleet-wide.
+as soon as their reservations fill what is left. Several replicas on one database hold the
+same bound together, added over the replicas: each re-reads the ledger under a fleet-wide
+lock and takes a lease on part of what is left, which caps its own spend beyond the ledger
+(costing/budget_leases.py: how, and what it costs near the edge).
 
 Estimates: for LLM calls, the request's bytes / 4 as input tokens (JSON overhead makes this
 an over-count) plus the largest output token count of the model's last 50 calls (before any:
@@ -39,13 +39,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 import httpx
 import sqlalchemy as sa
 
+from .budget_leases import lock as lock_leases
+from .budget_leases import renew, replica_id
 from .config import Settings
 from .errors import BudgetExceeded
 from .ingest import period_of
@@ -140,6 +142,10 @@ class Budgets:
         # call, and summing `_recorded` there instead cost O(calls since the last refresh) each.
         self._recorded_sum: dict[tuple[str, Scope], Decimal] = {}
         self._reserved: dict[Scope, Decimal] = {}
+        # This replica's lease per scope, as a ceiling on spend: ledger + committed (budget_leases.py).
+        self._ceiling: dict[Scope, Decimal] = {}
+        self.replica = replica_id(settings.server.spool_dir)
+        self.lease_ttl = timedelta(seconds=max(30.0, 10 * self.cfg.refresh_seconds))
         self._reservations: dict[str, tuple[tuple[Scope, ...], Decimal, float]] = {}
         self._outputs: dict[str, deque[int]] = {}
         self._costs: dict[tuple[str, str, str], deque[Decimal]] = {}
@@ -195,7 +201,7 @@ class Budgets:
             return
         estimate = max(call.reserved or ZERO, self.estimate(call))
         with self._lock:
-            over = next((s for s in scopes if self._spent(s, with_reserved=True) >= self.limits[s]), None)
+            over = next((s for s in scopes if self._spent(s, with_reserved=True) >= self._cap(s)), None)
             if over is None:
                 for s in scopes:
                     self._reserved[s] = self._reserved.get(s, ZERO) + estimate
@@ -207,6 +213,12 @@ class Budgets:
         call.finish(status="rejected", http_status=429, error=str(error))
         self._alert("budget_hard", over, spent)
         raise error
+
+    def _cap(self, scope: Scope) -> Decimal:
+        """The budget, or this replica's lease on it when that is lower."""
+        limit = self.limits[scope]
+        ceiling = self._ceiling.get(scope)
+        return limit if ceiling is None else min(limit, ceiling)
 
     def settle(self, event: dict[str, Any], call: Any = None) -> None:
         """Meter observer: a recorded call replaces its reservation with its actual cost."""
@@ -284,10 +296,28 @@ class Budgets:
         period = period_of(self.now())
         with self._lock:
             pending = list(self._recorded)
-        # Which of our recorded calls the ledger has, asked before the sums: a call written in
-        # between is counted twice until the next refresh, never missed.
-        landed = self._in_ledger(pending)
-        spend = self._ledger_spend(period)
+        with self.engine.begin() as conn:
+            lock_leases(conn)  # the ledger must be read under it for leases to add up
+            # Which of our recorded calls the ledger has, asked before the sums: a call written
+            # in between is counted twice until the next refresh, never missed.
+            landed = self._in_ledger(conn, pending)
+            spend = self._ledger_spend(conn, period)
+            mine, crossed = self._reread(period, spend, landed)
+            committed = renew(
+                conn, replica=self.replica, period=period, limits=self.limits, ledger=spend, pending=mine,
+                now=self.now(), ttl=self.lease_ttl,
+            )  # fmt: skip
+        with self._lock:
+            if self.period == period:
+                self._ceiling = {s: spend.get(s, ZERO) + c for s, c in committed.items()}
+        for s, spent in crossed:
+            if spent * 100 >= self.limits[s] * self.cfg.soft_threshold_percent:
+                self._alert("budget_soft", s, spent)
+
+    def _reread(
+        self, period: str, spend: dict[Scope, Decimal], landed: set[str]
+    ) -> tuple[dict[Scope, Decimal], list[tuple[Scope, Decimal]]]:
+        """Take in a fresh read of the ledger; (our spend beyond it, scopes' spend for alerts)."""
         cutoff = time.monotonic() - RESERVATION_MAX_AGE
         with self._lock:
             if period != self.period:
@@ -305,34 +335,31 @@ class Budgets:
                     for s in scopes:
                         self._reserved[s] = self._reserved.get(s, ZERO) - amount
             crossed = [(s, self._spent(s, with_reserved=False)) for s in self.limits]
-        for s, spent in crossed:
-            if spent * 100 >= self.limits[s] * self.cfg.soft_threshold_percent:
-                self._alert("budget_soft", s, spent)
+            mine = {s: self._spent(s, with_reserved=True) - spend.get(s, ZERO) for s in self.limits}
+        return mine, crossed
 
-    def _in_ledger(self, call_ids: list[str]) -> set[str]:
+    def _in_ledger(self, conn: sa.Connection, call_ids: list[str]) -> set[str]:
         t = Event.__table__
         found: set[str] = set()
-        with self.engine.connect() as conn:
-            for i in range(0, len(call_ids), 500):
-                chunk = call_ids[i : i + 500]
-                found.update(r[0] for r in conn.execute(sa.select(t.c.call_id).where(t.c.call_id.in_(chunk))))
+        for i in range(0, len(call_ids), 500):
+            chunk = call_ids[i : i + 500]
+            found.update(r[0] for r in conn.execute(sa.select(t.c.call_id).where(t.c.call_id.in_(chunk))))
         return found
 
-    def _ledger_spend(self, period: str) -> dict[Scope, Decimal]:
+    def _ledger_spend(self, conn: sa.Connection, period: str) -> dict[Scope, Decimal]:
         r, e = Rollup.__table__, Event.__table__
         spend: dict[Scope, Decimal] = {}
         wanted = {kind: [i for k, i in self.limits if k == kind] for kind in ("department", "team", "key")}
-        with self.engine.connect() as conn:
-            for kind, table, col in (("department", r, "department"), ("team", r, "team"), ("key", e, "key_id")):
-                if not wanted[kind]:
-                    continue
-                q = (
-                    sa.select(table.c[col], sa.func.sum(table.c.cost_pico))
-                    .where(table.c.charge_period == period, table.c[col].in_(wanted[kind]))
-                    .group_by(table.c[col])
-                )
-                for name, pico in conn.execute(q):
-                    spend[(kind, name)] = from_pico(int(pico or 0))
+        for kind, table, col in (("department", r, "department"), ("team", r, "team"), ("key", e, "key_id")):
+            if not wanted[kind]:
+                continue
+            q = (
+                sa.select(table.c[col], sa.func.sum(table.c.cost_pico))
+                .where(table.c.charge_period == period, table.c[col].in_(wanted[kind]))
+                .group_by(table.c[col])
+            )
+            for name, pico in conn.execute(q):
+                spend[(kind, name)] = from_pico(int(pico or 0))
         return spend
 
     def _send_alerts(self) -> None:

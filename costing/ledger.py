@@ -164,6 +164,18 @@ class Note(SQLModel, table=True):
     message: str = ""
 
 
+class BudgetLease(SQLModel, table=True):
+    """How much of a budget one proxy replica may spend beyond the ledger (costing/budget_leases.py)."""
+
+    __tablename__ = "budget_leases"
+
+    scope: str = Field(primary_key=True, max_length=200)  # "team:nlp", "department:research", "key:key_..."
+    period: str = Field(primary_key=True, max_length=7)
+    replica: str = Field(primary_key=True, max_length=32)
+    committed_pico: int = Field(0, sa_type=sa.BigInteger)  # its unlanded spend may not pass this
+    heartbeat_at: datetime = Field(default_factory=utcnow)  # renewed every budgets.refresh_seconds
+
+
 def create_engine(url: str) -> sa.Engine:
     """An engine for the ledger URL, tuned for many small batched writes."""
     if url.startswith("sqlite"):
