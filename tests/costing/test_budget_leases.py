@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from costing import BudgetExceeded, PriceBook, create_engine, create_schema, settings_from_dict
+from costing import BudgetExceeded, PriceBook, settings_from_dict
 from costing.budgets import Budgets
 from tests.costing.test_budgets import NOW, FakeCall
 from tests.seed import event, seed
@@ -19,13 +19,9 @@ BUDGET = Decimal("0.01")
 TEAM = ("team", "nlp")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'ledger.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    e = create_engine(url)
-    create_schema(e)
-    yield e
-    e.dispose()
+@pytest.fixture
+def engine(ledger_engine):
+    return ledger_engine
 
 
 def replica(engine, tmp_path, name: str) -> Budgets:

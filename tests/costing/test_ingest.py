@@ -5,20 +5,15 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from costing import create_engine, create_schema
 from costing.attribution import MAX_TAGS_CHARS, clean, parse_tags
 from costing.ingest import LedgerWriter
 from costing.spool import Spool
 from tests.seed import event
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path):
-    url = f"sqlite:///{tmp_path / 'ledger.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    e = create_engine(url)
-    create_schema(e)
-    yield e
-    e.dispose()
+@pytest.fixture
+def engine(ledger_engine):
+    return ledger_engine
 
 
 @pytest.fixture
