@@ -51,8 +51,8 @@ def ranked_bars(frame: pd.DataFrame, name: str, *extra: alt.Tooltip | str) -> al
         .mark_bar()
         .encode(
             x=alt.X("cost_usd:Q", title="USD", axis=usd_axis(data["cost_usd"].max())),
-            y=alt.Y(f"{name}:N", sort="-x", title=None),
+            y=alt.Y(f"{name}:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=220)),
             tooltip=[f"{name}:N", alt.Tooltip("requests:Q", format=","), *extra, usd_tooltip("cost_usd")],
         )
-        .properties(height=max(120, 28 * len(frame)))
+        .properties(height=max(120, 32 * len(frame)))
     )

@@ -33,10 +33,11 @@ for i, level in enumerate(LEVELS):
 
 d = report(drilldown, v.period, tuple(path), v.filters)
 where = " / ".join(f"{lvl} {shown(val)}" for lvl, val in zip(LEVELS, path, strict=False)) or "every department"
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 c1.metric("Cost", money(d.total_usd), help=f"{d.total_usd:f} USD exactly ({where})")
 c2.metric("Requests", f"{d.requests:,}")
-c3.metric("Tokens (in / out)", f"{sum(r.input_tokens for r in d.rows):,} / {sum(r.output_tokens for r in d.rows):,}")
+c3.metric("Input tokens", f"{sum(r.input_tokens for r in d.rows):,}")
+c4.metric("Output tokens", f"{sum(r.output_tokens for r in d.rows):,}")
 
 if not d.rows:
     st.info("No metered calls here in this month.")
