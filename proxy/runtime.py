@@ -13,7 +13,7 @@ from costing.budgets import Budgets
 from costing.config import Settings
 from costing.errors import InvalidKey
 from costing.ingest import LedgerWriter
-from costing.keys import KeyCache, KeyInfo
+from costing.keys import KeyCache, KeyInfo, hash_key
 from costing.ledger import create_engine, create_schema
 from costing.org import Org
 from costing.prices import PriceBook
@@ -135,7 +135,8 @@ def authenticate(rt: Runtime, request: Request) -> KeyInfo:
 def check_admin(rt: Runtime, request: Request) -> None:
     expected = rt.settings.server.admin_key
     token = bearer(request) or ""
-    if expected is None or not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+    # Digests of equal length, so the comparison's time tells nothing, not even the key's length.
+    if expected is None or not hmac.compare_digest(hash_key(token), hash_key(expected.get_secret_value())):
         raise ProxyError(401, "invalid_api_key", "admin API: send `Authorization: Bearer $METERLINE_ADMIN_KEY`")
 
 
