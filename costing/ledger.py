@@ -240,6 +240,11 @@ def write_events(
         return 0
     table = Event.__table__
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Every statement below is a keyed lookup. With statistics from when the ledger was
+            # small (autovacuum off or behind, a big spool replayed), the planner chose to scan
+            # all events for each batch's parent links: ingest slowed with the ledger's size.
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
         if periods is not None:
             closed = lock_periods(conn, exclusive=False)
             for r in rows:
