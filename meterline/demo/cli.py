@@ -23,10 +23,14 @@ def demo(
     """A self-contained demo: a simulated provider, the proxy, a month of generated traffic, then the dashboard."""
     from dashboard import streamlit_command
 
-    from .run import run_demo
+    from ..common import fail
+    from .run import NotADemoFolder, run_demo
 
     typer.echo(f"Meterline demo in {folder}/ (no provider key needed: the provider and tool server are simulated)")
-    result = run_demo(folder, calls=calls, seed=seed, progress=typer.echo)
+    try:
+        result = run_demo(folder, calls=calls, seed=seed, progress=typer.echo)
+    except NotADemoFolder as e:
+        fail(str(e))
     s = result.stats
     typer.echo(
         f"Sent {s.sent:,} calls ({s.agent_runs:,} agent runs with tool calls and sub-calls) in {result.seconds:.0f} s; "

@@ -42,6 +42,11 @@ from .org import ADMIN_KEY_ENV, DEPARTMENTS, MCP_AUTH_ENV, PRICES, SIM_KEY_ENV, 
 from .traffic import Clock, Driver, Planned, Stats, plan
 
 CREATED = ("ledger.db", "ledger.db-wal", "ledger.db-shm", "config.yaml")  # what a rerun replaces
+MARKER = ".meterline-demo"  # marks a folder the demo made, so a rerun may replace its files
+
+
+class NotADemoFolder(Exception):
+    """The folder has files the demo did not make: it will not replace them."""
 
 
 @dataclass
@@ -130,7 +135,10 @@ def run_demo(
     `seed`, apart from ids and the time it takes."""
     t0 = time.monotonic()
     now = now or datetime.now(UTC)
+    if folder.exists() and any(folder.iterdir()) and not (folder / MARKER).exists():
+        raise NotADemoFolder(f"{folder} has files the demo did not make; pick an empty or new folder with --dir")
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("made by `meterline demo`; a rerun replaces the config, ledger and spool here\n")
     for name in CREATED:
         (folder / name).unlink(missing_ok=True)
     shutil.rmtree(folder / "spool", ignore_errors=True)
@@ -175,4 +183,4 @@ def run_demo(
     return DemoResult(folder, config_path, period_of(now), len(planned), stats, time.monotonic() - t0)
 
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "NotADemoFolder", "run_demo"]

@@ -39,3 +39,11 @@ def test_demo_fills_a_month_of_several_departments_with_agent_runs_and_a_budget_
     assert subcalls and all(c == p and tool == "summarize" and team == "agents-infra" for c, p, tool, team in subcalls)
     assert rejected and all(status == 429 for _, status in rejected)
     assert estimated and unpriced
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
+    mine = tmp_path / "config.yaml"
+    mine.write_text("database: sqlite:///precious.db\n")
+    res = run_cli("demo", "--no-dashboard", "--dir", str(tmp_path), "--calls", "50", check=False)
+    assert res.returncode == 1 and "has files the demo did not make" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and mine.read_text() == "database: sqlite:///precious.db\n"
