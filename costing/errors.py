@@ -6,6 +6,7 @@
     ├── BudgetExceeded       a department, team or key is over its monthly budget
     ├── InvalidKey           missing, unknown or revoked virtual key
     ├── LedgerWriteError     the ledger could not be written
+    ├── LedgerSchemaError    the ledger's schema is newer than this version of Meterline
     └── PeriodClosed         a closed month cannot be changed
 """
 
@@ -53,4 +54,8 @@ class LedgerWriteError(CostingError):
 
 
 class PeriodClosed(CostingError):
+    pass
+
+
+class LedgerSchemaError(CostingError):
     pass

@@ -20,6 +20,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
+from .errors import LedgerSchemaError
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 _LOCK_ID = 0x6D65746572  # "meter": the advisory lock replicas queue on while migrating
 
@@ -30,6 +32,11 @@ def _config(connection: sa.Connection | None = None) -> Config:
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg
+
+
+@cache
+def _known() -> frozenset[str]:
+    return frozenset(s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions())
 
 
 @cache
@@ -49,8 +56,14 @@ def current(engine: sa.Engine) -> str | None:
 def upgrade(engine: sa.Engine, revision: str = "head") -> str:
     """Migrate the ledger to `revision` in place; returns the revision it is at afterwards."""
     target = head() if revision == "head" else revision
-    if current(engine) == target:
+    now = current(engine)
+    if now == target:
         return target  # the common case at every start-up: nothing to do, no lock taken
+    if now is not None and now not in _known():
+        raise LedgerSchemaError(
+            f"the ledger's schema is at revision {now!r}, newer than this version of Meterline "
+            f"knows (up to {head()!r}): run a Meterline at least as new as the one that migrated it"
+        )
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Held until commit; a replica that waited here finds the work done.

@@ -105,3 +105,12 @@ def test_db_upgrade_fails_in_one_line_when_the_database_is_unreachable(tmp_path)
     assert res.returncode == 1
     assert res.stderr.startswith("meterline: cannot open the ledger database")
     assert "Traceback" not in res.stderr
+
+
+def test_a_ledger_migrated_by_a_newer_meterline_is_refused_in_one_line(engine, ledger_url, tmp_path):
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    res = run_cli("db", "upgrade", "--config", config_for(tmp_path, ledger_url), check=False)
+    assert res.returncode == 1
+    assert "newer than this version of Meterline" in res.stderr and "Traceback" not in res.stderr
