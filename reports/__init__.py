@@ -1,8 +1,13 @@
 """Showback, chargeback and exports; they read the ledger and never write it."""
 
 from .agents import CallNode, Run, ToolCost, call_tree, tool_costs, top_runs, top_tool_calls
+from .budgets_report import BudgetStatus, budget_status
 from .chargeback import ChargebackLine, ChargebackReport, chargeback, chargeback_report
+from .drilldown import Drill, drilldown
 from .exports import EVENTS_CSV_COLUMNS, EXPORTS
+from .filters import Filters
+from .invoice import Invoice, chargeback_file, invoice
+from .overview import Overview, overview
 from .showback import Showback, showback
 
 __all__ = [
@@ -21,4 +26,14 @@ __all__ = [
     "chargeback",
     "chargeback_report",
     "showback",
+    "BudgetStatus",
+    "Drill",
+    "Filters",
+    "Invoice",
+    "Overview",
+    "budget_status",
+    "chargeback_file",
+    "drilldown",
+    "invoice",
+    "overview",
 ]
