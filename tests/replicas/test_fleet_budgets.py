@@ -41,10 +41,12 @@ def test_two_replicas_under_load_keep_a_team_within_its_budget_together(start_re
                 continue
             raw.parse()
             with lock:
+                if len(admitted) > 5000:  # far past the budget: the test fails below, not hangs
+                    return
                 admitted.append(raw.headers["x-meterline-call-id"])
                 largest[0] = max(largest[0], Decimal(raw.headers["x-meterline-cost-usd"]))
 
-    threads = [threading.Thread(target=work, args=(r,)) for r in (a, b) for _ in range(4)]
+    threads = [threading.Thread(target=work, args=(r,), daemon=True) for r in (a, b) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
