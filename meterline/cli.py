@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -222,12 +223,13 @@ def dashboard(
     config: ConfigOption = None,
 ) -> None:
     """Start the Streamlit dashboard."""
-    import subprocess
-
     from dashboard import streamlit_command
 
     settings(config)  # fail here, in one line, rather than inside Streamlit
-    raise typer.Exit(subprocess.call(streamlit_command(config, port, host)))
+    cmd = streamlit_command(config, port, host)
+    sys.stdout.flush()
+    # Become Streamlit, so a signal meant for `meterline dashboard` reaches the server itself.
+    os.execv(cmd[0], cmd)
 
 
 def main() -> None:

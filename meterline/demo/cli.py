@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -45,7 +45,6 @@ def demo(
         f"(later: METERLINE_DASHBOARD_PASSWORD=... meterline dashboard --config {result.config_path})\nCtrl-C stops it."
     )
     env = {**os.environ, "METERLINE_DASHBOARD_PASSWORD": password}
-    try:
-        raise typer.Exit(subprocess.call(streamlit_command(result.config_path, port), env=env))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    cmd = streamlit_command(result.config_path, port)
+    sys.stdout.flush()
+    os.execve(cmd[0], cmd, env)  # the demo is done: become the dashboard (Ctrl-C stops it)
