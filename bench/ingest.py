@@ -15,6 +15,7 @@ database each time:
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import threading
 import time
@@ -111,6 +112,7 @@ def main() -> None:
     ap.add_argument("--write-results", action="store_true", help="replace this bench's section of bench/RESULTS.md")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    loadavg = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     batches = list(Traffic(args.events).batches(args.batch))
 
     results: list[tuple[str, dict[str, Any]]] = []
@@ -133,6 +135,9 @@ def main() -> None:
         "\"Replayed\" writes the same batches again (every insert conflicts and is skipped). Writers on "
         "PostgreSQL are threads with an engine each, as replicas are, dealt batches in turn so their "
         "rollup upserts meet on the same rows.",
+        "",
+        f"Machine: {os.cpu_count()} cores, load average {loadavg} when the run began (other work shares "
+        "the machine; compare rows of one run, not runs).",
         "",
         "| ledger | writers | events/s | replayed events/s |",
         "|---|---:|---:|---:|",

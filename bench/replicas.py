@@ -178,6 +178,7 @@ def main() -> None:
     ap.add_argument("--write-results", action="store_true")
     args = ap.parse_args()
 
+    loadavg = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     port = free_port()
     sim = subprocess.Popen(
         [sys.executable, "-m", "meterline.sim.upstream", "--port", str(port), "--api-key", UPSTREAM_KEY, "--no-record"],
@@ -215,6 +216,9 @@ def main() -> None:
         "one PostgreSQL ledger. \"In the ledger after\" is how long after the load stopped every acknowledged call was "
         "in the ledger (each exactly once, rollups equal to events: checked). All processes share this machine's "
         f"{os.cpu_count()} cores, so the second replica adds what idle cores allow, not a second machine.",
+        "",
+        f"Machine: {os.cpu_count()} cores, load average {loadavg} when the run began (other work shares "
+        "the machine; compare rows of one run, not runs).",
         "",
         "| replicas | requests/s | p50 ms | p99 ms | acknowledged | in the ledger after | errors |",
         "|---:|---:|---:|---:|---:|---:|---:|",
