@@ -57,7 +57,7 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> str:
     """Migrate the ledger to `revision` in place; returns the revision it is at afterwards."""
     target = head() if revision == "head" else revision
     now = current(engine)
-    if now == target:
+    if now == target and _has_events(engine):
         return target  # the common case at every start-up: nothing to do, no lock taken
     if now is not None and now not in _known():
         raise LedgerSchemaError(
@@ -68,8 +68,16 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> str:
         if conn.dialect.name == "postgresql":
             # Held until commit; a replica that waited here finds the work done.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+        if not sa.inspect(conn).has_table("events") and MigrationContext.configure(conn).get_current_revision():
+            # The tables were dropped and the version row left behind: build them again.
+            command.stamp(_config(conn), "base")
         command.upgrade(_config(conn), revision)
         return MigrationContext.configure(conn).get_current_revision() or ""
+
+
+def _has_events(engine: sa.Engine) -> bool:
+    with engine.connect() as conn:
+        return sa.inspect(conn).has_table("events")
 
 
 def drift(engine: sa.Engine) -> list[Any]:

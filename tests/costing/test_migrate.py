@@ -114,3 +114,10 @@ def test_a_ledger_migrated_by_a_newer_meterline_is_refused_in_one_line(engine, l
     res = run_cli("db", "upgrade", "--config", config_for(tmp_path, ledger_url), check=False)
     assert res.returncode == 1
     assert "newer than this version of Meterline" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_tables_dropped_by_hand_are_built_again_though_the_version_row_remains(engine):
+    upgrade(engine)
+    SQLModel.metadata.drop_all(engine)  # what a "start from scratch" script does
+    assert upgrade(engine) == head()
+    assert drift(engine) == []
