@@ -8,6 +8,7 @@ once on PostgreSQL take turns on an advisory lock, so each revision runs once.
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ from .errors import LedgerSchemaError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _LOCK_ID = 0x6D65746572  # "meter": the advisory lock replicas queue on while migrating
+# Alembic runs a migration through module-level proxies (`alembic.op`, `alembic.context`):
+# one migration at a time per process.
+_RUNNING = threading.Lock()
 
 
 def _config(connection: sa.Connection | None = None) -> Config:
@@ -64,7 +68,7 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> str:
             f"the ledger's schema is at revision {now!r}, newer than this version of Meterline "
             f"knows (up to {head()!r}): run a Meterline at least as new as the one that migrated it"
         )
-    with engine.begin() as conn:
+    with _RUNNING, engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Held until commit; a replica that waited here finds the work done.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
