@@ -197,7 +197,14 @@ def create_engine(url: str) -> sa.Engine:
 
 
 def create_schema(engine: sa.Engine) -> None:
-    SQLModel.metadata.create_all(engine)
+    """Create the ledger, or bring an existing one to the current schema in place.
+
+    Through the Alembic revisions in costing/migrations/ (see costing/migrate.py): a change to
+    the tables above needs a revision, and tests/costing/test_migrate.py fails until it has one.
+    """
+    from .migrate import upgrade  # Alembic is loaded only when a schema is touched
+
+    upgrade(engine)
 
 
 def _insert(engine: sa.Engine, table: sa.Table) -> Any:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
-from costing import create_engine
+from costing import create_engine, create_schema
 from costing.migrate import _config, current, drift, head, upgrade
 from tests.conftest import run_cli
 from tests.seed import event, seed
@@ -38,6 +38,13 @@ def config_for(tmp_path, url: str):
 def test_migrations_build_exactly_the_schema_the_models_describe(engine):
     assert upgrade(engine) == head()
     assert drift(engine) == []
+
+
+def test_create_schema_migrates_to_head(engine):
+    create_schema(engine)
+    assert current(engine) == head()
+    create_schema(engine)  # again: nothing to do
+    assert current(engine) == head()
 
 
 def test_db_upgrade_keeps_the_rows_of_a_ledger_made_before_migrations(engine, ledger_url, tmp_path):
