@@ -8,6 +8,8 @@ once on PostgreSQL take turns on an advisory lock, so each revision runs once.
 
 from __future__ import annotations
 
+import sys
+import tempfile
 import threading
 from functools import cache
 from pathlib import Path
@@ -79,6 +81,21 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> str:
         return MigrationContext.configure(conn).get_current_revision() or ""
 
 
+def new_revision(message: str) -> str:
+    """Write a revision for what the models changed since the newest one; returns its path.
+
+    `python -m costing.migrate "add the foo column"`, then read and adjust what it wrote.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = sa.create_engine(f"sqlite:///{tmp}/head.db")  # a ledger at head, to compare with
+        upgrade(engine)
+        with engine.begin() as conn:
+            script = command.revision(_config(conn), message=message, autogenerate=True, rev_id=f"{int(head()) + 1:04d}")
+        engine.dispose()
+    assert script is not None and not isinstance(script, list)
+    return script.path
+
+
 def _has_events(engine: sa.Engine) -> bool:
     with engine.connect() as conn:
         return sa.inspect(conn).has_table("events")
@@ -98,4 +115,7 @@ def _is_alembic_version(diff: Any) -> bool:
     return isinstance(diff, tuple) and diff[0] == "remove_table" and diff[1].name == "alembic_version"
 
 
-__all__ = ["current", "drift", "head", "upgrade"]
+__all__ = ["current", "drift", "head", "new_revision", "upgrade"]
+
+if __name__ == "__main__":
+    print(new_revision(" ".join(sys.argv[1:]) or "describe the change"))

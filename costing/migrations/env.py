@@ -5,9 +5,12 @@ Run outside Meterline (plain `alembic -x url=...`), it opens its own connection.
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import sqlalchemy as sa
 from alembic import context
 from sqlmodel import SQLModel
+from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 import costing  # noqa: F401 - registers every ledger table on SQLModel.metadata
 
@@ -15,8 +18,18 @@ config = context.config
 target_metadata = SQLModel.metadata
 
 
-def _configure(**kw: object) -> None:
-    context.configure(target_metadata=target_metadata, compare_type=True, **kw)  # type: ignore[arg-type]
+def _render_item(kind: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
+    """Write SQLModel's column types as plain SQLAlchemy ones in generated revisions."""
+    if kind == "type" and isinstance(obj, AutoString):
+        length = getattr(obj.impl, "length", None)
+        return f"sa.String(length={length})" if length else "sa.String()"
+    if kind == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def _configure(**kw: Any) -> None:
+    context.configure(target_metadata=target_metadata, compare_type=True, render_item=_render_item, **kw)
 
 
 def run_offline() -> None:

@@ -37,7 +37,10 @@ def config_for(tmp_path, url: str):
 
 def test_migrations_build_exactly_the_schema_the_models_describe(engine):
     assert upgrade(engine) == head()
-    assert drift(engine) == []
+    assert drift(engine) == [], (
+        "costing/ledger.py changed without a migration: run `python -m costing.migrate 'what changed'` "
+        "and check what it wrote (a NOT NULL column added to a table with rows needs a server_default)"
+    )
 
 
 def test_create_schema_migrates_to_head(engine):
