@@ -35,4 +35,4 @@ def test_largest_remainder_parts_add_up_to_the_rounded_total(values, places):
     parts = largest_remainder(values, places)
     unit = Decimal(1).scaleb(-places)
     assert sum(parts) == sum(values).quantize(unit)
-    assert all(abs(p - v) < unit for p, v in zip(parts, values))
+    assert all(abs(p - v) < unit for p, v in zip(parts, values, strict=True))

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import yaml
 
 from costing import create_engine
-from tests.conftest import base_config, free_port, run_cli, proxy_environ
+from tests.conftest import base_config, free_port, proxy_environ, run_cli
 
 
 def start_serve(config_path, port):
