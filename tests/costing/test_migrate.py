@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -10,6 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
 from costing import create_engine, create_schema
+from costing.ledger import newest_revision
 from costing.migrate import _config, current, drift, head, upgrade
 from tests.conftest import run_cli
 from tests.seed import event, seed
@@ -48,6 +51,21 @@ def test_create_schema_migrates_to_head(engine):
     assert current(engine) == head()
     create_schema(engine)  # again: nothing to do
     assert current(engine) == head()
+
+
+def test_the_newest_revision_file_is_alembics_head():
+    # create_schema's start-up check reads revisions by file name, without Alembic.
+    assert newest_revision() == head()
+
+
+def test_a_ledger_already_at_head_is_opened_without_loading_alembic(engine, ledger_url):
+    upgrade(engine)
+    code = (
+        "import sys; from costing import create_engine, create_schema; "
+        f"create_schema(create_engine({ledger_url!r})); print('alembic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_db_upgrade_keeps_the_rows_of_a_ledger_made_before_migrations(engine, ledger_url, tmp_path):
