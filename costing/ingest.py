@@ -6,6 +6,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -105,6 +106,8 @@ class LedgerWriter:
         self.degraded = False
         self.last_error = ""
         self.written = 0
+        # Told the call ids of each batch once it is committed (budgets forget them as pending).
+        self.on_written: list[Callable[[list[str]], None]] = []
         self.stall_seconds = max(5.0, 20 * interval)
         self._progress: float | None = None  # while flushing: when the last segment committed
         self._flush_lock = threading.Lock()
@@ -146,19 +149,24 @@ class LedgerWriter:
             rows = [fit_to_columns(r) for r in read_segment(path)]
             # Periods are assigned in the insert's transaction, so a month being closed
             # meanwhile gets each event either in its snapshot or as a later adjustment.
+            aside: set[str] = set()
             try:
                 n += write_events(self.engine, rows, periods=charge_period)
             except _WRITE_ERRORS as e:
                 if not _refused_for_content(e):
                     raise
-                n += self._write_one_by_one(path, rows, e)
+                n += self._write_one_by_one(path, rows, e, aside)
             path.unlink()
+            landed = [r.get("call_id") for r in rows if r.get("call_id") not in aside]
+            for observer in self.on_written:
+                observer(landed)
             self._progress = time.monotonic()
         self.written += n
         return n
 
-    def _write_one_by_one(self, path: Path, rows: list[dict[str, Any]], error: BaseException) -> int:
-        """Write a refused segment's events singly; keep those still refused in `rejected/`.
+    def _write_one_by_one(self, path: Path, rows: list[dict[str, Any]], error: BaseException, aside: set[str]) -> int:
+        """Write a refused segment's events singly; keep those still refused in `rejected/`
+        (their ids added to `aside`).
 
         A database that goes away meanwhile raises, and the segment is retried whole later.
         """
@@ -174,6 +182,7 @@ class LedgerWriter:
                 rejected.mkdir(exist_ok=True)
                 with (rejected / path.name).open("ab") as f:
                     f.write(orjson.dumps(row) + b"\n")
+                aside.add(row.get("call_id"))
                 log.error("event %s kept aside in %s: %s", row.get("call_id"), rejected, _short(e))
         return n
 

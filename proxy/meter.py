@@ -276,7 +276,9 @@ class Meter:
             "response_bytes": response_bytes,
             "error": error[:512],
         }
-        self.spool.append(event)
+        # Observers first: once spooled, the event may reach the ledger (and the writer tell
+        # budgets so) at any moment, and budgets must have counted it by then.
         for observer in self.on_record:
             observer(event, call)
+        self.spool.append(event)
         return cost

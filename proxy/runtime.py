@@ -79,6 +79,7 @@ class Runtime:
             self.meter.on_record.append(self.telemetry.record)
         self.budgets = Budgets.from_settings(self.engine, self.settings, self.prices)
         if self.budgets is not None:
+            self.budgets.follow(self.writer)
             await asyncio.to_thread(self.budgets.start)
             self.meter.on_record.append(self.budgets.settle)
         await asyncio.to_thread(self.keys.refresh)

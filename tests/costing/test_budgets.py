@@ -12,6 +12,8 @@ import sqlalchemy as sa
 
 from costing import BudgetExceeded, PriceBook, create_engine, create_schema, settings_from_dict
 from costing.budgets import Budgets
+from costing.ingest import LedgerWriter
+from costing.spool import Spool
 from tests.seed import event, seed
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -78,6 +80,29 @@ def test_spend_is_the_ledger_plus_recorded_calls_plus_reservations_each_counted_
     seed(engine, [row])
     budgets.refresh()  # now from the ledger, and not twice
     assert budgets.spent(("team", "nlp")) == Decimal("0.35")
+
+
+def test_following_the_ledger_writer_each_call_counts_once_and_one_the_ledger_refused_still_counts(setup, tmp_path):
+    engine, budgets, _ = setup
+    spool = Spool(tmp_path / "spool")
+    writer = LedgerWriter(engine, spool)
+    budgets.follow(writer)
+    for i in range(3):
+        row = _recorded(f"w{i}", "0.1")
+        budgets.settle(row, None)
+        spooled = {k: v for k, v in row.items() if k not in ("charge_period", "adjustment")}
+        if i == 1:
+            del spooled["kind"]  # the ledger refuses this one: kept aside, never in the ledger
+        spool.append(spooled)
+    budgets.refresh()
+    assert budgets.spent(("team", "nlp")) == Decimal("0.3")
+
+    assert writer.flush() == 2
+    budgets.refresh()  # two from the ledger, the refused one still from memory
+    assert budgets.spent(("team", "nlp")) == Decimal("0.3")
+    budgets.refresh()
+    assert budgets.spent(("team", "nlp")) == Decimal("0.3")
+    spool.close()
 
 
 def test_estimates_learn_the_models_output_size(setup):
