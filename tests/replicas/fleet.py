@@ -251,6 +251,14 @@ class Relay:
 
     def close(self) -> None:
         self.cut()
+
+        async def finish() -> None:  # the pipes still waiting, so none is left pending
+            pipes = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in pipes:
+                t.cancel()
+            await asyncio.gather(*pipes, return_exceptions=True)
+
+        self._run(finish())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=WAIT)
         self._loop.close()
