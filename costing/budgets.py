@@ -22,7 +22,8 @@ lock and takes a lease on part of what is left, which caps its own spend beyond 
 
 Estimates: for LLM calls, the request's bytes / 4 as input tokens (JSON overhead makes this
 an over-count) plus the largest output token count of the model's last 50 calls (before any:
-`budgets.default_output_tokens`), at the price in force; for other calls, the largest cost of
+`budgets.default_output_tokens`), capped by the request's own `max_tokens` (or
+`max_completion_tokens`, `max_output_tokens`) when it sets one, at the price in force; for other calls, the largest cost of
 the last 50 calls of the same kind, provider and tool.
 
 Soft alerts fire once per scope and month, fleet-wide: the first process to insert the
@@ -282,6 +283,9 @@ class Budgets:
                 return ZERO  # unpriced calls are recorded at 0
             recent = self._outputs.get(call.model)
             output = max(recent) if recent else (self.cfg.default_output_tokens if call.kind == "llm" else 0)
+            cap = getattr(call, "max_output_tokens", 0)  # the request's max_tokens: output cannot pass it
+            if cap:
+                output = min(output, cap)
             return (call.request_bytes // BYTES_PER_TOKEN) * price.input + output * price.output
         recent_costs = self._costs.get((call.kind, call.provider, call.tool))
         return max(recent_costs) if recent_costs else ZERO

@@ -82,6 +82,7 @@ async def forward(request: Request, path: str, kind: str) -> Response:
 
     call = rt.meter.start(key, request.headers, kind=kind, method=path, body_user=doc.get("user"))
     call.provider, call.model, call.request_bytes = route.provider, route.model, len(body)
+    call.max_output_tokens = _max_output_tokens(doc)
     if route.upstream_model != route.model:
         call.upstream_model = route.upstream_model
     rt.admit(call)
@@ -136,6 +137,16 @@ def error_event(err: ProxyError, path: str) -> bytes:
         return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
     body = {"error": {"message": str(err), "type": err.type, "code": err.code, "param": None}}
     return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+def _max_output_tokens(doc: dict[str, Any]) -> int:
+    """The request's cap on output: Chat's `max_completion_tokens` (or the older `max_tokens`),
+    the Responses API's `max_output_tokens`; 0 when none is a positive integer."""
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        v = doc.get(name)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return 0
 
 
 def _parse(body: bytes) -> dict[str, Any]:

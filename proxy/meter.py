@@ -66,6 +66,7 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     ts: datetime = field(default_factory=lambda: datetime.now(UTC))
     request_bytes: int = 0
+    max_output_tokens: int = 0  # the request's own cap on output tokens (0: none), for budgets
     reserved: Decimal = ZERO
     done: bool = False
     response_model: str = ""  # what the upstream said it ran, for observers (telemetry)

@@ -27,6 +27,7 @@ class FakeCall:
     model: str = "gpt-4o-mini"
     tool: str = ""
     request_bytes: int = 400
+    max_output_tokens: int = 0
     ts: datetime = NOW
     reserved: Decimal = Decimal(0)
     payer: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(department="research", team="nlp"))
@@ -110,6 +111,16 @@ def test_estimates_learn_the_models_output_size(setup):
     for i in range(3):
         budgets.settle(_recorded(f"s{i}", "0.000001") | {"output_tokens": 20 + i}, None)
     assert budgets.estimate(FakeCall("e", request_bytes=40)) == 10 * Decimal("0.15") / 10**6 + 22 * Decimal("0.60") / 10**6
+
+
+def test_an_estimate_reserves_no_more_output_than_the_request_allows():
+    # Before any call of the model is seen: 1,000 output tokens, or the request's max_tokens if lower.
+    settings = settings_from_dict({"prices": [{"model": "gpt-4o-mini", "input_per_mtok": "0.15", "output_per_mtok": "0.60"}]}, environ={})
+    budgets = Budgets(create_engine("sqlite://"), settings, PriceBook(settings.prices, bundled={}), now=lambda: NOW)
+    inp = 10 * Decimal("0.15") / 10**6
+    assert budgets.estimate(FakeCall("a", request_bytes=40, max_output_tokens=50)) == inp + 50 * Decimal("0.60") / 10**6
+    assert budgets.estimate(FakeCall("b", request_bytes=40, max_output_tokens=5000)) == inp + 1000 * Decimal("0.60") / 10**6
+    assert budgets.estimate(FakeCall("c", request_bytes=40)) == inp + 1000 * Decimal("0.60") / 10**6
 
 
 def test_a_refusal_is_recorded_and_noted_once_and_a_new_month_starts_from_zero(setup):

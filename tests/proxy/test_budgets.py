@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from costing import create_engine, create_key, create_schema
+from proxy.llm import _max_output_tokens
 from tests.conftest import ADMIN_KEY, free_port
 
 IN, OUT = Decimal("0.15") / 10**6, Decimal("0.60") / 10**6  # gpt-4o-mini per token in the test config
@@ -180,3 +181,12 @@ def test_budget_refusals_show_in_the_admin_chargeback_as_zero_cost_calls(make_pr
     assert r.status_code == 200
     (line,) = r.json()["lines"]
     assert (line["team"], line["requests"], line["cost_usd"]) == ("nlp", 1, "0.000000")
+
+
+@pytest.mark.parametrize(
+    ("fields", "cap"),
+    [({"max_tokens": 64}, 64), ({"max_completion_tokens": 32, "max_tokens": 64}, 32), ({"max_output_tokens": 16}, 16),
+     ({"max_tokens": 0}, 0), ({"max_tokens": "64"}, 0), ({"max_tokens": True}, 0), ({}, 0)],
+)  # fmt: skip
+def test_the_output_cap_is_read_from_each_api_s_field(fields, cap):
+    assert _max_output_tokens({"model": "m", **fields}) == cap
