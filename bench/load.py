@@ -54,11 +54,18 @@ class Load:
     tool: str
 
 
-def body(stream: bool, chunks: int) -> bytes:
-    doc: dict[str, object] = {
-        "model": "gpt-4o-mini",
-        "messages": [{"role": "user", "content": f"Say hello. sim:chunks={chunks}"}],
-    }
+# The APIs a run can drive: their route, and what marks a stream's first generated text.
+PATHS = {"chat": "/v1/chat/completions", "responses": "/v1/responses"}
+_FIRST_TOKEN = {"chat": b'"content"', "responses": b"output_text.delta"}
+
+
+def body(stream: bool, chunks: int, api: str = "chat") -> bytes:
+    prompt = f"Say hello. sim:chunks={chunks}"
+    doc: dict[str, object] = {"model": "gpt-4o-mini"}
+    if api == "responses":
+        doc["input"] = prompt
+    else:
+        doc["messages"] = [{"role": "user", "content": prompt}]
     if stream:
         doc["stream"] = True
     return json.dumps(doc).encode()
@@ -68,14 +75,14 @@ def _lua_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def wrk(url: str, key: str, payload: bytes, concurrency: int, seconds: float) -> Load:
+def wrk(url: str, key: str, payload: bytes, concurrency: int, seconds: float, api: str = "chat") -> Load:
     script = _LUA % {"body": _lua_str(payload.decode()), "auth": _lua_str(f"Bearer {key}")}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     try:
         out = subprocess.run(
             [WRK or "wrk", "-t1", f"-c{concurrency}", f"-d{round(seconds)}s", "--timeout", "10s", "-s", f.name,
-             url + "/v1/chat/completions"],
+             url + PATHS[api]],
             capture_output=True, text=True, timeout=seconds + 30,
         )
     finally:
@@ -91,25 +98,26 @@ def wrk(url: str, key: str, payload: bytes, concurrency: int, seconds: float) ->
     )
 
 
-def python_load(url: str, key: str, payload: bytes, concurrency: int, seconds: float) -> Load:
-    lat, _, errors, elapsed = asyncio.run(_drive(url, key, payload, concurrency, seconds, first_token=False))
+def python_load(url: str, key: str, payload: bytes, concurrency: int, seconds: float, api: str = "chat") -> Load:
+    lat, _, errors, elapsed = asyncio.run(_drive(url, key, payload, concurrency, seconds, api, first_token=False))
     return _summary(lat, errors, elapsed, "aiohttp")
 
 
-def ttft_probe(url: str, key: str, payload: bytes, concurrency: int, seconds: float) -> tuple[float, float]:
+def ttft_probe(url: str, key: str, payload: bytes, concurrency: int, seconds: float, api: str = "chat") -> tuple[float, float]:
     """(p50, p99) time to first content token of streamed calls, in milliseconds."""
-    _, ttft, _, _ = asyncio.run(_drive(url, key, payload, concurrency, seconds, first_token=True))
+    _, ttft, _, _ = asyncio.run(_drive(url, key, payload, concurrency, seconds, api, first_token=True))
     return _pct(ttft, 50), _pct(ttft, 99)
 
 
 async def _drive(
-    url: str, key: str, payload: bytes, concurrency: int, seconds: float, *, first_token: bool
+    url: str, key: str, payload: bytes, concurrency: int, seconds: float, api: str, *, first_token: bool
 ) -> tuple[list[float], list[float], int, float]:
     headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
     lat: list[float] = []
     ttft: list[float] = []
     errors = 0
-    target = url + "/v1/chat/completions"
+    target = url + PATHS[api]
+    marker = _FIRST_TOKEN[api]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False) as s:
         t_start = time.perf_counter()
         stop = t_start + seconds
@@ -122,7 +130,7 @@ async def _drive(
                     async with s.post(target, data=payload, headers=headers) as r:
                         first = 0.0
                         async for chunk in r.content.iter_any():
-                            if not first and b'"content"' in chunk:
+                            if not first and marker in chunk:
                                 first = time.perf_counter()
                         if r.status != 200:
                             errors += 1
@@ -156,8 +164,8 @@ def _summary(lat: list[float], errors: int, elapsed: float, tool: str) -> Load:
     )
 
 
-def run_load(url: str, key: str, payload: bytes, concurrency: int, seconds: float) -> Load:
+def run_load(url: str, key: str, payload: bytes, concurrency: int, seconds: float, api: str = "chat") -> Load:
     """wrk when installed and the run is at least a second long (its durations are whole seconds)."""
     if WRK and seconds >= 1:
-        return wrk(url, key, payload, concurrency, seconds)
-    return python_load(url, key, payload, concurrency, seconds)
+        return wrk(url, key, payload, concurrency, seconds, api)
+    return python_load(url, key, payload, concurrency, seconds, api)

@@ -15,19 +15,28 @@ def _med(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def aggregate(runs: list[dict[str, Any]]) -> dict[tuple[bool, int, str], dict[str, float]]:
-    """Median over rounds per (stream, concurrency, target), with the added latency against
-    the mock measured in the same round."""
-    direct = {(r["round"], r["stream"], r["concurrency"]): r for r in runs if r["target"] == "direct"}
-    groups: dict[tuple[bool, int, str], list[dict[str, Any]]] = {}
+Scenario = tuple[str, bool, int]  # (API, stream, concurrency)
+MODES = {("chat", False): "non-stream", ("chat", True): "stream",
+         ("responses", False): "Responses", ("responses", True): "Responses stream"}  # fmt: skip
+
+
+def _scenario(r: dict[str, Any]) -> Scenario:
+    return r.get("api", "chat"), r["stream"], r["concurrency"]  # runs before the Responses rows: chat
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[tuple[str, bool, int, str], dict[str, float]]:
+    """Median over rounds per (API, stream, concurrency, target), with the added latency
+    against the mock measured in the same round."""
+    direct = {(r["round"], *_scenario(r)): r for r in runs if r["target"] == "direct"}
+    groups: dict[tuple[str, bool, int, str], list[dict[str, Any]]] = {}
     for r in runs:
-        groups.setdefault((r["stream"], r["concurrency"], r["target"]), []).append(r)
+        groups.setdefault((*_scenario(r), r["target"]), []).append(r)
     out = {}
     for key, rs in groups.items():
         agg = {f: _med([r.get(f, float("nan")) for r in rs]) for f in ("rps", "p50", "p99", "rss_mb", "cpu_us")}
         agg["errors"] = sum(r["errors"] for r in rs)
         agg["requests"] = sum(r["requests"] for r in rs)
-        d = [direct.get((r["round"], r["stream"], r["concurrency"])) for r in rs]
+        d = [direct.get((r["round"], *_scenario(r))) for r in rs]
         agg["added_p50"] = _med([r["p50"] - x["p50"] for r, x in zip(rs, d, strict=True) if x])
         agg["added_p99"] = _med([r["p99"] - x["p99"] for r, x in zip(rs, d, strict=True) if x])
         if "ttft_p50" in rs[0]:
@@ -60,18 +69,18 @@ def proxy_markdown(result: dict[str, Any]) -> str:
         "| mode | conc. | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | TTFT p50 ms | added TTFT ms | CPU µs/req | vs LiteLLM | vs pass-through | errors |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    scenarios = sorted({(k[0], k[1]) for k in agg})
-    for stream, c in scenarios:
-        ll = agg.get((stream, c, "litellm"))
-        pt = agg.get((stream, c, "passthrough"))
+    scenarios = sorted({k[:3] for k in agg}, key=lambda k: (k[0] != "chat", k))
+    for api, stream, c in scenarios:
+        ll = agg.get((api, stream, c, "litellm"))
+        pt = agg.get((api, stream, c, "passthrough"))
         for n in names:
-            a = agg.get((stream, c, n))
+            a = agg.get((api, stream, c, n))
             if a is None:
                 continue
             direct = n == "direct"
             lines.append(
                 "| " + " | ".join([
-                    "stream" if stream else "non-stream", str(c), labels[n], _f(a["rps"], "{:,.0f}"),
+                    MODES[api, stream], str(c), labels[n], _f(a["rps"], "{:,.0f}"),
                     _f(a["p50"]), _f(a["p99"]),
                     "–" if direct else _f(a["added_p50"]), "–" if direct else _f(a["added_p99"]),
                     _f(a.get("ttft_p50")), "–" if direct else _f(a.get("added_ttft_p50")), _f(a["cpu_us"], "{:,.0f}"),
@@ -98,9 +107,9 @@ def proxy_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def targets_markdown(result: dict[str, Any], agg: dict[tuple[bool, int, str], dict[str, float]]) -> list[str]:
+def targets_markdown(result: dict[str, Any], agg: dict[tuple[str, bool, int, str], dict[str, float]]) -> list[str]:
     def get(stream: bool, c: int, n: str, f: str) -> float | None:
-        a = agg.get((stream, c, n))
+        a = agg.get(("chat", stream, c, n))
         return a.get(f) if a else None
 
     ml = result["targets"].get("meterline")

@@ -1,7 +1,8 @@
 """`python -m bench`: the side-by-side proxy benchmark, then the ledger at scale.
 
 One run starts the mock upstream and every proxy, then alternates the targets through each
-scenario (non-stream and stream, at each concurrency) for `--rounds` rounds, so drifts of the
+scenario (chat completions non-stream and stream at each concurrency, then the Responses API
+at `--responses-concurrency`) for `--rounds` rounds, so drifts of the
 machine spread evenly over the targets. Results go to `--out` (results.json, results.md);
 `--write-results` also replaces the generated section of bench/RESULTS.md.
 """
@@ -33,6 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--ttft-seconds", type=float, default=2.0, help="length of each time-to-first-token probe")
     ap.add_argument("--rounds", type=int, default=2, help="times each target runs each scenario")
     ap.add_argument("--concurrency", default="1,16,64", help="comma-separated concurrencies")
+    ap.add_argument("--responses-concurrency", default="1,16",
+                    help="concurrencies for the Responses API (/v1/responses); empty: leave it out")
     ap.add_argument("--chunks", type=int, default=20, help="content chunks per streamed answer")
     ap.add_argument("--no-litellm", action="store_true", help="leave the LiteLLM proxy out")
     ap.add_argument("--targets", default="direct,passthrough,meterline,litellm", help="which targets to run")
@@ -43,6 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a = ap.parse_args(argv)
     if a.smoke:
         a.seconds, a.ttft_seconds, a.rounds, a.concurrency, a.chunks = 0.5, 0.3, 1, "4", 8
+        a.responses_concurrency = "4"
         a.no_litellm = True
         a.ledger_events = a.ledger_events or 2000
     return a
@@ -72,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     out: Path = a.out or ROOT / "bench" / "out" / started.strftime("%Y%m%dT%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    levels = [int(c) for c in a.concurrency.split(",")]
+    levels = [("chat", int(c)) for c in a.concurrency.split(",")]
+    levels += [("responses", int(c)) for c in a.responses_concurrency.split(",") if c.strip()]
     wanted = set(a.targets.split(","))
     if a.no_litellm:
         wanted.discard("litellm")
@@ -132,27 +137,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(ts: list[targets.Target], a: argparse.Namespace, levels: list[int]) -> list[dict[str, Any]]:
+def measure(ts: list[targets.Target], a: argparse.Namespace, levels: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    """`levels`: (API, concurrency) pairs, each run non-stream and stream."""
     # Warm every target (JITs, pools, lazy imports) before anything counts.
     for t in ts:
-        for stream in (False, True):
-            load.run_load(t.url, t.key, load.body(stream, a.chunks), 4, min(1.0, a.seconds))
+        for api in sorted({api for api, _ in levels}):
+            for stream in (False, True):
+                load.run_load(t.url, t.key, load.body(stream, a.chunks, api), 4, min(1.0, a.seconds), api)
     runs = []
     for rnd in range(a.rounds):
-        for stream in (False, True):
-            payload = load.body(stream, a.chunks)
-            for c in levels:
+        for api, stream in [(api, stream) for api in dict.fromkeys(api for api, _ in levels) for stream in (False, True)]:
+            payload = load.body(stream, a.chunks, api)
+            for c in [c for x, c in levels if x == api]:
                 k = rnd % len(ts)
                 order = ts[k:] + ts[:k]  # alternate who goes first
                 for t in order:
                     cpu0 = t.cpu()
-                    r = load.run_load(t.url, t.key, payload, c, a.seconds)
+                    r = load.run_load(t.url, t.key, payload, c, a.seconds, api)
                     cpu_us = (t.cpu() - cpu0) / max(1, r.requests) * 1e6
                     rss = t.sample_rss()
-                    row = {"round": rnd, "stream": stream, "concurrency": c, "target": t.name, **vars(r),
+                    row = {"round": rnd, "api": api, "stream": stream, "concurrency": c, "target": t.name, **vars(r),
                            "rss_mb": rss / 2**20, "cpu_us": cpu_us}
                     if stream:
-                        row["ttft_p50"], row["ttft_p99"] = load.ttft_probe(t.url, t.key, payload, c, a.ttft_seconds)
+                        row["ttft_p50"], row["ttft_p99"] = load.ttft_probe(t.url, t.key, payload, c, a.ttft_seconds, api)
                     runs.append(row)
                     print(_line(row), flush=True)
                     time.sleep(0.2)
@@ -180,10 +187,10 @@ def profile(ts: list[targets.Target], a: argparse.Namespace, out: Path) -> list[
 
 
 def _line(r: dict[str, Any]) -> str:
-    mode = "stream" if r["stream"] else "json"
+    mode = ("resp-" if r.get("api") == "responses" else "") + ("stream" if r["stream"] else "json")
     ttft = f" ttft p50 {r['ttft_p50']:.2f} ms" if "ttft_p50" in r else ""
     return (
-        f"r{r['round']} {mode:6} c{r['concurrency']:<3} {r['target']:12} {r['rps']:9.0f} req/s "
+        f"r{r['round']} {mode:11} c{r['concurrency']:<3} {r['target']:12} {r['rps']:9.0f} req/s "
         f"p50 {r['p50']:7.2f} ms p99 {r['p99']:7.2f} ms{ttft} cpu {r['cpu_us']:.0f} us/req rss {r['rss_mb']:.0f} MB err {r['errors']}"
     )
 
