@@ -23,8 +23,8 @@ lock and takes a lease on part of what is left, which caps its own spend beyond 
 Estimates: for LLM calls, the request's bytes / 4 as input tokens (JSON overhead makes this
 an over-count) plus the largest output token count of the model's last 50 calls (before any:
 `budgets.default_output_tokens`), capped by the request's own `max_tokens` (or
-`max_completion_tokens`, `max_output_tokens`) when it sets one, at the price in force; for other calls, the largest cost of
-the last 50 calls of the same kind, provider and tool.
+`max_completion_tokens`, `max_output_tokens`) when it sets one, at the price in force; for
+other calls, the largest cost of the last 50 calls of the same kind, provider and tool.
 
 Soft alerts fire once per scope and month, fleet-wide: the first process to insert the
 `budget_soft` note logs it and POSTs `budgets.webhook_url`, from a background thread. The
