@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     out: Path = a.out or ROOT / "bench" / "out" / started.strftime("%Y%m%dT%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    levels = [("chat", int(c)) for c in a.concurrency.split(",")]
-    levels += [("responses", int(c)) for c in a.responses_concurrency.split(",") if c.strip()]
+    levels = {"chat": [int(c) for c in a.concurrency.split(",")]}
+    if a.responses_concurrency.strip():
+        levels["responses"] = [int(c) for c in a.responses_concurrency.split(",")]
     wanted = set(a.targets.split(","))
     if a.no_litellm:
         wanted.discard("litellm")
@@ -137,18 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(ts: list[targets.Target], a: argparse.Namespace, levels: list[tuple[str, int]]) -> list[dict[str, Any]]:
-    """`levels`: (API, concurrency) pairs, each run non-stream and stream."""
+def measure(ts: list[targets.Target], a: argparse.Namespace, levels: dict[str, list[int]]) -> list[dict[str, Any]]:
+    """`levels`: the concurrencies per API, each run non-stream and stream."""
+    scenarios = [(api, stream, concs) for api, concs in levels.items() for stream in (False, True)]
     # Warm every target (JITs, pools, lazy imports) before anything counts.
     for t in ts:
-        for api in sorted({api for api, _ in levels}):
-            for stream in (False, True):
-                load.run_load(t.url, t.key, load.body(stream, a.chunks, api), 4, min(1.0, a.seconds), api)
+        for api, stream, _ in scenarios:
+            load.run_load(t.url, t.key, load.body(stream, a.chunks, api), 4, min(1.0, a.seconds), api)
     runs = []
     for rnd in range(a.rounds):
-        for api, stream in [(api, stream) for api in dict.fromkeys(api for api, _ in levels) for stream in (False, True)]:
+        for api, stream, concs in scenarios:
             payload = load.body(stream, a.chunks, api)
-            for c in [c for x, c in levels if x == api]:
+            for c in concs:
                 k = rnd % len(ts)
                 order = ts[k:] + ts[:k]  # alternate who goes first
                 for t in order:
