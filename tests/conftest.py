@@ -8,7 +8,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 import yaml
+from aiohttp import web
 
 from costing import create_engine, create_key, create_schema, settings_from_dict
 from meterline.sim.upstream import SimServer
@@ -26,6 +28,19 @@ MCP_AUTH = "Bearer mcp-server-secret"  # what the proxy sends MCP servers (auth_
 ADMIN_KEY = "admin-test-key"
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.postgres"]  # postgres_url: a fresh PostgreSQL database per test
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve `app` on a free loopback port from the test's own event loop; its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
 
 
 @pytest.fixture(autouse=True)

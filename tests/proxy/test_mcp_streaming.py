@@ -14,7 +14,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tests.conftest import MCP_AUTH
+from tests.conftest import MCP_AUTH, serving
 from tests.proxy.test_mcp import cost, mcp_config, tool_rows
 
 PROGRESS = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 1}}
@@ -73,15 +73,8 @@ async def scripted_server(eol: bytes = b"\n") -> AsyncIterator[tuple[str, dict[s
 
     app = web.Application()
     app.router.add_post("/mcp", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/mcp", state
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield f"{url}/mcp", state
 
 
 async def post(url: str, **kw: Any) -> httpx.Response:
