@@ -28,15 +28,15 @@ from typing import Any
 
 import yaml
 
-from costing import Org, create_engine, create_schema, settings_from_dict, write_events
-from reports import chargeback_report
-from reports.agents import tool_costs, top_runs
-from reports.budgets_report import budget_status
-from reports.drilldown import drilldown
-from reports.filters import Filters
-from reports.invoice import chargeback_file, invoice
-from reports.ledger_queries import distinct_values
-from reports.overview import overview
+from meterline.costing import Org, create_engine, create_schema, settings_from_dict, write_events
+from meterline.reports import chargeback_report
+from meterline.reports.agents import tool_costs, top_runs
+from meterline.reports.budgets_report import budget_status
+from meterline.reports.drilldown import drilldown
+from meterline.reports.filters import Filters
+from meterline.reports.invoice import chargeback_file, invoice
+from meterline.reports.ledger_queries import distinct_values
+from meterline.reports.overview import overview
 
 BATCH = 20_000
 MODELS = [("openai", "gpt-4o-mini", 150, 600), ("openai", "gpt-4o", 2500, 10000), ("openai", "text-embedding-3-small", 20, 0),
@@ -154,7 +154,7 @@ def apptest_pages(config_path: Path) -> dict[str, tuple[float, float]]:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from dashboard import APP_PATH
+    from meterline.dashboard import APP_PATH
 
     os.environ["METERLINE_CONFIG"] = str(config_path)
     os.environ["METERLINE_DASHBOARD_PASSWORD"] = PASSWORD

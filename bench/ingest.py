@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from bench.ledger_scale import Traffic
 from bench.report import replace_section
-from costing import create_engine, create_schema, write_events
+from meterline.costing import create_engine, create_schema, write_events
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

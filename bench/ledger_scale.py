@@ -22,8 +22,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from costing import Org, create_engine, create_schema, settings_from_dict, write_events
-from reports import chargeback_report, showback
+from meterline.costing import Org, create_engine, create_schema, settings_from_dict, write_events
+from meterline.reports import chargeback_report, showback
 
 BATCH = 2000
 MODELS = [("openai", "gpt-4o-mini", 15, 60), ("openai", "gpt-4.1", 200, 800), ("openai", "text-embedding-3-small", 2, 0),
@@ -103,7 +103,7 @@ def scale(url: str, events: int, months: int = 1, *, fresh: bool = True) -> dict
     """Ingest `events` into the ledger at `url` and time the reports; returns the figures."""
     engine = create_engine(url)
     if fresh:
-        from costing.ledger import SQLModel
+        from meterline.costing.ledger import SQLModel
 
         SQLModel.metadata.drop_all(engine)
     create_schema(engine)

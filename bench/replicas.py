@@ -34,7 +34,7 @@ import yaml
 
 from bench.ingest import PG_DEFAULT, FreshPostgres
 from bench.report import replace_section
-from costing import create_engine, create_schema
+from meterline.costing import create_engine, create_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM_KEY = "sk-bench-upstream"
@@ -181,7 +181,7 @@ def main() -> None:
     loadavg = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     port = free_port()
     sim = subprocess.Popen(
-        [sys.executable, "-m", "meterline.sim.upstream", "--port", str(port), "--api-key", UPSTREAM_KEY, "--no-record"],
+        [sys.executable, "-m", "meterline.testing.upstream", "--port", str(port), "--api-key", UPSTREAM_KEY, "--no-record"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     rows = []

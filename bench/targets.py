@@ -147,7 +147,7 @@ class Target:
 def mock(workdir: Path) -> Target:
     port = free_port()
     return Target(
-        "direct", "mock directly", [sys.executable, "-m", "meterline.sim.upstream", "--port", str(port), "--no-record"],
+        "direct", "mock directly", [sys.executable, "-m", "meterline.testing.upstream", "--port", str(port), "--no-record"],
         port, MOCK_KEY, log=workdir / "mock.log",
     )
 

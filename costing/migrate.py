@@ -84,7 +84,7 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> str:
 def new_revision(message: str) -> str:
     """Write a revision for what the models changed since the newest one; returns its path.
 
-    `python -m costing.migrate "add the foo column"`, then read and adjust what it wrote.
+    `python -m meterline.costing.migrate "add the foo column"`, then read and adjust what it wrote.
     """
     with tempfile.TemporaryDirectory() as tmp:
         engine = sa.create_engine(f"sqlite:///{tmp}/head.db")  # a ledger at head, to compare with
@@ -103,7 +103,7 @@ def _has_events(engine: sa.Engine) -> bool:
 
 def drift(engine: sa.Engine) -> list[Any]:
     """How the ledger's tables differ from the models (empty: migrations and models agree)."""
-    import costing  # noqa: F401 - every model module, so all tables are on the metadata
+    import meterline.costing  # noqa: F401 - every model module, so all tables are on the metadata
 
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from costing import ConfigError
-from costing.config import config_location
-from dashboard import auth
-from dashboard.context import config_path, ledger
+from meterline.costing import ConfigError
+from meterline.costing.config import config_location
+from meterline.dashboard import auth
+from meterline.dashboard.context import config_path, ledger
 
 PAGES = Path(__file__).with_name("pages")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from costing.config import DashboardConfig
+from meterline.costing.config import DashboardConfig
 
 SESSION_KEY = "meterline_viewer"
 

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 import streamlit as st
 
-from costing import ConfigError, Org, Settings, create_engine, load_settings
-from costing.config import config_location
-from reports.filters import Filters
-from reports.ledger_queries import distinct_values, periods_with_usage
+from meterline.costing import ConfigError, Org, Settings, create_engine, load_settings
+from meterline.costing.config import config_location
+from meterline.reports.filters import Filters
+from meterline.reports.ledger_queries import distinct_values, periods_with_usage
 
 from . import auth
 from .auth import Viewer

@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from costing.chargeback import load_chargeback
+from meterline.costing.chargeback import load_chargeback
 
 from .errors import ProxyError
 from .runtime import Runtime, check_admin

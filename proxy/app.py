@@ -12,8 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from costing.config import Settings
-from costing.errors import CostingError
+from meterline.costing.config import Settings
+from meterline.costing.errors import CostingError
 
 from . import admin, llm, mcp, metrics
 from .errors import ProxyError, error_response, from_costing

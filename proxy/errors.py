@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from starlette.responses import Response
 
-from costing.errors import BudgetExceeded, CostingError, InvalidKey
+from meterline.costing.errors import BudgetExceeded, CostingError, InvalidKey
 
 
 class ProxyError(Exception):

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from costing.errors import CostingError
+from meterline.costing.errors import CostingError
 
 from .errors import ProxyError, error_response, from_costing
 

@@ -24,7 +24,7 @@ import httpx
 import orjson
 from starlette.responses import Response
 
-from costing.config import ProviderConfig
+from meterline.costing.config import ProviderConfig
 
 from .errors import ProxyError
 from .llm import CALL_ID, error_event, estimate, meter_headers

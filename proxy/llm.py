@@ -12,8 +12,8 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from costing.estimate import count_input, count_text
-from costing.money import Usage, usd
+from meterline.costing.estimate import count_input, count_text
+from meterline.costing.money import Usage, usd
 
 from .errors import ProxyError, invalid_request
 from .meter import Call

@@ -19,9 +19,9 @@ import httpx
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from costing.attribution import new_span_id, new_trace_id, parse_traceparent, traceparent
-from costing.errors import CostingError, InvalidKey
-from costing.keys import KeyInfo
+from meterline.costing.attribution import new_span_id, new_trace_id, parse_traceparent, traceparent
+from meterline.costing.errors import CostingError, InvalidKey
+from meterline.costing.keys import KeyInfo
 
 from .errors import ProxyError, error_response, from_costing
 from .llm import CALL_ID

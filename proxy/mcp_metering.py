@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from costing.config import MCPServerConfig
-from costing.money import ZERO
+from meterline.costing.config import MCPServerConfig
+from meterline.costing.money import ZERO
 
 from .meter import Call
 from .tracestate import merge

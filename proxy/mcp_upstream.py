@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from costing.config import MCPServerConfig
+from meterline.costing.config import MCPServerConfig
 
 from .errors import ProxyError
 from .upstream import DROP_RESPONSE_HEADERS

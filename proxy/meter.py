@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from costing.attribution import (
+from meterline.costing.attribution import (
     clean,
     new_span_id,
     new_trace_id,
@@ -23,11 +23,11 @@ from costing.attribution import (
     parse_traceparent,
     traceparent,
 )
-from costing.keys import KeyInfo
-from costing.money import ZERO, Usage, cost_of, to_pico
-from costing.org import Org
-from costing.prices import PriceBook
-from costing.spool import Spool
+from meterline.costing.keys import KeyInfo
+from meterline.costing.money import ZERO, Usage, cost_of, to_pico
+from meterline.costing.org import Org
+from meterline.costing.prices import PriceBook
+from meterline.costing.spool import Spool
 
 from .tracestate import payer_member, verified_payer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from costing.config import ModelConfig
+from meterline.costing.config import ModelConfig
 
 
 @dataclass(frozen=True, slots=True)

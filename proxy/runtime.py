@@ -9,15 +9,15 @@ from typing import Any
 
 from starlette.requests import Request
 
-from costing.budgets import Budgets
-from costing.config import Settings
-from costing.errors import InvalidKey
-from costing.ingest import LedgerWriter
-from costing.keys import KeyCache, KeyInfo, hash_key
-from costing.ledger import create_engine, create_schema
-from costing.org import Org
-from costing.prices import PriceBook
-from costing.spool import Spool
+from meterline.costing.budgets import Budgets
+from meterline.costing.config import Settings
+from meterline.costing.errors import InvalidKey
+from meterline.costing.ingest import LedgerWriter
+from meterline.costing.keys import KeyCache, KeyInfo, hash_key
+from meterline.costing.ledger import create_engine, create_schema
+from meterline.costing.org import Org
+from meterline.costing.prices import PriceBook
+from meterline.costing.spool import Spool
 
 from .errors import ProxyError, from_costing
 from .mcp_metering import Resumed, Rounds

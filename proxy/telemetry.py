@@ -31,8 +31,8 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from costing.config import TelemetryConfig
-from costing.money import exact, from_pico
+from meterline.costing.config import TelemetryConfig
+from meterline.costing.money import exact, from_pico
 
 from .meter import Call
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from costing.config import ProviderConfig
+from meterline.costing.config import ProviderConfig
 
 from .errors import ProxyError
 

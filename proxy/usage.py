@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from costing.money import Usage
+from meterline.costing.money import Usage
 
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from costing import ZERO, Event, exact, from_pico, usd
+from meterline.costing import ZERO, Event, exact, from_pico, usd
 
 from .ledger_queries import rollup_sums
 

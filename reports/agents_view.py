@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from costing import ZERO
+from meterline.costing import ZERO
 
 from .agents import CallNode, Run
 

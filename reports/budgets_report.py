@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from costing import ZERO, Org, Settings, configured_limits, from_pico, list_keys
+from meterline.costing import ZERO, Org, Settings, configured_limits, from_pico, list_keys
 
 from .ledger_queries import key_spend, rollup_sums
 from .trend import forecast

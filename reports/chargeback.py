@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from costing import Chargeback, ChargebackLine, ConfigError, Settings, load_chargeback
+from meterline.costing import Chargeback, ChargebackLine, ConfigError, Settings, load_chargeback
 
 from .trend import change_percent, forecast, previous_period
 

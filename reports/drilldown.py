@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from costing import ZERO, from_pico
+from meterline.costing import ZERO, from_pico
 
 from .filters import ALL, Filters
 from .ledger_queries import rollup_sums

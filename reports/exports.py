@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from costing import EVENT_COLUMNS, Settings, exact, from_pico
+from meterline.costing import EVENT_COLUMNS, Settings, exact, from_pico
 
 from .chargeback import CSV_COLUMNS, chargeback, csv_rows
 from .csvsafe import safe_text

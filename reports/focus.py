@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from costing import Chargeback, ChargebackLine
+from meterline.costing import Chargeback, ChargebackLine
 
 from .chargeback import Q6
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from costing import (
+from meterline.costing import (
     Chargeback,
     ChargebackLine,
     CostingError,

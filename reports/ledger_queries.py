@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from costing import ROLLUP_SUMS, Event, Rollup
+from meterline.costing import ROLLUP_SUMS, Event, Rollup
 
 
 def rollup_sums(

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from costing import ZERO, Org, from_pico
+from meterline.costing import ZERO, Org, from_pico
 
 from .filters import ALL, Filters
 from .ledger_queries import rollup_sums

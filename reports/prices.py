@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from costing import PriceBook, UnknownModelPrice
+from meterline.costing import PriceBook, UnknownModelPrice
 
 MTOK = Decimal(1_000_000)
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from costing import (
+from meterline.costing import (
     PICO,
     TOKEN_FIELDS,
     ZERO,

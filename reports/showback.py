@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from costing import ZERO, Org, from_pico
+from meterline.costing import ZERO, Org, from_pico
 
 from .ledger_queries import rollup_sums
 from .trend import change_percent, forecast, previous_period

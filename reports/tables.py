@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from costing import usd
+from meterline.costing import usd
 
 from .chargeback import ChargebackReport
 from .reprice import Reprice

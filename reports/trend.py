@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from costing import next_period, period_of
+from meterline.costing import next_period, period_of
 
 CENT = Decimal("0.01")
 

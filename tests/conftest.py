@@ -20,8 +20,8 @@ import uvicorn
 import yaml
 from aiohttp import web
 
-from costing import create_engine, create_key, create_schema, settings_from_dict
-from meterline.sim.upstream import SimServer
+from meterline.costing import create_engine, create_key, create_schema, settings_from_dict
+from meterline.testing.upstream import SimServer
 
 PROVIDER_KEY = "sk-upstream-secret-0123456789"
 MCP_AUTH = "Bearer mcp-server-secret"  # what the proxy sends MCP servers (auth_header_env: SIM_MCP_AUTH)
@@ -96,7 +96,7 @@ class ProxyServer:
     """The proxy app under uvicorn on a free port, in a thread of the test process."""
 
     def __init__(self, cfg: dict[str, Any], tmp_path: Path):
-        from proxy.app import create_app
+        from meterline.proxy.app import create_app
 
         self.settings = settings_from_dict(cfg, environ=proxy_environ())
         self.config_path = tmp_path / "config.yaml"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from costing import PICO, period_of, write_events
+from meterline.costing import PICO, period_of, write_events
 
 DEFAULTS: dict[str, Any] = {
     "kind": "llm",

@@ -12,7 +12,7 @@ from alembic import context
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
-import costing  # noqa: F401 - registers every ledger table on SQLModel.metadata
+import meterline.costing  # noqa: F401 - registers every ledger table on SQLModel.metadata
 
 config = context.config
 target_metadata = SQLModel.metadata

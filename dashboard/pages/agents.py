@@ -6,10 +6,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard.context import report, view
-from dashboard.format import fixed, for_chart, money, usd_axis, usd_tooltip
-from reports.agents import tool_costs, top_runs
-from reports.agents_view import fan_out_counts, icicle
+from meterline.dashboard.context import report, view
+from meterline.dashboard.format import fixed, for_chart, money, usd_axis, usd_tooltip
+from meterline.reports.agents import tool_costs, top_runs
+from meterline.reports.agents_view import fan_out_counts, icicle
 
 TOP = 20
 v = view()

@@ -9,9 +9,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard.context import report, view
-from dashboard.format import USD_AXIS, fixed, money, usd_tooltip
-from reports.budgets_report import budget_status
+from meterline.dashboard.context import report, view
+from meterline.dashboard.format import USD_AXIS, fixed, money, usd_tooltip
+from meterline.reports.budgets_report import budget_status
 
 STATE_TEXT = {"over": "over: calls refused", "near": "near", "forecast_over": "on course to pass", "ok": "ok"}
 STATE_COLOR = alt.Scale(domain=list(STATE_TEXT), range=["#d62728", "#ff7f0e", "#e6c229", "#2ca02c"])

@@ -8,11 +8,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from costing import CostingError
-from dashboard.context import report, view
-from dashboard.format import USD_AXIS, change, fixed, for_chart, money
-from reports import chargeback_report
-from reports.invoice import FILES, chargeback_file, close_month, invoice, lines_of
+from meterline.costing import CostingError
+from meterline.dashboard.context import report, view
+from meterline.dashboard.format import USD_AXIS, change, fixed, for_chart, money
+from meterline.reports import chargeback_report
+from meterline.reports.invoice import FILES, chargeback_file, close_month, invoice, lines_of
 
 v = view()
 st.title(f"Chargeback · {v.period}")

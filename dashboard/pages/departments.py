@@ -6,9 +6,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard.context import report, view
-from dashboard.format import fixed, money, ranked_bars
-from reports.drilldown import LEVELS, drilldown
+from meterline.dashboard.context import report, view
+from meterline.dashboard.format import fixed, money, ranked_bars
+from meterline.reports.drilldown import LEVELS, drilldown
 
 ALL = "\x00all"
 v = view()

@@ -6,9 +6,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard.context import report, view
-from dashboard.format import USD_AXIS, change, fixed, for_chart, money, ranked_bars, usd_tooltip
-from reports.overview import Ranked, overview
+from meterline.dashboard.context import report, view
+from meterline.dashboard.format import USD_AXIS, change, fixed, for_chart, money, ranked_bars, usd_tooltip
+from meterline.reports.overview import Ranked, overview
 
 v = view()
 o = report(overview, v.org, v.period, v.filters)

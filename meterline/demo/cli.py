@@ -21,7 +21,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="random seed of the generated month")] = 7,
 ) -> None:
     """A self-contained demo: a simulated provider, the proxy, a month of generated traffic, then the dashboard."""
-    from dashboard import streamlit_command
+    from meterline.dashboard import streamlit_command
 
     from ..common import fail
     from .run import NotADemoFolder, run_demo

@@ -1,7 +1,7 @@
 """Run the demo: simulators, the proxy on a fresh ledger, a month of traffic through it.
 
 Everything listens on 127.0.0.1 and nothing leaves the machine: the "provider" is
-`meterline.sim.upstream.SimServer` and the tool server `meterline.sim.mcp_server`. The
+`meterline.testing.upstream.SimServer` and the tool server `meterline.testing.mcp_server`. The
 proxy runs in this process so the demo can move its clock (`Meter.clock`) through the month.
 """
 
@@ -25,7 +25,7 @@ import httpx
 import uvicorn
 import yaml
 
-from costing import (
+from meterline.costing import (
     PriceBook,
     Usage,
     cost_of,
@@ -35,8 +35,8 @@ from costing import (
     period_of,
     settings_from_dict,
 )
-from meterline.sim.mcp_server import MCPSimServer
-from meterline.sim.upstream import SimServer
+from meterline.testing.mcp_server import MCPSimServer
+from meterline.testing.upstream import SimServer
 
 from .org import ADMIN_KEY_ENV, DEPARTMENTS, MCP_AUTH_ENV, PRICES, SIM_KEY_ENV, TEAMS, DemoConfig
 from .traffic import Clock, Driver, Planned, Stats, plan
@@ -99,7 +99,7 @@ class _Proxy:
     """The proxy app under uvicorn in a thread of this process."""
 
     def __init__(self, settings: object, port: int):
-        from proxy.app import create_app
+        from meterline.proxy.app import create_app
 
         self.app = create_app(settings)  # type: ignore[arg-type]
         self.url = f"http://127.0.0.1:{port}"

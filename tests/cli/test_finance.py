@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from costing import create_engine, create_schema
+from meterline.costing import create_engine, create_schema
 from tests.conftest import base_config, run_cli
 from tests.seed import event, seed
 

@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from costing import BudgetExceeded, PriceBook, settings_from_dict
-from costing.budgets import Budgets
+from meterline.costing import BudgetExceeded, PriceBook, settings_from_dict
+from meterline.costing.budgets import Budgets
 from tests.costing.test_budgets import NOW, FakeCall
 from tests.seed import event, seed
 

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 
-from costing import BudgetExceeded, PriceBook, create_engine, create_schema, settings_from_dict
-from costing.budgets import Budgets
-from costing.ingest import LedgerWriter
-from costing.spool import Spool
+from meterline.costing import BudgetExceeded, PriceBook, create_engine, create_schema, settings_from_dict
+from meterline.costing.budgets import Budgets
+from meterline.costing.ingest import LedgerWriter
+from meterline.costing.spool import Spool
 from tests.seed import event, seed
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from costing.attribution import MAX_TAGS_CHARS, clean, parse_tags
-from costing.ingest import LedgerWriter
-from costing.spool import Spool
+from meterline.costing.attribution import MAX_TAGS_CHARS, clean, parse_tags
+from meterline.costing.ingest import LedgerWriter
+from meterline.costing.spool import Spool
 from tests.seed import event
 
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from costing import InvalidKey, create_engine, create_key, create_schema, revoke_key
-from costing.keys import KeyCache
-from costing.ledger import VirtualKey, utcnow
+from meterline.costing import InvalidKey, create_engine, create_key, create_schema, revoke_key
+from meterline.costing.keys import KeyCache
+from meterline.costing.ledger import VirtualKey, utcnow
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from costing import Price, Usage, cost_of, exact, from_pico, largest_remainder
-from costing.money import to_pico
+from meterline.costing import Price, Usage, cost_of, exact, from_pico, largest_remainder
+from meterline.costing.money import to_pico
 
 
 def test_cached_tokens_are_a_subset_of_input_and_reasoning_of_output():

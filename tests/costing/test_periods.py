@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from costing import (
+from meterline.costing import (
     PeriodClosed,
     close_period,
     create_engine,
@@ -16,8 +16,8 @@ from costing import (
     load_chargeback,
     settings_from_dict,
 )
-from costing.ingest import charge_period
-from costing.ledger import write_events
+from meterline.costing.ingest import charge_period
+from meterline.costing.ledger import write_events
 from tests.seed import event
 
 TS = datetime(2026, 8, 20, tzinfo=UTC)

@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from costing import PriceBook
-from costing.config import PriceConfig
+from meterline.costing import PriceBook
+from meterline.costing.config import PriceConfig
 
 
 def test_bundled_litellm_map_is_read_without_network():

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
-from costing import (
+from meterline.costing import (
     Org,
     close_period,
     create_engine,
@@ -15,9 +15,9 @@ from costing import (
     settings_from_dict,
     write_events,
 )
-from costing.ledger import Event, Rollup
-from costing.retention import prune_events
-from reports import EXPORTS, chargeback_report, showback
+from meterline.costing.ledger import Event, Rollup
+from meterline.costing.retention import prune_events
+from meterline.reports import EXPORTS, chargeback_report, showback
 from tests.conftest import run_cli
 from tests.seed import event
 

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 import yaml
 from streamlit.testing.v1 import AppTest
 
-from costing import Settings, create_engine, create_schema, settings_from_dict
-from dashboard import APP_PATH
-from reports.trend import previous_period
+from meterline.costing import Settings, create_engine, create_schema, settings_from_dict
+from meterline.dashboard import APP_PATH
+from meterline.reports.trend import previous_period
 from tests.conftest import base_config
 from tests.seed import event, seed
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from costing import Org
-from dashboard import APP_PATH
-from dashboard.format import money
-from reports.filters import Filters
-from reports.overview import overview
+from meterline.costing import Org
+from meterline.dashboard import APP_PATH
+from meterline.dashboard.format import money
+from meterline.reports.filters import Filters
+from meterline.reports.overview import overview
 from tests.dashboard.conftest import VIEWER_PASSWORD, page, rendered, signed_in
 
 PAGES = ["overview", "departments", "agents", "budgets", "chargeback"]

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
-from costing import is_closed
-from dashboard.format import fixed, money
-from reports import chargeback_report
-from reports.invoice import chargeback_file
+from meterline.costing import is_closed
+from meterline.dashboard.format import fixed, money
+from meterline.reports import chargeback_report
+from meterline.reports.invoice import chargeback_file
 from tests.conftest import run_cli
 from tests.dashboard.conftest import VIEWER_PASSWORD, page, signed_in
 

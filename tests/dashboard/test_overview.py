@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from costing import Org
-from dashboard.format import fixed, money
-from reports import showback
-from reports.overview import overview
+from meterline.costing import Org
+from meterline.dashboard.format import fixed, money
+from meterline.reports import showback
+from meterline.reports.overview import overview
 from tests.dashboard.conftest import signed_in
 
 

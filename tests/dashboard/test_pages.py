@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dashboard.format import fixed, money
-from reports.agents import tool_costs, top_runs
-from reports.budgets_report import budget_status
-from reports.drilldown import drilldown
+from meterline.dashboard.format import fixed, money
+from meterline.reports.agents import tool_costs, top_runs
+from meterline.reports.budgets_report import budget_status
+from meterline.reports.drilldown import drilldown
 from tests.dashboard.conftest import page, signed_in
 
 

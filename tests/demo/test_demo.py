@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from costing import create_engine, load_settings
+from meterline.costing import create_engine, load_settings
 from tests.conftest import run_cli
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from aiohttp import web
 
-from meterline.sim.upstream import SimServer
+from meterline.testing.upstream import SimServer
 from tests.conftest import PROVIDER_KEY
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from costing import close_period
+from meterline.costing import close_period
 from tests.conftest import ADMIN_KEY, run_cli
 from tests.seed import event, seed
 

@@ -14,8 +14,8 @@ import openai
 import pytest
 import sqlalchemy as sa
 
-from costing import create_engine, create_key, create_schema
-from proxy.llm import _max_output_tokens
+from meterline.costing import create_engine, create_key, create_schema
+from meterline.proxy.llm import _max_output_tokens
 from tests.conftest import ADMIN_KEY, free_port
 
 IN, OUT = Decimal("0.15") / 10**6, Decimal("0.60") / 10**6  # gpt-4o-mini per token in the test config

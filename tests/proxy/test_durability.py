@@ -15,7 +15,7 @@ import openai
 import sqlalchemy as sa
 import yaml
 
-from costing import create_engine
+from meterline.costing import create_engine
 from tests.conftest import base_config, free_port, proxy_environ, run_cli
 
 

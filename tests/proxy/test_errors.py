@@ -18,7 +18,7 @@ def test_missing_and_unknown_keys_are_401(proxy):
 
 
 def test_revoked_key_is_refused_within_seconds(proxy):
-    from costing import list_keys, revoke_key
+    from meterline.costing import list_keys, revoke_key
 
     key = proxy.key()
     c = client(proxy, key)

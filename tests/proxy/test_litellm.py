@@ -173,8 +173,8 @@ def test_litellm_is_not_imported_without_a_litellm_provider(tmp_path, upstream):
     script = textwrap.dedent(
         f"""
         import asyncio, sys
-        from costing import settings_from_dict
-        from proxy.app import create_app
+        from meterline.costing import settings_from_dict
+        from meterline.proxy.app import create_app
 
         async def main():
             app = create_app(settings_from_dict({cfg!r}, environ={{}}))
@@ -234,8 +234,8 @@ def test_loading_the_litellm_provider_is_quiet_and_offline():
             raise OSError("no network here")
         socket.socket.connect = refuse
         socket.getaddrinfo = refuse
-        from costing.config import ProviderConfig
-        from proxy.litellm_provider import LiteLLMProviders
+        from meterline.costing.config import ProviderConfig
+        from meterline.proxy.litellm_provider import LiteLLMProviders
         LiteLLMProviders({"claude": ProviderConfig(kind="litellm")})
         print("network attempts:", len(attempts))
         """

@@ -20,7 +20,7 @@ from mcp.server.mcpserver import MCPServer, Resolve, Sample
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CreateMessageResult, ElicitResult, SamplingMessage, TextContent
 
-from meterline.sim.mcp_server import MCPSimServer
+from meterline.testing.mcp_server import MCPSimServer
 from tests.conftest import MCP_AUTH, free_port
 
 KINDS = ["modern", "legacy", "session"]  # Client() 2026-07-28, Client(mode="legacy"), ClientSession
@@ -336,7 +336,7 @@ async def test_an_llm_call_the_client_makes_for_sampling_is_a_child_of_the_tool_
 
 @pytest.mark.parametrize(("subcalls", "charged"), [("root_caller", "nlp"), ("key_owner", "web")])
 async def test_chargeback_counts_tool_calls_and_the_export_keeps_both_teams(setup, subcalls, charged):
-    from reports import EXPORTS, chargeback, tool_costs, top_runs
+    from meterline.reports import EXPORTS, chargeback, tool_costs, top_runs
 
     proxy, _, key = setup(subcalls=subcalls)
     async with connect("modern", f"{proxy.url}/mcp/sim", key) as client:

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from costing.config import MCPServerConfig
-from proxy.mcp_metering import (
+from meterline.costing.config import MCPServerConfig
+from meterline.proxy.mcp_metering import (
     Parked,
     Rounds,
     dumps,
@@ -22,7 +22,7 @@ from proxy.mcp_metering import (
     replace_event_data,
     set_meta_traceparent,
 )
-from proxy.usage import SSEEvents, event_data
+from meterline.proxy.usage import SSEEvents, event_data
 
 
 @pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["lf", "crlf"])

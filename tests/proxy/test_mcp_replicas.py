@@ -6,7 +6,7 @@ import base64
 
 import openai
 
-from meterline.sim.mcp_server import MCPSimServer
+from meterline.testing.mcp_server import MCPSimServer
 from tests.conftest import MCP_AUTH, free_port
 from tests.proxy.test_mcp import connect, mcp_config, tool_rows
 

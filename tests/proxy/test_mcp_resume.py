@@ -10,7 +10,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 from mcp.server.transport_security import TransportSecuritySettings
 
-from meterline.sim.mcp_server import MCPSimServer
+from meterline.testing.mcp_server import MCPSimServer
 from tests.conftest import free_port
 from tests.proxy.test_mcp import PRICE, Recorder, connect, cost, mcp_config, tool_rows
 

@@ -9,7 +9,7 @@ import openai
 import sqlalchemy as sa
 import yaml
 
-from costing import create_engine
+from meterline.costing import create_engine
 from tests.conftest import ADMIN_KEY, MCP_AUTH, PROVIDER_KEY, base_config, free_port
 from tests.replicas.fleet import Replica, wait_for
 

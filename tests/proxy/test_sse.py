@@ -6,7 +6,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.usage import SSEEvents, has_usage, streamed_text
+from meterline.proxy.usage import SSEEvents, has_usage, streamed_text
 
 
 def chunk(text: str, *, usage_null: bool) -> bytes:

@@ -12,8 +12,8 @@ import openai
 import orjson
 import pytest
 
-from costing.estimate import count_messages, count_text
-from meterline.sim.upstream import completion_text
+from meterline.costing.estimate import count_messages, count_text
+from meterline.testing.upstream import completion_text
 from tests.conftest import run_cli
 from tests.proxy.test_chat import client
 

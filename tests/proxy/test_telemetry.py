@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from proxy.telemetry import Telemetry, traces_url
+from meterline.proxy.telemetry import Telemetry, traces_url
 from tests.proxy.test_chat import client
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"

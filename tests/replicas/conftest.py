@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from costing import create_engine, create_schema
-from meterline.sim.upstream import SimServer
+from meterline.costing import create_engine, create_schema
+from meterline.testing.upstream import SimServer
 from tests.replicas.fleet import Replica
 
 

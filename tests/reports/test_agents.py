@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from costing import create_engine, create_schema
-from reports.agents import call_tree, tool_costs, top_runs, top_tool_calls
+from meterline.costing import create_engine, create_schema
+from meterline.reports.agents import call_tree, tool_costs, top_runs, top_tool_calls
 from tests.conftest import base_config, run_cli
 from tests.seed import event, seed
 

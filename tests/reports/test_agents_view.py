@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from reports.agents import CallNode, run_of
-from reports.agents_view import fan_out_counts, icicle
+from meterline.reports.agents import CallNode, run_of
+from meterline.reports.agents_view import fan_out_counts, icicle
 
 T = datetime(2026, 11, 10, tzinfo=UTC)
 

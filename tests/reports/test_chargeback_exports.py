@@ -11,9 +11,9 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from costing import create_engine, create_schema
-from costing.ingest import LedgerWriter
-from costing.spool import Spool
+from meterline.costing import create_engine, create_schema
+from meterline.costing.ingest import LedgerWriter
+from meterline.costing.spool import Spool
 from tests.conftest import base_config, run_cli
 from tests.seed import event, seed
 

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from costing import create_engine, create_schema, settings_from_dict
-from reports import EXPORTS, chargeback
+from meterline.costing import create_engine, create_schema, settings_from_dict
+from meterline.reports import EXPORTS, chargeback
 from tests.seed import event, seed
 
 START = datetime(2026, 6, 1, tzinfo=UTC)

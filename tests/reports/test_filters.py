@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from costing import create_engine, create_schema, from_pico
-from reports.filters import Filters
-from reports.ledger_queries import rollup_sums
+from meterline.costing import create_engine, create_schema, from_pico
+from meterline.reports.filters import Filters
+from meterline.reports.ledger_queries import rollup_sums
 from tests.seed import event, seed
 
 NOW = datetime.now(UTC)

@@ -10,16 +10,16 @@ from decimal import Decimal
 
 import pytest
 
-from costing import (
+from meterline.costing import (
     Org,
     from_pico,
     load_chargeback,
     settings_from_dict,
     write_events,
 )
-from costing.chargeback import LINE_DIMS, LINE_SUMS, compute
-from reports import showback
-from reports.ledger_queries import events
+from meterline.costing.chargeback import LINE_DIMS, LINE_SUMS, compute
+from meterline.reports import showback
+from meterline.reports.ledger_queries import events
 from tests.seed import event
 
 CONFIG = {

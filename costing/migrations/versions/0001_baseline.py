@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from costing.migrations.ops import ensure_index, ensure_table
+from meterline.costing.migrations.ops import ensure_index, ensure_table
 
 revision = "0001"
 down_revision = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from costing.migrations.ops import ensure_table
+from meterline.costing.migrations.ops import ensure_table
 
 revision = "0002"
 down_revision = "0001"

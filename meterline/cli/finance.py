@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from costing import CostingError, PriceBook, close_period, usd
+from meterline.costing import CostingError, PriceBook, close_period, usd
 
 from .common import ConfigOption, MonthOption, fail, ledger, month, settings
 
@@ -43,7 +43,7 @@ def prices_show(
     config: ConfigOption = None,
 ) -> None:
     """Every price version of a model, from when until when, and which one applies."""
-    from reports.prices import price_versions, prices_table
+    from meterline.reports.prices import price_versions, prices_table
 
     try:
         day = date.fromisoformat(on) if on else None
@@ -63,8 +63,8 @@ def reprice(
     config: ConfigOption = None,
 ) -> None:
     """Dry run: what the current prices would change in an open month (nothing is written)."""
-    from reports.reprice import reprice as run
-    from reports.tables import reprice_table
+    from meterline.reports.reprice import reprice as run
+    from meterline.reports.tables import reprice_table
 
     s = settings(config)
     try:
@@ -83,8 +83,8 @@ def report_chargeback(
     config: ConfigOption = None,
 ) -> None:
     """What each department is billed: usage, shared costs, markup, month over month."""
-    from reports import chargeback_report
-    from reports.tables import chargeback_table
+    from meterline.reports import chargeback_report
+    from meterline.reports.tables import chargeback_table
 
     s = settings(config)
     try:

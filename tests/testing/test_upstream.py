@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from meterline.sim.upstream import DEFAULT_CHUNKS, SimServer, completion_text
+from meterline.testing.upstream import DEFAULT_CHUNKS, SimServer, completion_text
 
 KEY = "sk-sim-test"
 

@@ -9,7 +9,7 @@ Tools: echo, add, fail, summarize (calls an OpenAI-compatible LLM, forwarding
 the incoming W3C `traceparent`), confirm (asks the client once via elicitation;
 an `input_required` round on 2026-07-28).
 
-    python -m meterline.sim.mcp_server --port 9000 \
+    python -m meterline.testing.mcp_server --port 9000 \
         --llm-base-url http://127.0.0.1:4000/v1 --llm-api-key sk-...
 """
 
@@ -207,7 +207,7 @@ class MCPSimServer:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
-        prog="python -m meterline.sim.mcp_server", description=__doc__.splitlines()[0]
+        prog="python -m meterline.testing.mcp_server", description=__doc__.splitlines()[0]
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9000)

@@ -21,7 +21,7 @@ anthropic; instructions/system count as a message), words of the prompt/inputs f
 completions and embeddings; completion = 2 * chunks + reasoning (tool call: 10 + reasoning).
 Anthropic input_tokens excludes cache reads/writes, which are reported separately.
 
-    python -m meterline.sim.upstream --port 8900 [--host 127.0.0.1] [--api-key KEY]
+    python -m meterline.testing.upstream --port 8900 [--host 127.0.0.1] [--api-key KEY]
 """
 
 from __future__ import annotations
@@ -832,7 +832,7 @@ class SimServer:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
-        prog="python -m meterline.sim.upstream", description=__doc__.splitlines()[0]
+        prog="python -m meterline.testing.upstream", description=__doc__.splitlines()[0]
     )
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8900)

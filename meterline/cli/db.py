@@ -7,9 +7,9 @@ from typing import Annotated
 import sqlalchemy as sa
 import typer
 
-from costing import create_engine
-from costing.migrate import current, head, upgrade
-from costing.retention import prune_events
+from meterline.costing import create_engine
+from meterline.costing.migrate import current, head, upgrade
+from meterline.costing.retention import prune_events
 
 from .common import ConfigOption, fail, settings
 

@@ -10,7 +10,14 @@ from typing import Annotated, NoReturn
 import sqlalchemy as sa
 import typer
 
-from costing import ConfigError, CostingError, Settings, create_engine, create_schema, load_settings
+from meterline.costing import (
+    ConfigError,
+    CostingError,
+    Settings,
+    create_engine,
+    create_schema,
+    load_settings,
+)
 
 ConfigOption = Annotated[
     Path | None,

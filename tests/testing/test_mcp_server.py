@@ -16,7 +16,7 @@ from mcp_types import ElicitResult
 from opentelemetry import context as otel_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from meterline.sim.mcp_server import MCPSimServer
+from meterline.testing.mcp_server import MCPSimServer
 from tests.conftest import serving
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -1,0 +1,49 @@
+"""`meterline export`: the monthly files for finance, through the reports' exporter registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from meterline.costing import CostingError
+
+from .common import ConfigOption, MonthOption, fail, ledger, month, settings, write_out
+
+export_app = typer.Typer(no_args_is_help=True, help="Monthly files for finance.")
+
+
+def _export(kind: str, month_: str, fmt: str, out: Path | None, config: Path | None) -> None:
+    from meterline.reports import EXPORTS
+
+    formats = EXPORTS[kind]
+    if fmt not in formats:
+        fail(f"--format: {kind} exports as {', '.join(formats)}, not {fmt!r}")
+    s = settings(config)
+    try:
+        write_out(formats[fmt](ledger(s), s, month(month_)), out)
+    except CostingError as e:  # e.g. no exchange rate for the month
+        fail(str(e))
+
+
+@export_app.command("events")
+def export_events(
+    month_: MonthOption,
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "csv",
+    out: Annotated[Path | None, typer.Option("--out", help="file to write (default: stdout)")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Every metered call billed in a month, one row each."""
+    _export("events", month_, fmt, out, config)
+
+
+@export_app.command("chargeback")
+def export_chargeback(
+    month_: MonthOption,
+    fmt: Annotated[str, typer.Option("--format", help="csv, focus (FinOps FOCUS) or json")] = "csv",
+    out: Annotated[Path | None, typer.Option("--out", help="file to write (default: stdout)")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """The monthly chargeback file."""
+    _export("chargeback", month_, fmt, out, config)
