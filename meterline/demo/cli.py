@@ -23,7 +23,7 @@ def demo(
     """A self-contained demo: a simulated provider, the proxy, a month of generated traffic, then the dashboard."""
     from meterline.dashboard import streamlit_command
 
-    from ..common import fail
+    from meterline.cli.common import fail
     from .run import NotADemoFolder, run_demo
 
     typer.echo(f"Meterline demo in {folder}/ (no provider key needed: the provider and tool server are simulated)")
