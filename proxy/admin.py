@@ -11,8 +11,9 @@ from starlette.responses import JSONResponse, Response
 
 from meterline.costing.chargeback import load_chargeback
 
+from .auth import check_admin
 from .errors import ProxyError
-from .runtime import Runtime, check_admin
+from .runtime import Runtime
 
 router = APIRouter(prefix="/admin")
 

@@ -27,10 +27,11 @@ from starlette.responses import Response
 from meterline.costing.config import ProviderConfig
 
 from .errors import ProxyError
-from .llm import CALL_ID, error_event, estimate, meter_headers
 from .meter import Call
+from .responses import CALL_ID, error_event, meter_headers
+from .sse import data_event
 from .streaming import RelayResponse
-from .usage import delta_text, parse_usage
+from .usage import delta_text, estimate, parse_usage
 
 # litellm fetches its price map from the internet at import unless told to use the bundled
 # copy; the proxy must start offline and prices from its own price book anyway.
@@ -183,7 +184,7 @@ def _is_empty(chunk: dict[str, Any]) -> bool:
 
 
 def _sse(doc: Any) -> bytes:
-    return b"data: " + orjson.dumps(doc) + b"\n\n"
+    return data_event(orjson.dumps(doc))
 
 
 async def _relay(stream: Any, call: Call, doc: dict[str, Any], strip_usage: bool) -> AsyncGenerator[bytes, None]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -12,21 +11,19 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from meterline.costing.estimate import count_input, count_text
-from meterline.costing.money import Usage, usd
-
+from .auth import authenticate
+from .body import read_json_body
 from .errors import ProxyError, invalid_request
 from .meter import Call
 from .openapi import body
-from .runtime import Runtime, authenticate, read_json_body
+from .responses import CALL_ID, error_event, meter_headers
+from .runtime import Runtime
+from .sse import SSEEvents
 from .streaming import RelayResponse
 from .upstream import response_headers
-from .usage import SSEEvents, has_usage, is_done, streamed_text, usage_in_body, usage_in_event
+from .usage import estimate, has_usage, is_done, streamed_text, usage_in_body, usage_in_event
 
 router = APIRouter()
-
-CALL_ID = "x-meterline-call-id"
-COST = "x-meterline-cost-usd"
 
 # Routes whose streams take `stream_options.include_usage` (the Responses API always reports).
 _ASK_FOR_USAGE = {"/chat/completions", "/completions"}
@@ -130,15 +127,6 @@ async def _send(
     return RelayResponse(_relay(resp, call, doc, path, strip_usage), resp.status, _headers(resp, headers))
 
 
-def error_event(err: ProxyError, path: str) -> bytes:
-    """An SSE event that makes OpenAI's SDKs raise `err` mid-stream."""
-    if path == "/responses":  # the Responses API's own `error` event
-        body = {"type": "error", "code": err.code, "message": str(err), "param": None}
-        return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
-    body = {"error": {"message": str(err), "type": err.type, "code": err.code, "param": None}}
-    return b"data: " + orjson.dumps(body) + b"\n\n"
-
-
 def _max_output_tokens(doc: dict[str, Any]) -> int:
     """The request's cap on output: Chat's `max_completion_tokens` (or the older `max_tokens`),
     the Responses API's `max_output_tokens`; 0 when none is a positive integer."""
@@ -172,20 +160,8 @@ async def _read(resp: aiohttp.ClientResponse, call: Call) -> bytes:
         resp.release()
 
 
-def meter_headers(call_id: str, cost: Decimal | None) -> dict[str, str]:
-    """The headers a non-streamed response gets: its call id, and its cost when priced."""
-    headers = {CALL_ID: call_id}
-    if cost is not None:
-        headers[COST] = usd(cost, 12).rstrip("0").rstrip(".") if cost else "0"
-    return headers
-
-
 def _headers(resp: aiohttp.ClientResponse, extra: dict[str, str]) -> dict[str, str]:
     return response_headers(resp) | extra
-
-
-def estimate(doc: dict[str, Any], model: str, output_text: str) -> Usage:
-    return Usage(input_tokens=count_input(doc, model), output_tokens=count_text(output_text, model))
 
 
 def _text_of(data: bytes) -> str:

@@ -20,11 +20,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from meterline.costing.attribution import new_span_id, new_trace_id, parse_traceparent, traceparent
-from meterline.costing.errors import CostingError, InvalidKey
+from meterline.costing.errors import CostingError
 from meterline.costing.keys import KeyInfo
 
-from .errors import ProxyError, error_response, from_costing
-from .llm import CALL_ID
+from .auth import authenticate
+from .body import read_json_body
+from .errors import ProxyError, from_costing
 from .mcp_metering import (
     Exchange,
     dumps,
@@ -40,10 +41,11 @@ from .mcp_metering import (
 )
 from .mcp_upstream import MCPTarget, response_headers
 from .meter import Call
-from .runtime import Runtime, bearer, read_json_body
+from .responses import CALL_ID
+from .runtime import Runtime
+from .sse import SSEEvents
 from .streaming import RelayResponse
 from .tracestate import merge
-from .usage import SSEEvents
 
 router = APIRouter()
 
@@ -57,11 +59,7 @@ SMALL_BODY = 64 * 1024
 @router.post("/mcp/{server}")
 async def mcp_endpoint(server: str, request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
-    try:
-        key = rt.keys.authenticate(bearer(request))
-    except InvalidKey as e:
-        # MCP clients look for a challenge on 401 (the spec's authorization flow).
-        return error_response(from_costing(e), headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+    key = authenticate(rt, request, challenge=WWW_AUTHENTICATE)
     rt.mcp_resumed.expire()
     target = rt.mcp.targets.get(server)
     if target is None:

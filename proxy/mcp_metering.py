@@ -18,7 +18,6 @@ time of all its rounds.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -29,8 +28,8 @@ from meterline.costing.config import MCPServerConfig
 from meterline.costing.money import ZERO
 
 from .meter import Call
+from .sse import event_data, has_event_id, replace_event_data
 from .tracestate import merge
-from .usage import event_data
 
 # Statuses for which the server did the work, so the call is charged.
 CHARGED = frozenset(("ok", "tool_error", "client_closed"))
@@ -136,29 +135,6 @@ def price(server: MCPServerConfig, method: str, tool: str) -> Decimal:
     if method == "tools/call":
         return server.tool_prices.get(tool, server.price_per_call_usd or ZERO)
     return server.method_prices.get(method, ZERO)
-
-
-_LINE = re.compile(rb"\r\n|\r|\n")
-_EVENT_ID = re.compile(rb"(?:^|[\r\n])id:")
-
-
-def replace_event_data(event: bytes, data: bytes) -> bytes:
-    """The SSE event with its `data:` lines replaced by one line of `data`; other fields, the
-    line endings (LF or CRLF) and their order are kept."""
-    m = _LINE.search(event)
-    eol = m.group(0) if m else b"\n"
-    out: list[bytes] = []
-    placed = False
-    for line in _LINE.split(event):
-        if not line:
-            continue
-        if line.startswith(b"data:"):
-            if not placed:
-                out.append(b"data: " + data)
-                placed = True
-            continue
-        out.append(line)
-    return eol.join(out) + eol + eol
 
 
 def _set_trace(m: dict[str, Any], call: Call) -> bool:
@@ -308,7 +284,7 @@ class Exchange:
     def on_sse_event(self, event: bytes) -> bytes:
         """The event as it should leave: calls it ends are recorded first."""
         self.response_bytes += len(event)
-        self.resumable = self.resumable or _EVENT_ID.search(event) is not None
+        self.resumable = self.resumable or has_event_id(event)
         data = event_data(event)
         if not data or not (self.calls or (self.resumed is not None and self.resumed.has(self.session))):
             return event

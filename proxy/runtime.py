@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from typing import Any
 
-from starlette.requests import Request
-
 from meterline.costing.budgets import Budgets
 from meterline.costing.config import Settings
-from meterline.costing.errors import InvalidKey
 from meterline.costing.ingest import LedgerWriter
-from meterline.costing.keys import KeyCache, KeyInfo, hash_key
+from meterline.costing.keys import KeyCache
 from meterline.costing.ledger import create_engine, create_schema
 from meterline.costing.org import Org
 from meterline.costing.prices import PriceBook
 from meterline.costing.spool import Spool
 
-from .errors import ProxyError, from_costing
 from .mcp_metering import Resumed, Rounds
 from .mcp_upstream import MCPUpstreams
 from .meter import Call, Meter
@@ -118,40 +113,3 @@ class Runtime:
         """Refuse the call before it reaches an upstream if a budget says so."""
         if self.budgets is not None:
             self.budgets.admit(call)
-
-
-def bearer(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def authenticate(rt: Runtime, request: Request) -> KeyInfo:
-    try:
-        return rt.keys.authenticate(bearer(request))
-    except InvalidKey as e:
-        raise from_costing(e) from None
-
-
-def check_admin(rt: Runtime, request: Request) -> None:
-    expected = rt.settings.server.admin_key
-    token = bearer(request) or ""
-    # Digests of equal length, so the comparison's time tells nothing, not even the key's length.
-    if expected is None or not hmac.compare_digest(hash_key(token), hash_key(expected.get_secret_value())):
-        raise ProxyError(401, "invalid_api_key", "admin API: send `Authorization: Bearer $METERLINE_ADMIN_KEY`")
-
-
-async def read_json_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ProxyError(413, "request_too_large", f"request body is over the {limit}-byte limit")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ProxyError(413, "request_too_large", f"request body is over the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
-

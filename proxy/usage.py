@@ -1,4 +1,5 @@
-"""Reading usage out of upstream responses: only the fields metering needs."""
+"""A call's usage: read out of the upstream's response (only the fields metering needs), or
+estimated from the request and the text generated when the upstream reported none."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 
 import orjson
 
+from meterline.costing.estimate import count_input, count_text
 from meterline.costing.money import Usage
 
+from .sse import event_data
+
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
-_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
 MAX_TOKENS = 2**31 - 1  # the ledger's token columns; no real call comes near it
@@ -50,6 +53,11 @@ def parse_usage(u: Any) -> Usage | None:
     return Usage(inp, min(cached, inp), out, min(reasoning, out), min(write, inp))
 
 
+def estimate(doc: dict[str, Any], model: str, output_text: str) -> Usage:
+    """Usage counted with the model's tokenizer: the request's input, `output_text` as output."""
+    return Usage(input_tokens=count_input(doc, model), output_tokens=count_text(output_text, model))
+
+
 def usage_in_body(body: bytes) -> tuple[Usage | None, str]:
     """Usage and response model from a non-streamed JSON body."""
     try:
@@ -60,34 +68,6 @@ def usage_in_body(body: bytes) -> tuple[Usage | None, str]:
         return None, ""
     model = doc.get("model")
     return parse_usage(doc.get("usage")), model if isinstance(model, str) else ""
-
-
-class SSEEvents:
-    """Splits a byte stream into whole SSE events, keeping their bytes exactly as sent."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        buf = self._buf + chunk
-        events = []
-        start = 0
-        for m in _BOUNDARY.finditer(buf):
-            events.append(buf[start : m.end()])
-            start = m.end()
-        self._buf = buf[start:]
-        return events
-
-    def rest(self) -> bytes:
-        rest, self._buf = self._buf, b""
-        return rest
-
-
-def event_data(event: bytes) -> bytes:
-    """The joined `data:` field of one SSE event."""
-    lines = event.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-    data = [ln[5:].removeprefix(b" ") for ln in lines if ln.startswith(b"data:")]
-    return b"\n".join(data)
 
 
 def is_done(event: bytes) -> bool:

@@ -19,10 +19,9 @@ from meterline.proxy.mcp_metering import (
     messages,
     outcome,
     price,
-    replace_event_data,
     set_meta_traceparent,
 )
-from meterline.proxy.usage import SSEEvents, event_data
+from meterline.proxy.sse import SSEEvents, event_data, replace_event_data
 
 
 @pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["lf", "crlf"])

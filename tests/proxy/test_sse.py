@@ -6,7 +6,8 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meterline.proxy.usage import SSEEvents, has_usage, streamed_text
+from meterline.proxy.sse import SSEEvents
+from meterline.proxy.usage import has_usage, streamed_text
 
 
 def chunk(text: str, *, usage_null: bool) -> bytes:
