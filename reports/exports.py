@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -14,7 +12,7 @@ import sqlalchemy as sa
 from meterline.costing import EVENT_COLUMNS, Settings, exact, from_pico
 
 from .chargeback import CSV_COLUMNS, chargeback, csv_rows
-from .csvsafe import safe_text
+from .csvsafe import csv_line, safe_text
 from .focus import FOCUS_COLUMNS, focus_rows
 from .ledger_queries import events
 
@@ -55,16 +53,17 @@ def _cell(value: Any) -> str:
 
 
 def _csv(header: list[str], rows: Iterator[list[Any]]) -> Iterator[str]:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
+    """A CSV file in chunks of about 64 KiB: safe cells, embedded line breaks quoted."""
+    chunk = [csv_line(header)]
+    size = 0
     for row in rows:
-        w.writerow([_cell(v) for v in row])
-        if buf.tell() > 1 << 16:
-            yield buf.getvalue()
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue()
+        line = csv_line([_cell(v) for v in row])
+        chunk.append(line)
+        size += len(line)
+        if size > 1 << 16:
+            yield "".join(chunk)
+            chunk, size = [], 0
+    yield "".join(chunk)
 
 
 def events_csv(engine: sa.Engine, settings: Settings, period: str) -> Iterator[str]:
