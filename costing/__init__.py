@@ -8,12 +8,14 @@ from .errors import (
     ConfigError,
     CostingError,
     InvalidKey,
+    KeyRequestError,
     LedgerWriteError,
     PeriodClosed,
+    UnknownKey,
     UnknownModelPrice,
 )
 from .ingest import charge_period, next_period, period_of
-from .keys import create_key, list_keys, revoke_key
+from .keys import create_key, get_key, key_record, list_keys, revoke_key, rotate_key
 from .ledger import (
     EVENT_COLUMNS,
     ROLLUP_SUMS,
@@ -46,6 +48,7 @@ __all__ = [
     "DepartmentCharge",
     "Event",
     "InvalidKey",
+    "KeyRequestError",
     "LedgerWriteError",
     "Note",
     "Org",
@@ -56,6 +59,7 @@ __all__ = [
     "Rollup",
     "Settings",
     "Team",
+    "UnknownKey",
     "UnknownModelPrice",
     "Usage",
     "VirtualKey",
@@ -67,6 +71,8 @@ __all__ = [
     "create_key",
     "create_schema",
     "exact",
+    "get_key",
+    "key_record",
     "from_pico",
     "largest_remainder",
     "is_closed",
@@ -76,6 +82,7 @@ __all__ = [
     "next_period",
     "period_of",
     "revoke_key",
+    "rotate_key",
     "settings_from_dict",
     "usd",
     "write_events",

@@ -125,6 +125,11 @@ class ServerConfig(_Section):
     store_prompts: bool = False
     admin_key_env: str = "METERLINE_ADMIN_KEY"
     admin_key: SecretStr | None = Field(None, exclude=True)
+    # A second admin key that may only read (usage, budgets, reports, exports) and close months.
+    finance_key_env: str = "METERLINE_FINANCE_KEY"
+    finance_key: SecretStr | None = Field(None, exclude=True)
+    # How long a rotated key's previous secret keeps working (`POST /admin/keys/{id}/rotate`).
+    key_rotation_grace_seconds: float = Field(86400.0, ge=0)
     # Signs the payer a call tree's sub-calls carry in `tracestate`, so replicas agree on it;
     # unset: derived from the admin key, and with neither, sub-calls are linked in-process only.
     trace_secret_env: str = "METERLINE_TRACE_SECRET"
@@ -245,6 +250,7 @@ def _resolve_secrets(settings: Settings, env: dict[str, str] | Any) -> Settings:
     server = settings.server.model_copy(
         update={
             "admin_key": _secret(env, settings.server.admin_key_env),
+            "finance_key": _secret(env, settings.server.finance_key_env),
             "trace_secret": _secret(env, settings.server.trace_secret_env),
         }
     )

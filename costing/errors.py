@@ -4,7 +4,9 @@
     ├── ConfigError          a bad or missing setting (names the key and the file)
     ├── UnknownModelPrice    no price for a model (the call is recorded unpriced)
     ├── BudgetExceeded       a department, team or key is over its monthly budget
-    ├── InvalidKey           missing, unknown or revoked virtual key
+    ├── InvalidKey           missing, unknown, revoked or expired virtual key
+    ├── UnknownKey           no key with that id (managing keys, not calling with one)
+    ├── KeyRequestError      a key cannot be made or changed as asked (names the field)
     ├── LedgerWriteError     the ledger could not be written
     ├── LedgerSchemaError    the ledger's schema is newer than this version of Meterline
     └── PeriodClosed         a closed month cannot be changed
@@ -37,6 +39,18 @@ class UnknownModelPrice(CostingError):
 
 class InvalidKey(CostingError):
     pass
+
+
+class UnknownKey(CostingError):
+    def __init__(self, key_id: str):
+        super().__init__(f"no key with id {key_id!r} (see `meterline keys list`)")
+        self.key_id = key_id
+
+
+class KeyRequestError(CostingError):
+    def __init__(self, message: str, *, param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 class BudgetExceeded(CostingError):

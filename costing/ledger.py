@@ -139,6 +139,11 @@ class VirtualKey(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow, index=True)
+    expires_at: datetime | None = None  # refused from then on (401, the message says so)
+    budget_pico: int | None = Field(None, sa_type=sa.BigInteger)  # monthly budget of its own
+    # Rotation: the secret it replaced, accepted until `previous_valid_until` (the grace).
+    previous_hash: str | None = Field(None, max_length=64, index=True)
+    previous_valid_until: datetime | None = None
 
 
 class PeriodSnapshot(SQLModel, table=True):

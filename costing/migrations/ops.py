@@ -29,6 +29,14 @@ def ensure_table(name: str, *items: Any) -> None:
             op.add_column(name, _filled(item))
 
 
+def ensure_column(table: str, column: sa.Column[Any]) -> None:
+    """Add a column unless the table has it (a ledger `create_all` made from newer models)."""
+    insp = _inspector()
+    if insp is not None and column.name in {c["name"] for c in insp.get_columns(table)}:
+        return
+    op.add_column(table, _filled(column))
+
+
 def ensure_index(name: str, table: str, columns: list[str], unique: bool = False) -> None:
     insp = _inspector()
     if insp is not None and name in {i["name"] for i in insp.get_indexes(table)}:

@@ -32,11 +32,29 @@ def test_keys_create_list_revoke(tmp_path, upstream):
     assert json.loads(run_cli("keys", "list", "--json", "--config", cfg).stdout)[0]["revoked"] is True
 
 
+def test_keys_expire_rotate_and_list_by_department(tmp_path, upstream):
+    cfg = _config(tmp_path, upstream)
+    made = json.loads(run_cli("keys", "create", "--team", "web", "--expires", "2099-01-01", "--budget", "12.5", "--json", "--config", cfg).stdout)
+    assert (made["expires_at"], made["budget_usd_monthly"], made["department"]) == ("2099-01-01T00:00:00Z", "12.500000", "product")
+    run_cli("keys", "create", "--team", "nlp", "--config", cfg)
+    table = run_cli("keys", "list", "--department", "product", "--config", cfg).stdout
+    assert "EXPIRES" in table and "2099-01-01T00:00:00Z" in table and len(table.splitlines()) == 2
+    rotated = json.loads(run_cli("keys", "rotate", made["id"], "--json", "--config", cfg).stdout)
+    assert rotated["id"] == made["id"] and rotated["key"] != made["key"] and rotated["previous_key_valid_until"]
+    listed = run_cli("keys", "list", "--team", "web", "--json", "--config", cfg).stdout
+    assert made["key"] not in listed and rotated["key"] not in listed
+
+
 def test_cli_errors_are_one_line_without_traceback(tmp_path, upstream):
     cfg = _config(tmp_path, upstream)
     cases = [
         ("keys", "create", "--team", "nope", "--config", cfg),
         ("keys", "revoke", "key_missing", "--config", cfg),
+        ("keys", "rotate", "key_missing", "--config", cfg),
+        ("keys", "create", "--team", "nlp", "--expires", "2001-01-01", "--config", cfg),
+        ("keys", "create", "--team", "nlp", "--expires", "soon", "--config", cfg),
+        ("keys", "create", "--team", "nlp", "--budget", "lots", "--config", cfg),
+        ("keys", "list", "--department", "nope", "--config", cfg),
         ("export", "events", "--month", "2026-13", "--config", cfg),
         ("export", "events", "--month", "2026-11", "--format", "xml", "--config", cfg),
         ("report", "showback", "--month", "2026-11", "--config", str(tmp_path / "missing.yaml")),
