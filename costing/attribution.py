@@ -22,6 +22,18 @@ def clean(value: str | None, limit: int = MAX_VALUE) -> str:
     return _UNSAFE.sub("", value).strip()[:limit]
 
 
+def from_header(value: str | None) -> str | None:
+    """A header value as the client meant it: ASGI servers hand headers over decoded as
+    latin-1, but clients send UTF-8 (`X-Meterline-User: José`), so non-ASCII values are
+    decoded again; bytes that are not UTF-8 are kept as latin-1."""
+    if not value or value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
 def parse_tags(header: str | None) -> str:
     """`k=v,k2=v2` cleaned and normalised; malformed pairs are dropped, not fatal, and so are
     the pairs past MAX_TAGS or past MAX_TAGS_CHARS in all."""

@@ -174,6 +174,13 @@ class Settings(_Section):
     dashboard: DashboardConfig = DashboardConfig()
     path: str | None = Field(None, exclude=True)
 
+    def secret_values(self) -> list[str]:
+        """Every credential the config resolved, for `costing.redaction.Redactor`."""
+        found = [p.api_key for p in self.providers.values()]
+        found += [s.auth_header for s in self.mcp_servers.values()]
+        found += [self.server.admin_key, self.server.trace_secret]
+        return [s.get_secret_value() for s in found if s is not None]
+
     @model_validator(mode="after")
     def _check_references(self) -> Settings:
         for i, m in enumerate(self.models):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -112,7 +113,7 @@ async def _send(
         call.finish(status="upstream_error", http_status=e.status, error=str(e))
         raise
     headers = {CALL_ID: call.call_id}
-    if resp.status >= 400:
+    if not 200 <= resp.status < 300:  # an error, or a redirect (not followed): no work was done
         data = await _read(resp, call)
         call.finish(status="upstream_error", http_status=resp.status, response_bytes=len(data), error=data[:200].decode("utf-8", "replace"))
         return Response(data, resp.status, headers=_headers(resp, headers))
@@ -137,6 +138,16 @@ def _max_output_tokens(doc: dict[str, Any]) -> int:
     return 0
 
 
+# Keys metering reads. orjson keeps the last of duplicate keys; an upstream may keep the first,
+# so a body naming one of these twice is refused: it would be priced as one model, run as another.
+METERED_KEYS = frozenset(("model", "stream", "stream_options", "include_usage", "user", "max_tokens",
+                          "max_completion_tokens", "max_output_tokens"))  # fmt: skip
+# Only a body that might name one twice is parsed again, slowly: one that has a second
+# `"model"` (or `"stream"`, ...), or an escaped ASCII letter that could spell one (`"mod\\u0065l"`).
+_COUNTED = (b'"model"', b'"stream"', b'"stream_options"', b'"include_usage"')
+_ESCAPED_LETTERS = (b"\\u004", b"\\u005", b"\\u006", b"\\u007")
+
+
 def _parse(body: bytes) -> dict[str, Any]:
     try:
         doc = orjson.loads(body)
@@ -144,7 +155,30 @@ def _parse(body: bytes) -> dict[str, Any]:
         raise invalid_request("request body is not valid JSON") from None
     if not isinstance(doc, dict):
         raise invalid_request("request body must be a JSON object")
+    if any(body.count(k) > 1 for k in _COUNTED) or any(e in body for e in _ESCAPED_LETTERS):
+        twice = _duplicate_key(body)
+        if twice is not None:
+            raise invalid_request(f"request body names {twice!r} twice: send each field once", twice)
     return doc
+
+
+def _duplicate_key(body: bytes) -> str | None:
+    """A key metering reads that an object of the body names twice (the slow path)."""
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for k, _ in items:
+            if k in seen and k in METERED_KEYS:
+                found.append(k)
+            seen.add(k)
+        return dict(items)
+
+    try:
+        json.loads(body, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return None  # orjson read it: what the stdlib refuses is no duplicate of ours
+    return found[0] if found else None
 
 
 async def _read(resp: aiohttp.ClientResponse, call: Call) -> bytes:

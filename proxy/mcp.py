@@ -12,6 +12,7 @@ configured credential, never the client's key.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -25,13 +26,14 @@ from meterline.costing.keys import KeyInfo
 
 from .auth import authenticate
 from .body import read_json_body
-from .errors import ProxyError, from_costing
+from .errors import ProxyError, from_costing, invalid_request
 from .mcp_metering import (
+    BadRequest,
     Exchange,
     dumps,
     is_request,
-    loads,
     messages,
+    parse_request,
     meta_traceparent,
     meta_tracestate,
     price,
@@ -71,7 +73,10 @@ async def mcp_endpoint(server: str, request: Request) -> Response:
 
 async def _post(rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget) -> Response:
     body = await read_json_body(request, rt.max_body_bytes)
-    doc = loads(body)
+    try:
+        doc = parse_request(body)
+    except BadRequest as e:
+        raise invalid_request(str(e)) from None
     msgs = messages(doc)
     exchange = _exchange(rt, request, target)
     first: Call | None = None
@@ -89,7 +94,11 @@ async def _post(rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget) 
         exchange.close("rejected", str(e), http_status=429)
         raise from_costing(e) from None
     if rewritten:
-        body = dumps(doc)
+        try:
+            body = dumps(doc)
+        except RecursionError:  # parsed, but one level too deep to write back
+            exchange.close("rejected", "the JSON body is nested too deep", http_status=400)
+            raise invalid_request("the JSON body is nested too deep") from None
     span = first.traceparent if first else _span(request)
     ours = rt.meter.tracestate(first) if first else ""
     state = merge(ours, request.headers.get("tracestate")) if ours else request.headers.get("tracestate", "")
@@ -99,6 +108,9 @@ async def _post(rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget) 
         )
     except ProxyError as e:
         exchange.close("upstream_error", str(e), http_status=e.status)
+        raise
+    except BaseException as e:  # admitted calls are recorded whatever stops the request
+        exchange.close("client_closed" if isinstance(e, asyncio.CancelledError) else "upstream_error", type(e).__name__)
         raise
     exchange.http_status = resp.status_code
     headers = response_headers(resp) | {CALL_ID: first.call_id if first else span.split("-")[2]}

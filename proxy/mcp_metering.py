@@ -40,8 +40,42 @@ def loads(data: bytes) -> Any:
     re-serialised body carries the client's values unchanged."""
     try:
         return json.loads(data)
-    except ValueError:  # also UnicodeDecodeError
+    except (ValueError, RecursionError):  # also UnicodeDecodeError; RecursionError: nested too deep
         return None
+
+
+# JSON-RPC keys metering reads: a client message naming one twice is refused, since the proxy
+# (last wins) and the server (maybe first wins) would disagree on what was called.
+METERED_KEYS = frozenset(("jsonrpc", "id", "method", "params", "name", "requestState", "_meta", "traceparent", "tracestate"))
+
+
+class BadRequest(ValueError):
+    """A client's POST body the proxy cannot meter, so it is not forwarded."""
+
+
+def _no_duplicates(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(items)
+    if len(doc) != len(items):
+        seen: set[str] = set()
+        for k, _ in items:
+            if k in seen and k in METERED_KEYS:
+                raise BadRequest(f"a JSON-RPC message names {k!r} twice")
+            seen.add(k)
+    return doc
+
+
+def parse_request(data: bytes) -> Any:
+    """A client's POST body. Raises BadRequest when it is not JSON, is nested deeper than the
+    parser goes (a server with a deeper parser would run what the proxy never metered), or
+    names a key metering reads twice."""
+    try:
+        return json.loads(data, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise BadRequest("the JSON body is nested too deep") from None
+    except BadRequest:
+        raise
+    except ValueError:  # also UnicodeDecodeError
+        raise BadRequest("the body is not JSON") from None
 
 
 def dumps(doc: Any) -> bytes:

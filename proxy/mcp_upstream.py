@@ -14,7 +14,7 @@ import httpx
 from meterline.costing.config import MCPServerConfig
 
 from .errors import ProxyError
-from .upstream import DROP_RESPONSE_HEADERS
+from .upstream import passes
 
 # Request headers that stay here: the client's virtual key above all, hop-by-hop headers,
 # ours (`x-meterline-*`), and those we set ourselves. Everything else (Mcp-Session-Id,
@@ -81,7 +81,13 @@ class MCPUpstreams:
         """Send the request and return the response with its body unread; the caller must
         `aclose()` it. `stream`: a server-initiated SSE stream (GET), which may idle for as
         long as the session lives, so it gets no read timeout."""
-        out = {k: v for k, v in headers.items() if k.lower() not in DROP_REQUEST_HEADERS and not k.lower().startswith("x-meterline-")}
+        # As bytes: the ASGI server decoded them as latin-1, so this gives back exactly what the
+        # client sent (httpx would refuse a non-ASCII str).
+        out: dict[str, str | bytes] = {
+            k: v.encode("latin-1")
+            for k, v in headers.items()
+            if k.lower() not in DROP_REQUEST_HEADERS and not k.lower().startswith("x-meterline-")
+        }
         out["accept-encoding"] = "identity"  # bytes pass through as sent, and stay readable
         out["traceparent"] = traceparent
         if tracestate:
@@ -109,4 +115,4 @@ class MCPUpstreams:
 
 
 def response_headers(resp: httpx.Response) -> dict[str, str]:
-    return {k: v for k, v in resp.headers.items() if k.lower() not in DROP_RESPONSE_HEADERS}
+    return {k: v for k, v in resp.headers.items() if passes(k)}

@@ -17,6 +17,7 @@ from typing import Any
 
 from meterline.costing.attribution import (
     clean,
+    from_header,
     new_span_id,
     new_trace_id,
     parse_tags,
@@ -27,6 +28,7 @@ from meterline.costing.keys import KeyInfo
 from meterline.costing.money import ZERO, Usage, cost_of, to_pico
 from meterline.costing.org import Org
 from meterline.costing.prices import PriceBook
+from meterline.costing.redaction import Redactor
 from meterline.costing.spool import Spool
 
 from .tracestate import payer_member, verified_payer
@@ -114,6 +116,7 @@ class Meter:
     subcalls: `root_caller` (the team whose call started a tree pays for all of it) or
         `key_owner` (each call is paid by its key's team).
     on_record: observers of every recorded event (metrics, budgets, telemetry).
+    redact: takes the configured secrets out of a call's error text before it is recorded.
     clock: when a call happens (UTC). Real time; `meterline demo` replaces it to spread a
         month of generated traffic. Clients can never set it.
     """
@@ -127,8 +130,10 @@ class Meter:
         subcalls: str = "root_caller",
         store_prompts: bool = False,
         trace_secret: bytes | None = None,
+        redact: Redactor | None = None,
     ):
         self.spool = spool
+        self.redact = redact or Redactor(())
         self.trace_secret = trace_secret
         self.prices = prices
         self.org = org
@@ -179,9 +184,9 @@ class Meter:
             key=key,
             payer=payer,
             key_team=key.team,
-            project=clean(headers.get("x-meterline-project")) or key.project,
-            user=clean(headers.get("x-meterline-user")) or (clean(body_user) if isinstance(body_user, str) else ""),
-            tags=parse_tags(headers.get("x-meterline-tags")),
+            project=clean(from_header(headers.get("x-meterline-project"))) or key.project,
+            user=clean(from_header(headers.get("x-meterline-user"))) or (clean(body_user) if isinstance(body_user, str) else ""),
+            tags=parse_tags(from_header(headers.get("x-meterline-tags"))),
             trace_id=ctx.trace_id if ctx else new_trace_id(),
             parent_span_id=parent,
             parent_call_id=parent if parent_payer else "",
@@ -275,7 +280,7 @@ class Meter:
             "latency_ms": int((time.perf_counter() - call.started) * 1000),
             "request_bytes": call.request_bytes,
             "response_bytes": response_bytes,
-            "error": error[:512],
+            "error": self.redact(error, 512) if error else "",
         }
         # Observers first: once spooled, the event may reach the ledger (and the writer tell
         # budgets so) at any moment, and budgets must have counted it by then.

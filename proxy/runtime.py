@@ -13,6 +13,7 @@ from meterline.costing.keys import KeyCache
 from meterline.costing.ledger import create_engine, create_schema
 from meterline.costing.org import Org
 from meterline.costing.prices import PriceBook
+from meterline.costing.redaction import Redactor
 from meterline.costing.spool import Spool
 
 from .mcp_metering import Resumed, Rounds
@@ -65,6 +66,7 @@ class Runtime:
             subcalls=self.settings.chargeback.subcalls,
             store_prompts=self.settings.server.store_prompts,
             trace_secret=trace_secret(self.settings.server.trace_secret or self.settings.server.admin_key),
+            redact=Redactor(self.settings.secret_values()),
         )
         self.meter.on_record.append(self.metrics.record)
         if self.settings.telemetry.otlp_endpoint:

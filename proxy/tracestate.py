@@ -52,7 +52,9 @@ def verified_payer(secret: bytes, tracestate: str | None, trace_id: str, span_id
             team = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
         except (ValueError, UnicodeDecodeError):
             return None
-        return team if hmac.compare_digest(mac, _mac(secret, trace_id, span_id, team)) else None
+        # As bytes: compare_digest refuses str with non-ASCII characters (a client's bytes).
+        expected = _mac(secret, trace_id, span_id, team).encode()
+        return team if hmac.compare_digest(mac.encode("utf-8", "replace"), expected) else None
     return None
 
 

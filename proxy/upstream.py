@@ -19,10 +19,12 @@ from .errors import ProxyError
 # Request headers a client may pass on to the provider; everything else (its key above all)
 # stays here.
 FORWARD_REQUEST_HEADERS = ("content-type", "accept", "openai-beta", "idempotency-key")
-# Response headers never passed back: hop-by-hop, or recomputed by our server.
+# Response headers never passed back: hop-by-hop, or recomputed by our server. `x-meterline-*`
+# are ours alone (see `response_headers`).
 DROP_RESPONSE_HEADERS = frozenset(
     ("connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "server", "date")
 )
+OWN_PREFIX = "x-meterline-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,11 @@ class Upstreams:
             out["authorization"] = target.auth
         assert self.session is not None, "Upstreams.start() was not awaited"
         try:
-            return await self.session.post(target.base_url + path, data=body, headers=out, timeout=target.timeout)
+            # Never follow a redirect: a 307/308 would re-send the prompt (and our provider key's
+            # request) to wherever the upstream points; the client gets the 3xx as sent.
+            return await self.session.post(
+                target.base_url + path, data=body, headers=out, timeout=target.timeout, allow_redirects=False
+            )
         except aiohttp.ConnectionTimeoutError:  # never accepted the connection: unreachable
             raise ProxyError(
                 502, "upstream_unavailable", f"provider {provider!r} did not accept a connection in time"
@@ -85,5 +91,12 @@ class Upstreams:
             ) from None
 
 
+def passes(name: str) -> bool:
+    """Whether an upstream's response header reaches the client: not hop-by-hop, and not one of
+    ours (an upstream must not add to a call's `X-Meterline-Cost-USD` or name another call id)."""
+    lower = name.lower()
+    return lower not in DROP_RESPONSE_HEADERS and not lower.startswith(OWN_PREFIX)
+
+
 def response_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
-    return {k: v for k, v in resp.headers.items() if k.lower() not in DROP_RESPONSE_HEADERS}
+    return {k: v for k, v in resp.headers.items() if passes(k)}

@@ -11,7 +11,8 @@ import pytest
 from aiohttp import web
 
 from meterline.testing.upstream import SimServer
-from tests.conftest import PROVIDER_KEY
+from tests.conftest import PROVIDER_KEY, base_config
+from tests.proxy.junk_upstream import JunkUpstream
 
 
 @pytest.fixture
@@ -68,3 +69,24 @@ def stalling_upstream():
     thread.join(5)
     loop.run_until_complete(runner.cleanup())
     loop.close()
+
+
+@pytest.fixture(scope="module")
+def junk():
+    """The raw-socket upstream of hostile and broken answers (tests/proxy/junk_upstream.py)."""
+    with JunkUpstream() as j:
+        yield j
+
+
+@pytest.fixture
+def junk_proxy(make_proxy, tmp_path, upstream, junk):
+    """A proxy whose model `junk-model` is served by `junk` (and the others by the simulator)."""
+
+    def make(**overrides):
+        base = base_config(tmp_path, upstream.url)
+        models = base["models"] + [{"name": "junk-model", "provider": "junk"}]
+        prices = base["prices"] + [{"model": "junk-model", "input_per_mtok": "1", "output_per_mtok": "2"}]
+        junk_provider = {"base_url": junk.url + "/v1", "api_key_env": "SIM_API_KEY", "read_timeout": 2, "connect_timeout": 1}
+        return make_proxy(**{"providers": {"junk": junk_provider}, "models": models, "prices": prices, **overrides})
+
+    return make

@@ -1,11 +1,13 @@
 """A raw-socket upstream that answers whatever bytes a test hands it: broken HTTP, broken SSE,
-broken JSON. A request names its answer with `junk:<id>` anywhere in its body."""
+broken JSON, and hostile answers (redirects, forged headers, endless or huge streams). A request
+names its answer with `junk:<id>` anywhere in its body; `received` keeps every request's head."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import threading
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from tests.conftest import free_port
@@ -17,7 +19,8 @@ class JunkUpstream:
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.answers: dict[str, bytes] = {}
+        self.answers: dict[str, bytes | Callable[[], AsyncIterator[bytes]]] = {}
+        self.received: list[bytes] = []  # the head of every request, in order
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
@@ -30,8 +33,9 @@ class JunkUpstream:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
-    def answer(self, name: str, raw: bytes) -> str:
-        """Register `raw` as the whole answer (status line and all); returns the body marker."""
+    def answer(self, name: str, raw: bytes | Callable[[], AsyncIterator[bytes]]) -> str:
+        """Register `raw` as the whole answer (status line and all), or a function giving an
+        async iterator of its pieces (a stream made as it is sent); returns the body marker."""
         self.answers[name] = raw
         return f"junk:{name}"
 
@@ -43,8 +47,14 @@ class JunkUpstream:
             head = await reader.readuntil(b"\r\n\r\n")
             m = re.search(rb"content-length:\s*(\d+)", head, re.I)
             body = await reader.readexactly(int(m.group(1))) if m else b""
+            self.received.append(head)
             found = _ID.search(body)
             raw = self.answers.get(found.group(1).decode(), b"") if found else b""
+            if callable(raw):
+                async for piece in raw():
+                    writer.write(piece)
+                    await writer.drain()
+                return
             for i in range(0, len(raw), 4096):  # in pieces, so events straddle reads
                 writer.write(raw[i : i + 4096])
                 await writer.drain()
@@ -54,17 +64,22 @@ class JunkUpstream:
             writer.transport.abort()
 
 
+SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n"
+
+
 def sse_response(body: bytes, *, chunked: bool = False) -> bytes:
     """An HTTP/1.1 200 text/event-stream answer around `body`, closed after it."""
-    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n"
+    head = SSE_HEAD
     if chunked:
         return head + b"transfer-encoding: chunked\r\n\r\n" + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
     return head + b"\r\n" + body
 
 
-def json_response(body: bytes, *, status: int = 200, length: int | None = None) -> bytes:
+def json_response(body: bytes, *, status: int = 200, length: int | None = None, headers: bytes = b"") -> bytes:
     n = len(body) if length is None else length
     return (
-        b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % (status, n)
+        b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n" % (status, n)
+        + headers
+        + b"\r\n"
         + body
     )

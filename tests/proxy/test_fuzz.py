@@ -17,25 +17,17 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from tests.conftest import ADMIN_KEY, base_config
-from tests.proxy.junk_upstream import JunkUpstream, json_response, sse_response
+from tests.conftest import ADMIN_KEY
+from tests.proxy.junk_upstream import json_response, sse_response
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 LLM_ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings"]
 
 
-@pytest.fixture(scope="module")
-def junk():
-    with JunkUpstream() as j:
-        yield j
-
-
 @pytest.fixture
-def fuzz_proxy(make_proxy, tmp_path, upstream, junk):
-    models = base_config(tmp_path, upstream.url)["models"] + [{"name": "junk-model", "provider": "junk"}]
-    junk_provider = {"base_url": junk.url + "/v1", "api_key_env": "SIM_API_KEY", "read_timeout": 2, "connect_timeout": 1}
-    return make_proxy(providers={"junk": junk_provider}, models=models)
+def fuzz_proxy(junk_proxy):
+    return junk_proxy()
 
 
 def still_serving(proxy, key: str) -> None:
