@@ -103,7 +103,7 @@ def scale(url: str, events: int, months: int = 1, *, fresh: bool = True) -> dict
     """Ingest `events` into the ledger at `url` and time the reports; returns the figures."""
     engine = create_engine(url)
     if fresh:
-        from meterline.costing.ledger import SQLModel
+        from sqlmodel import SQLModel
 
         SQLModel.metadata.drop_all(engine)
     create_schema(engine)

@@ -3,6 +3,7 @@
 from .budgets import configured_limits
 from .chargeback import Chargeback, ChargebackLine, DepartmentCharge, load_chargeback
 from .config import Settings, load_settings, settings_from_dict
+from .engine import create_engine, create_schema
 from .errors import (
     BudgetExceeded,
     ConfigError,
@@ -16,7 +17,12 @@ from .errors import (
 )
 from .ingest import charge_period, next_period, period_of
 from .keys import create_key, get_key, key_record, list_keys, revoke_key, rotate_key
-from .ledger import (
+from .ledger_writes import write_events
+from .money import PICO, ZERO, Price, Usage, cost_of, exact, from_pico, largest_remainder, usd
+from .org import Org, Team
+from .periods import close_period, is_closed
+from .prices import PriceBook
+from .tables import (
     EVENT_COLUMNS,
     ROLLUP_SUMS,
     TOKEN_FIELDS,
@@ -25,14 +31,7 @@ from .ledger import (
     PeriodSnapshot,
     Rollup,
     VirtualKey,
-    create_engine,
-    create_schema,
-    write_events,
 )
-from .money import PICO, ZERO, Price, Usage, cost_of, exact, from_pico, largest_remainder, usd
-from .org import Org, Team
-from .periods import close_period, is_closed
-from .prices import PriceBook
 
 __all__ = [
     "EVENT_COLUMNS",

@@ -33,8 +33,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from .ledger import BudgetLease, _insert
+from .engine import dialect_insert
 from .money import PICO, ZERO, from_pico
+from .tables import BudgetLease
 
 Scope = tuple[str, str]
 LEASE_LOCK = 0x6D6C_6C65  # PostgreSQL advisory lock: renewals take turns
@@ -90,7 +91,7 @@ def renew(
         committed[scope] = from_pico(pico)
         values.append({"scope": name, "period": period, "replica": replica, "committed_pico": pico, "heartbeat_at": now})
     if values:
-        ins = _insert(conn.engine, t)
+        ins = dialect_insert(conn.engine, t)
         conn.execute(
             ins.on_conflict_do_update(
                 index_elements=["scope", "period", "replica"],

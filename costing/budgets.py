@@ -49,12 +49,12 @@ import sqlalchemy as sa
 from .budget_leases import lock as lock_leases
 from .budget_leases import renew, replica_id
 from .config import Settings
+from .engine import dialect_insert
 from .errors import BudgetExceeded
 from .ingest import LedgerWriter, period_of
-from .ledger import Event, Note, Rollup
-from .ledger import _insert as dialect_insert
 from .money import ZERO, from_pico, usd
 from .prices import PriceBook
+from .tables import Event, Note, Rollup
 
 log = logging.getLogger("meterline.budgets")
 

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 
 from .config import Settings
 from .errors import ConfigError
-from .ledger import PeriodSnapshot, Rollup
+from .tables import PeriodSnapshot, Rollup
 
 LINE_DIMS = ["department", "team", "project", "kind", "provider", "model", "tool", "adjustment", "tags"]
 LINE_SUMS = [

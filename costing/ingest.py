@@ -16,8 +16,9 @@ import orjson
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from .ledger import Event, PeriodSnapshot, write_events
+from .ledger_writes import write_events
 from .spool import Spool, read_segment
+from .tables import Event, PeriodSnapshot
 
 log = logging.getLogger("meterline.ledger")
 

@@ -28,9 +28,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from .errors import InvalidKey, KeyRequestError, UnknownKey
-from .ledger import VirtualKey, utcnow
 from .money import exact, from_pico, to_pico
 from .org import Org
+from .tables import VirtualKey, utcnow
 
 KEY_PREFIX = "sk-ml-"
 VISIBLE = 10  # characters of the key shown in listings

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from .chargeback import Chargeback, compute, line_sums, snapshot
 from .config import Settings
 from .errors import PeriodClosed
-from .ledger import PeriodSnapshot, lock_periods, utcnow
+from .period_lock import lock_periods
+from .tables import PeriodSnapshot, utcnow
 
 
 def close_period(engine: sa.Engine, settings: Settings, period: str, *, now: datetime | None = None) -> Chargeback:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from .errors import ConfigError
 from .ingest import next_period
-from .ledger import Event, PeriodSnapshot
+from .tables import Event, PeriodSnapshot
 
 
 @dataclass

@@ -8,9 +8,9 @@ from typing import Any
 
 from meterline.costing.budgets import Budgets
 from meterline.costing.config import Settings
+from meterline.costing.engine import create_engine, create_schema
 from meterline.costing.ingest import LedgerWriter
 from meterline.costing.keys import KeyCache
-from meterline.costing.ledger import create_engine, create_schema
 from meterline.costing.org import Org
 from meterline.costing.prices import PriceBook
 from meterline.costing.redaction import Redactor

@@ -10,7 +10,13 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 
-from meterline.costing import BudgetExceeded, PriceBook, create_engine, create_schema, settings_from_dict
+from meterline.costing import (
+    BudgetExceeded,
+    PriceBook,
+    create_engine,
+    create_schema,
+    settings_from_dict,
+)
 from meterline.costing.budgets import Budgets
 from meterline.costing.ingest import LedgerWriter
 from meterline.costing.spool import Spool

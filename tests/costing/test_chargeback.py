@@ -10,7 +10,13 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from meterline.costing import close_period, create_engine, create_schema, load_chargeback, settings_from_dict
+from meterline.costing import (
+    close_period,
+    create_engine,
+    create_schema,
+    load_chargeback,
+    settings_from_dict,
+)
 from meterline.costing.chargeback import SHARED, compute, split
 from meterline.costing.ingest import charge_period, closed_periods
 from tests.seed import event, seed

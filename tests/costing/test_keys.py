@@ -20,7 +20,7 @@ from meterline.costing import (
     rotate_key,
 )
 from meterline.costing.keys import KeyCache, hash_key
-from meterline.costing.ledger import VirtualKey, utcnow
+from meterline.costing.tables import VirtualKey, utcnow
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
 from meterline.costing import create_engine, create_schema
-from meterline.costing.ledger import newest_revision
+from meterline.costing.engine import newest_revision
 from meterline.costing.migrate import _config, current, drift, head, upgrade
 from tests.conftest import run_cli
 from tests.seed import event, seed
@@ -41,7 +41,7 @@ def config_for(tmp_path, url: str):
 def test_migrations_build_exactly_the_schema_the_models_describe(engine):
     assert upgrade(engine) == head()
     assert drift(engine) == [], (
-        "costing/ledger.py changed without a migration: run `python -m meterline.costing.migrate 'what changed'` "
+        "costing/tables.py changed without a migration: run `python -m meterline.costing.migrate 'what changed'` "
         "and check what it wrote (a NOT NULL column added to a table with rows needs a server_default)"
     )
 

@@ -15,9 +15,9 @@ from meterline.costing import (
     create_schema,
     load_chargeback,
     settings_from_dict,
+    write_events,
 )
 from meterline.costing.ingest import charge_period
-from meterline.costing.ledger import write_events
 from tests.seed import event
 
 TS = datetime(2026, 8, 20, tzinfo=UTC)

@@ -8,14 +8,15 @@ import pytest
 import yaml
 
 from meterline.costing import (
+    Event,
     Org,
+    Rollup,
     close_period,
     create_engine,
     create_schema,
     settings_from_dict,
     write_events,
 )
-from meterline.costing.ledger import Event, Rollup
 from meterline.costing.retention import prune_events
 from meterline.reports import EXPORTS, chargeback_report, showback
 from tests.conftest import run_cli
