@@ -53,7 +53,7 @@ async def embeddings(request: Request) -> Response:
 @router.get("/v1/models")
 async def list_models(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
-    key = authenticate(rt, request)
+    key = await authenticate(rt, request)
     data = [
         {"id": m, "object": "model", "created": 0, "owned_by": rt.router.route(m).provider}  # type: ignore[union-attr]
         for m in rt.router.listed()
@@ -64,7 +64,7 @@ async def list_models(request: Request) -> Response:
 
 async def forward(request: Request, path: str, kind: str) -> Response:
     rt: Runtime = request.app.state.runtime
-    key = authenticate(rt, request)
+    key = await authenticate(rt, request)
     body = await read_json_body(request, rt.max_body_bytes)
     doc = _parse(body)
     model = doc.get("model")

@@ -61,7 +61,7 @@ SMALL_BODY = 64 * 1024
 @router.post("/mcp/{server}")
 async def mcp_endpoint(server: str, request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
-    key = authenticate(rt, request, challenge=WWW_AUTHENTICATE)
+    key = await authenticate(rt, request, challenge=WWW_AUTHENTICATE)
     rt.mcp_resumed.expire()
     target = rt.mcp.targets.get(server)
     if target is None:

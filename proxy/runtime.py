@@ -16,6 +16,7 @@ from meterline.costing.prices import PriceBook
 from meterline.costing.redaction import Redactor
 from meterline.costing.spool import Spool
 
+from .auth import KeyLookups
 from .mcp_metering import Resumed, Rounds
 from .mcp_upstream import MCPUpstreams
 from .meter import Call, Meter
@@ -36,6 +37,7 @@ class Runtime:
         self.org = Org(settings)
         self.prices = PriceBook(settings.prices)
         self.keys = KeyCache(self.engine)
+        self.lookups = KeyLookups(self.keys)
         self.upstreams = Upstreams(settings.providers)
         self.mcp = MCPUpstreams(settings.mcp_servers)
         self.mcp_rounds = Rounds()
