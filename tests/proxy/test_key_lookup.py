@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from meterline.costing import create_key
-from meterline.costing.ledger import VirtualKey, utcnow
+from meterline.costing.tables import VirtualKey, utcnow
 
 HOUR = {"server": {"key_refresh_seconds": 3600}}  # no refresh during the test
 
