@@ -134,6 +134,19 @@ class ServerConfig(_Section):
     # unset: derived from the admin key, and with neither, sub-calls are linked in-process only.
     trace_secret_env: str = "METERLINE_TRACE_SECRET"
     trace_secret: SecretStr | None = Field(None, exclude=True)
+    # Caps that bound what one call can cost the proxy (docs/security.md). An upstream response
+    # past max_response_bytes, or a stream past it or past max_stream_seconds, is cut off and
+    # recorded as `upstream_error` with its tokens estimated.
+    max_response_bytes: int = Field(128 * MIB, gt=0)
+    max_stream_seconds: float = Field(3600.0, gt=0)
+    max_sse_event_bytes: int = Field(4 * MIB, gt=0)  # past it, an event is passed on unread
+    estimate_sample_bytes: int = Field(1 * MIB, gt=0)  # of a stream's events, kept for an estimate
+    # The HTTP server (`meterline serve`): request line and headers, the time a client may take
+    # to send them, and how long an idle keep-alive connection stays open.
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    keep_alive_seconds: float = Field(5.0, gt=0)
+    max_connections: int | None = Field(None, gt=0)  # past it, new connections get a 503
 
 
 class ViewerConfig(_Section):
@@ -178,7 +191,7 @@ class Settings(_Section):
         """Every credential the config resolved, for `costing.redaction.Redactor`."""
         found = [p.api_key for p in self.providers.values()]
         found += [s.auth_header for s in self.mcp_servers.values()]
-        found += [self.server.admin_key, self.server.trace_secret]
+        found += [self.server.admin_key, self.server.finance_key, self.server.trace_secret]
         return [s.get_secret_value() for s in found if s is not None]
 
     @model_validator(mode="after")

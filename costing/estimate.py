@@ -2,6 +2,11 @@
 
 tiktoken would download its BPE files on first use; litellm ships the two we need, so we
 point tiktoken's cache at them (what litellm itself does) and never touch the network.
+
+Bounded: a text longer than SAMPLE_CHARS is counted on SAMPLE_SLICES evenly spaced slices of
+it and scaled by its length, so no request or stream, however large, costs more than counting
+SAMPLE_CHARS characters (tiktoken's cost grows faster than linearly on long runs without a
+space, and a 20 MB stream once asked it for 35 GB). It is an estimate either way.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
 
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
+
+SAMPLE_CHARS = 64 * 1024  # the most text one estimate gives the tokenizer
+SAMPLE_SLICES = 16
 
 
 @lru_cache(maxsize=4)
@@ -37,7 +45,23 @@ def encoding_for(model: str) -> Any:
 
 
 def count_text(text: str, model: str) -> int:
-    return len(encoding_for(model).encode(text, disallowed_special=())) if text else 0
+    """Tokens of `text`; over SAMPLE_CHARS, estimated from evenly spaced slices of it."""
+    if not text:
+        return 0
+    enc = encoding_for(model)
+    if len(text) <= SAMPLE_CHARS:
+        return len(enc.encode(text, disallowed_special=()))
+    size = SAMPLE_CHARS // SAMPLE_SLICES
+    step = (len(text) - size) // (SAMPLE_SLICES - 1)
+    counted = sum(len(enc.encode(text[i * step : i * step + size], disallowed_special=())) for i in range(SAMPLE_SLICES))
+    return counted * len(text) // (size * SAMPLE_SLICES)
+
+
+def count_texts(texts: list[str], model: str) -> int:
+    """Tokens of several texts, bounded like `count_text` however many there are."""
+    if sum(len(t) for t in texts) <= SAMPLE_CHARS:
+        return sum(count_text(t, model) for t in texts)
+    return count_text("\n".join(texts), model)
 
 
 def _content_text(content: Any) -> str:
@@ -55,18 +79,19 @@ def count_messages(messages: Any, model: str) -> int:
     if not isinstance(messages, list):
         return 0
     total = REPLY_PRIMING
+    texts: list[str] = []
     for m in messages:
         if not isinstance(m, dict):
             continue
         total += TOKENS_PER_MESSAGE
         for key, value in m.items():
             if key == "content":
-                total += count_text(_content_text(value), model)
+                texts.append(_content_text(value))
             elif isinstance(value, str):
-                total += count_text(value, model)
+                texts.append(value)
                 if key == "name":
                     total += TOKENS_PER_NAME
-    return total
+    return total + count_texts(texts, model)
 
 
 def count_input(body: dict[str, Any], model: str) -> int:
@@ -81,5 +106,5 @@ def count_input(body: dict[str, Any], model: str) -> int:
             return count_messages(
                 [{"role": v.get("role", "user"), "content": v.get("content", "")} for v in value], model
             )
-        return sum(count_text(v, model) for v in value if isinstance(v, str))
+        return count_texts([v for v in value if isinstance(v, str)], model)
     return 0

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
+import anyio
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from meterline.costing.money import Usage
+
 from .auth import authenticate
 from .body import read_json_body
+from .caps import DEFAULT as DEFAULT_CAPS
+from .caps import Caps
 from .errors import ProxyError, invalid_request
 from .meter import Call
 from .openapi import body
@@ -22,7 +28,15 @@ from .runtime import Runtime
 from .sse import SSEEvents
 from .streaming import RelayResponse
 from .upstream import response_headers
-from .usage import estimate, has_usage, is_done, streamed_text, usage_in_body, usage_in_event
+from .usage import (
+    Estimator,
+    estimate,
+    estimate_stream,
+    has_usage,
+    is_done,
+    usage_in_body,
+    usage_in_event,
+)
 
 router = APIRouter()
 
@@ -113,19 +127,21 @@ async def _send(
         call.finish(status="upstream_error", http_status=e.status, error=str(e))
         raise
     headers = {CALL_ID: call.call_id}
+    caps: Caps = rt.caps
     if not 200 <= resp.status < 300:  # an error, or a redirect (not followed): no work was done
-        data = await _read(resp, call)
+        data = await _read(resp, call, caps.response_bytes)
         call.finish(status="upstream_error", http_status=resp.status, response_bytes=len(data), error=data[:200].decode("utf-8", "replace"))
         return Response(data, resp.status, headers=_headers(resp, headers))
     if not stream:
-        data = await _read(resp, call)
+        data = await _read(resp, call, caps.response_bytes)
         usage, response_model = usage_in_body(data)
         source = "reported"
         if usage is None:
-            usage, source = estimate(doc, call.model, _text_of(data)), "estimated"
+            usage, source = await rt.estimator.run(_estimate_body, doc, call.model, data), "estimated"
         cost = call.finish(status="ok", usage=usage, usage_source=source, response_model=response_model, response_bytes=len(data))
         return Response(data, resp.status, headers=_headers(resp, meter_headers(call.call_id, cost)))
-    return RelayResponse(_relay(resp, call, doc, path, strip_usage), resp.status, _headers(resp, headers))
+    relay = _relay(resp, call, doc, path, strip_usage, caps, rt.estimator)
+    return RelayResponse(relay, resp.status, _headers(resp, headers))
 
 
 def _max_output_tokens(doc: dict[str, Any]) -> int:
@@ -181,9 +197,20 @@ def _duplicate_key(body: bytes) -> str | None:
     return found[0] if found else None
 
 
-async def _read(resp: aiohttp.ClientResponse, call: Call) -> bytes:
+async def _read(resp: aiohttp.ClientResponse, call: Call, limit: int) -> bytes:
+    """The whole body, refused (502 `upstream_too_large`) past `limit` bytes."""
     try:
-        return await resp.read()
+        if resp.content_length is not None and resp.content_length <= limit:
+            return await resp.read()  # the usual case: its length is known and fits
+        chunks, size = [], 0
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                resp.close()
+                call.finish(status="upstream_error", http_status=502, response_bytes=size, error="response too large")
+                raise ProxyError(502, "upstream_too_large", f"provider {call.provider!r} sent a response over the proxy's {limit}-byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
     except (TimeoutError, aiohttp.ServerTimeoutError):
         call.finish(status="upstream_error", http_status=504, error="read timed out")
         raise ProxyError(504, "upstream_timeout", f"provider {call.provider!r} timed out") from None
@@ -196,6 +223,10 @@ async def _read(resp: aiohttp.ClientResponse, call: Call) -> bytes:
 
 def _headers(resp: aiohttp.ClientResponse, extra: dict[str, str]) -> dict[str, str]:
     return response_headers(resp) | extra
+
+
+def _estimate_body(doc: dict[str, Any], model: str, data: bytes) -> Usage:
+    return estimate(doc, model, _text_of(data))
 
 
 def _text_of(data: bytes) -> str:
@@ -220,24 +251,48 @@ def _text_of(data: bytes) -> str:
 
 
 async def _relay(
-    resp: aiohttp.ClientResponse, call: Call, doc: dict[str, Any], path: str, strip_usage: bool
+    resp: aiohttp.ClientResponse,
+    call: Call,
+    doc: dict[str, Any],
+    path: str,
+    strip_usage: bool,
+    caps: Caps = DEFAULT_CAPS,
+    estimator: Estimator | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Pass SSE events through as they come; record the call before its final event leaves.
 
     A stream the upstream breaks off ends with an error event, as OpenAI ends its own failed
-    streams, so that SDKs raise instead of handing over a silently truncated answer.
-    """
-    sse = SSEEvents()
-    seen: list[bytes] = []
-    size = 0
+    streams, so that SDKs raise instead of handing over a silently truncated answer; so does
+    a stream past `caps` (its bytes or its duration), which is cut off there.
 
-    def finish_estimated(status: str, error: str = "") -> None:
-        usage = estimate(doc, call.model, streamed_text(seen))
+    Until usage arrives the first `caps.estimate_sample_bytes` of the events are kept, should
+    the stream end without it: its output is estimated from them and scaled to the rest.
+    """
+    sse = SSEEvents(caps.sse_event_bytes)
+    kept: list[bytes] = []
+    kept_bytes = seen_bytes = size = 0
+    deadline = time.monotonic() + caps.stream_seconds
+
+    async def finish_estimated(status: str, error: str = "") -> None:
+        args = (doc, call.model, kept, kept_bytes, seen_bytes)
+        usage = await estimator.run(estimate_stream, *args) if estimator else estimate_stream(*args)
         call.finish(status=status, usage=usage, usage_source="estimated", response_bytes=size, error=error)
 
     try:
         async for chunk in resp.content.iter_any():
             size += len(chunk)
+            if size > caps.response_bytes or time.monotonic() > deadline:
+                timeout = size <= caps.response_bytes
+                err = ProxyError(
+                    504 if timeout else 502,
+                    "upstream_timeout" if timeout else "upstream_too_large",
+                    f"provider {call.provider!r} stream passed the proxy's cap of "
+                    + (f"{caps.stream_seconds:g} seconds" if timeout else f"{caps.response_bytes} bytes"),
+                )
+                if not call.done:
+                    await finish_estimated("upstream_error", str(err))
+                yield error_event(err, path)
+                return
             # The events of one upstream read leave in one write: a write per event cost a
             # send(2) each and halved stream throughput (bench/RESULTS.md). The substring tests
             # keep the parsing off the events that carry no usage and no [DONE].
@@ -253,14 +308,17 @@ async def _relay(
                         if usage_only and strip_usage:
                             continue
                 elif b"[DONE]" in event and is_done(event):
-                    finish_estimated("ok")
-                seen.append(event)
+                    await finish_estimated("ok")
+                seen_bytes += len(event)
+                if kept_bytes < caps.estimate_sample_bytes:
+                    kept.append(event)
+                    kept_bytes += len(event)
                 out.append(event)
             if out:
                 yield out[0] if len(out) == 1 else b"".join(out)
         rest = sse.rest()
         if not call.done:
-            finish_estimated("ok")
+            await finish_estimated("ok")
         if rest:
             yield rest
     except (TimeoutError, aiohttp.ClientError) as e:
@@ -271,11 +329,14 @@ async def _relay(
             f"provider {call.provider!r} {'timed out' if timeout else 'broke off'} mid-stream ({type(e).__name__})",
         )
         if not call.done:
-            finish_estimated("upstream_error", str(err))
+            await finish_estimated("upstream_error", str(err))
         yield error_event(err, path)  # a partial event left in `sse` is dropped: it cannot be parsed
     finally:
         if not call.done:
-            finish_estimated("client_closed")
+            # Shielded: when the client left, this task is being cancelled, and the estimate's
+            # wait for its thread would be cancelled too, leaving the call unrecorded.
+            with anyio.CancelScope(shield=True):
+                await finish_estimated("client_closed")
         if resp.content.at_eof():
             resp.release()  # back to the pool
         else:

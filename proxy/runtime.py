@@ -17,6 +17,7 @@ from meterline.costing.redaction import Redactor
 from meterline.costing.spool import Spool
 
 from .auth import KeyLookups
+from .caps import Caps
 from .mcp_metering import Resumed, Rounds
 from .mcp_upstream import MCPUpstreams
 from .meter import Call, Meter
@@ -24,6 +25,7 @@ from .metrics import Metrics
 from .routing import Router
 from .tracestate import trace_secret
 from .upstream import Upstreams
+from .usage import Estimator
 
 log = logging.getLogger("meterline.proxy")
 
@@ -32,6 +34,8 @@ class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.max_body_bytes = settings.server.max_body_bytes
+        self.caps = Caps.from_settings(settings.server)
+        self.estimator = Estimator()
         self.engine = create_engine(settings.database)
         self.router = Router(settings.models)
         self.org = Org(settings)
@@ -94,6 +98,7 @@ class Runtime:
         for t in self._tasks:
             t.cancel()
         await self.upstreams.close()
+        await asyncio.to_thread(self.estimator.close)
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)  # exports the spans still buffered
         await self.mcp.close()

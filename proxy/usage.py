@@ -3,8 +3,11 @@ estimated from the request and the text generated when the upstream reported non
 
 from __future__ import annotations
 
+import asyncio
 import re
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import orjson
 
@@ -54,8 +57,37 @@ def parse_usage(u: Any) -> Usage | None:
 
 
 def estimate(doc: dict[str, Any], model: str, output_text: str) -> Usage:
-    """Usage counted with the model's tokenizer: the request's input, `output_text` as output."""
+    """Usage counted with the model's tokenizer: the request's input, `output_text` as output
+    (each bounded: costing.estimate counts a sample of a long text)."""
     return Usage(input_tokens=count_input(doc, model), output_tokens=count_text(output_text, model))
+
+
+def estimate_stream(doc: dict[str, Any], model: str, kept: list[bytes], kept_bytes: int, seen_bytes: int) -> Usage:
+    """Usage of a stream that reported none, from the events `kept` (the first `kept_bytes` of
+    `seen_bytes` bytes of text-bearing events): the output is scaled to the bytes not kept."""
+    usage = estimate(doc, model, streamed_text(kept))
+    if seen_bytes <= kept_bytes or not kept_bytes:
+        return usage
+    return Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens * seen_bytes // kept_bytes)
+
+
+T = TypeVar("T")
+
+
+class Estimator:
+    """Runs token estimates on a small thread pool of its own: tokenizing holds a core for up
+    to tens of ms, which on the event loop would stall every call in flight (and /healthz).
+    Work past `workers` waits its turn; each piece is bounded by the sample caps.
+    """
+
+    def __init__(self, workers: int = 2):
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="meterline-estimate")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
 
 def usage_in_body(body: bytes) -> tuple[Usage | None, str]:
