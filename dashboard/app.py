@@ -8,6 +8,7 @@ Pages only lay out what `reports` computes: no SQL and no cost math here.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -17,6 +18,7 @@ from meterline.dashboard import auth
 from meterline.dashboard.context import config_path, ledger
 
 PAGES = Path(__file__).with_name("pages")
+WANTED_KEY = "meterline_wanted_page"
 
 
 def main() -> None:
@@ -26,8 +28,6 @@ def main() -> None:
     except ConfigError as e:
         st.error(f"Cannot read the config: {e}")
         st.stop()
-    if auth.current(settings.dashboard) is None:  # no navigation before signing in
-        st.stop()
     pages = [
         st.Page(str(PAGES / "overview.py"), title="Overview", icon=":material/insights:", default=True),
         st.Page(str(PAGES / "departments.py"), title="Departments", icon=":material/apartment:"),
@@ -35,7 +35,28 @@ def main() -> None:
         st.Page(str(PAGES / "budgets.py"), title="Budgets", icon=":material/savings:"),
         st.Page(str(PAGES / "chargeback.py"), title="Chargeback", icon=":material/receipt_long:"),
     ]
-    st.navigation(pages).run()  # each page calls dashboard.context.view() first
+    if not auth.signed_in(settings.dashboard):
+        # A link to /budgets?month=... must land there once signed in: remember the page
+        # asked for (the URL's month and filters stay in the URL meanwhile).
+        st.session_state.setdefault(WANTED_KEY, _asked_for())
+        if auth.current(settings.dashboard) is None:  # no navigation before signing in
+            st.stop()
+    nav = st.navigation(pages)
+    wanted = st.session_state.pop(WANTED_KEY, "")
+    target = next((p for p in pages if p.url_path == wanted), None)
+    if target is not None and target is not pages[0]:
+        kept = [(k, v) for k in st.query_params for v in st.query_params.get_all(k)]
+        st.switch_page(target, query_params=kept)
+    nav.run()  # each page calls dashboard.context.view() first
+
+
+def _asked_for() -> str:
+    """The page part of the URL the viewer opened ("budgets"), "" for the root."""
+    try:
+        url = st.context.url or ""
+    except (AttributeError, RuntimeError):
+        return ""
+    return urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
 
 
 main()

@@ -7,6 +7,10 @@ people sign in with a user name and a password: `dashboard.admin_user` with the 
 `$METERLINE_DASHBOARD_PASSWORD` (`dashboard.password_env`), or a viewer with the password in
 its own `password_env`. With no password configured at all the dashboard shows no data and
 says how to set one.
+
+Password sign-in is throttled per user name and per client (`dashboard.throttle`): after a
+few failures each further one locks them out for longer, and a locked-out attempt is refused
+without its password being looked at.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dataclasses import dataclass
 import streamlit as st
 
 from meterline.costing.config import DashboardConfig
+
+from .throttle import Throttle
 
 SESSION_KEY = "meterline_viewer"
 
@@ -65,6 +71,46 @@ def passwords_configured(cfg: DashboardConfig) -> bool:
     return cfg.password is not None or any(v.password is not None for v in cfg.viewers.values())
 
 
+@st.cache_resource
+def throttle() -> Throttle:
+    """The process's sign-in throttle, shared by every session."""
+    return Throttle()
+
+
+def client_of() -> str:
+    """Who is signing in, as far as the server can tell: the client's address (behind a
+    reverse proxy, the proxy's; `X-Forwarded-For` is not trusted, anyone can send it)."""
+    try:
+        return str(st.context.ip_address or "unknown")
+    except (AttributeError, RuntimeError):
+        return "unknown"
+
+
+def sign_in(cfg: DashboardConfig, user: str, password: str, client: str, gate: Throttle) -> tuple[Viewer | None, str]:
+    """Check credentials through the throttle: (the viewer, "") or (None, why not)."""
+    wait = gate.wait(user, client)
+    if wait > 0:
+        return None, f"Too many failed sign-ins: try again in {_seconds(wait)}."
+    viewer = check_password(cfg, user, password)
+    if viewer is None:
+        gate.failed(user, client)
+        return None, "Wrong user or password."
+    gate.succeeded(user, client)
+    return viewer, ""
+
+
+def _seconds(wait: float) -> str:
+    s = int(wait + 0.999)
+    return f"{s} s" if s < 120 else f"{(s + 59) // 60} min"
+
+
+def signed_in(cfg: DashboardConfig) -> bool:
+    """Whether this session has a viewer already (draws nothing)."""
+    if oidc_configured():
+        return bool(st.user.is_logged_in) and from_identity(cfg, str(st.user.get("email") or "")) is not None
+    return isinstance(st.session_state.get(SESSION_KEY), Viewer)
+
+
 def current(cfg: DashboardConfig) -> Viewer | None:
     """The signed-in viewer; otherwise render the login and return None."""
     if oidc_configured():
@@ -85,9 +131,9 @@ def current(cfg: DashboardConfig) -> Viewer | None:
         password = st.text_input("Password", type="password", key="login_password")
         submitted = st.form_submit_button("Sign in")
     if submitted:
-        viewer = check_password(cfg, user.strip(), password)
+        viewer, why = sign_in(cfg, user.strip(), password, client_of(), throttle())
         if viewer is None:
-            st.error("Wrong user or password.")
+            st.error(why)
             return None
         st.session_state[SESSION_KEY] = viewer
         st.rerun()
@@ -113,4 +159,4 @@ def sign_out() -> None:
     st.session_state.pop(SESSION_KEY, None)
 
 
-__all__ = ["Viewer", "check_password", "current", "from_identity", "oidc_configured", "sign_out"]
+__all__ = ["Viewer", "check_password", "current", "from_identity", "oidc_configured", "sign_in", "sign_out", "signed_in", "throttle"]

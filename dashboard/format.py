@@ -1,29 +1,103 @@
-"""How money, counts and changes look on the dashboard (display only: no arithmetic on money)."""
+"""How money, counts and changes look on the dashboard (display only: no arithmetic on money).
+
+Tables show money as currency with two decimals (`money_col`), counts with thousands
+separators (`count_col`), human column labels, and "–" for a missing value; the exact amounts
+are in the downloads and in the charts' tooltips. Money becomes a float only here, on its way
+to a table cell or a chart mark.
+"""
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from collections.abc import Mapping
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from typing import Any
 
 import altair as alt
 import pandas as pd
+import streamlit as st
+
+MISSING = "–"
+EXACT_HELP = "Rounded to the cent; the exact amount (six decimals) is in the downloads and the chart's tooltip."
 
 
 def money(amount: Decimal | None, places: int = 2, currency: str = "USD") -> str:
+    """ "$1,234.57": half a cent rounds away from zero, as the browser's currency format
+    rounds a table cell, so a card and a cell never differ by a cent."""
     if amount is None:
-        return "–"
-    q = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+        return MISSING
+    q = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     sign = "-" if q < 0 else ""
     symbol = "$" if currency == "USD" else f"{currency} "
     return f"{sign}{symbol}{abs(q):,.{places}f}"
 
 
 def fixed(amount: Decimal, places: int = 6) -> str:
-    """A table cell: fixed decimals, as the exports show money."""
+    """Fixed decimals, as the exports show money."""
     return f"{amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN):f}"
 
 
 def change(pct: Decimal | None) -> str | None:
+    """A metric's delta ("+12.5%"), or None for no delta at all."""
     return None if pct is None else f"{pct:+}%"
+
+
+def count(n: int | None) -> str:
+    return MISSING if n is None else f"{n:,}"
+
+
+# -- tables ---------------------------------------------------------------------------------
+
+
+def money_col(label: str, currency: str = "USD", help: str = EXACT_HELP, width: Any = "small") -> Any:
+    fmt = "dollar" if currency == "USD" else "%.2f"
+    return st.column_config.NumberColumn(label if currency == "USD" else f"{label} ({currency})", format=fmt, help=help, width=width)
+
+
+def count_col(label: str, help: str | None = None, width: Any = "small") -> Any:
+    return st.column_config.NumberColumn(label, format="localized", help=help, width=width)
+
+
+def percent_col(label: str, help: str | None = None) -> Any:
+    return st.column_config.NumberColumn(label, format="%.1f%%", help=help, width="small")
+
+
+def text_col(label: str, help: str | None = None, width: Any = "medium") -> Any:
+    return st.column_config.TextColumn(label, help=help, width=width)
+
+
+CENT = Decimal("0.01")
+
+
+def _cell(x: Any, cents: bool) -> Any:
+    if isinstance(x, Decimal):
+        # Rounded here, exactly, before it becomes a float: $1.815 as a float is 1.81499..., which
+        # the browser would show as $1.81 next to a card saying $1.82.
+        return float(x.quantize(CENT, rounding=ROUND_HALF_UP) if cents else x)
+    return x
+
+
+def _is_money(config: Any) -> bool:
+    return isinstance(config, dict) and config.get("type_config", {}).get("format") in ("dollar", "%.2f")
+
+
+def table(rows: list[dict[str, Any]], columns: Mapping[str, Any], *, key: str | None = None, height: Any = "auto") -> pd.DataFrame:
+    """Lay out `rows` with the columns (field -> column config) in that order, labelled and
+    formatted; returns the frame shown (money as floats)."""
+    money_fields = {c for c, cfg in columns.items() if _is_money(cfg)}
+    frame = pd.DataFrame([{c: _cell(r.get(c), c in money_fields) for c in columns} for r in rows], columns=list(columns))
+    st.dataframe(
+        frame,
+        column_config=dict(columns),
+        hide_index=True,
+        width="stretch",
+        height=height,
+        placeholder=MISSING,
+        key=key,
+    )
+    return frame
+
+
+# -- charts ---------------------------------------------------------------------------------
 
 
 def for_chart(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
@@ -31,28 +105,40 @@ def for_chart(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return frame.assign(**{c: frame[c].map(float) for c in columns})
 
 
-def usd_tooltip(field: str, title: str = "USD") -> alt.Tooltip:
-    return alt.Tooltip(f"{field}:Q", title=title, format="$,.2f")
+def usd_tooltip(field: str, title: str = "USD", places: int = 2) -> alt.Tooltip:
+    return alt.Tooltip(f"{field}:Q", title=title, format=f"$,.{places}f")
 
 
-USD_AXIS = alt.Axis(format="$,.2f")
+def exact_tooltip(field: str, title: str = "Exact USD") -> alt.Tooltip:
+    return alt.Tooltip(f"{field}:Q", title=title, format="$,.6f")
 
 
-def usd_axis(largest: float) -> alt.Axis:
-    """A dollar axis with enough decimals for the amounts shown (cents hide small spend)."""
-    return USD_AXIS if largest >= 1 else alt.Axis(format="$,.4f")
+USD_AXIS = alt.Axis(format="$,.2f", tickCount=5, labelOverlap=True)
 
 
-def ranked_bars(frame: pd.DataFrame, name: str, *extra: alt.Tooltip | str) -> alt.Chart:
+def usd_axis(largest: float, title_ticks: int = 5) -> alt.Axis:
+    """A dollar axis with enough decimals for the amounts shown (cents hide small spend),
+    a few ticks and no overlapping labels."""
+    fmt = "$,.0f" if largest >= 100 else ("$,.2f" if largest >= 1 else "$,.4f")
+    return alt.Axis(format=fmt, tickCount=title_ticks, labelOverlap=True, grid=True)
+
+
+def bar_height(n: int, per_bar: int = 24) -> int:
+    """Height for `n` horizontal bars: one label per bar, with room, at 5 or at 50."""
+    return max(120, per_bar * n + 40)
+
+
+def ranked_bars(frame: pd.DataFrame, name: str, title: str, *extra: alt.Tooltip | str) -> alt.Chart:
     """Horizontal bars of `cost_usd` per `name`, largest on top, with hover values."""
     data = for_chart(frame, "cost_usd")
     return (
         alt.Chart(data)
         .mark_bar()
         .encode(
-            x=alt.X("cost_usd:Q", title="USD", axis=usd_axis(data["cost_usd"].max())),
-            y=alt.Y(f"{name}:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=220)),
-            tooltip=[f"{name}:N", alt.Tooltip("requests:Q", format=","), *extra, usd_tooltip("cost_usd")],
-        )
-        .properties(height=max(120, 32 * len(frame)))
+            x=alt.X("cost_usd:Q", title="Cost (USD)", axis=usd_axis(float(data["cost_usd"].max() or 0))),
+            y=alt.Y(f"{name}:N", sort="-x", title=None, axis=alt.Axis(labelLimit=260, labelOverlap=False)),
+            tooltip=[alt.Tooltip(f"{name}:N", title=title), alt.Tooltip("requests:Q", title="Requests", format=","), *extra,
+                     exact_tooltip("cost_usd", "Cost (USD)")],
+        )  # fmt: skip
+        .properties(height=bar_height(len(frame)))
     )

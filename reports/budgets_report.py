@@ -16,9 +16,11 @@ import sqlalchemy as sa
 from meterline.costing import ZERO, Org, Settings, configured_limits, from_pico, list_keys
 
 from .ledger_queries import key_spend, rollup_sums
-from .trend import forecast
+from .trend import FORECAST_MIN_DAYS, forecast
 
 STATES = ("over", "near", "forecast_over", "ok")  # worst first
+# What the pages call each state: the table, the chart's legend and the messages use these words.
+STATE_TEXT = {"over": "over: calls refused", "near": "near the limit", "forecast_over": "on course to pass", "ok": "within budget"}
 
 
 @dataclass
@@ -29,9 +31,22 @@ class BudgetStatus:
     department: str  # the department it belongs to ("" for a key of an unknown team)
     budget_usd: Decimal
     spent_usd: Decimal
-    forecast_usd: Decimal | None  # month-end at the run rate; the current month only
+    run_rate_usd: Decimal | None  # month-end at the run rate; the open month after FORECAST_MIN_DAYS
     threshold_percent: Decimal
     burn: list[tuple[date, Decimal]] = field(default_factory=list)  # cumulative spend per day
+
+    @property
+    def forecast_usd(self) -> Decimal | None:
+        """Month-end spend: the run rate, but no further than the budget, since calls past it
+        are refused (or what is already spent, when that is more)."""
+        if self.run_rate_usd is None:
+            return None
+        return min(self.run_rate_usd, max(self.budget_usd, self.spent_usd))
+
+    @property
+    def capped(self) -> bool:
+        """The run rate would pass the budget: the forecast stops at it."""
+        return self.run_rate_usd is not None and self.run_rate_usd > max(self.budget_usd, self.spent_usd)
 
     @property
     def used_percent(self) -> Decimal:
@@ -45,7 +60,7 @@ class BudgetStatus:
             return "over"
         if self.spent_usd * 100 >= self.budget_usd * self.threshold_percent:
             return "near"
-        if self.forecast_usd is not None and self.forecast_usd > self.budget_usd:
+        if self.run_rate_usd is not None and self.run_rate_usd > self.budget_usd:
             return "forecast_over"
         return "ok"
 
@@ -85,7 +100,7 @@ def budget_status(
             dept, name = ident, _name(org, ident)
         elif scope == "team":
             team = org.teams.get(ident)
-            dept, name = (team.department if team else ""), ident
+            dept, name = (team.department if team else ""), (team.name if team else ident)
         else:
             team = org.teams.get(key_team.get(ident, ""))
             dept, name = (team.department if team else ""), f"key {ident}"
@@ -94,7 +109,9 @@ def budget_status(
         burn = _cumulative(daily.get((scope, ident), {})) if scope != "key" else []
         spent = burn[-1][1] if burn else (from_pico(keys.get(ident, 0)) if scope == "key" else ZERO)
         out.append(
-            BudgetStatus(scope, ident, name, dept, budget, spent, forecast(spent, period, now), threshold, burn)
+            BudgetStatus(
+                scope, ident, name, dept, budget, spent, forecast(spent, period, now, min_days=FORECAST_MIN_DAYS), threshold, burn
+            )
         )
     return sorted(out, key=lambda b: (STATES.index(b.state), -b.used_percent, b.scope, b.id))
 
@@ -104,4 +121,4 @@ def _name(org: Org, dept: str) -> str:
     return (cfg.name or cfg.id) if cfg else dept
 
 
-__all__ = ["STATES", "BudgetStatus", "budget_status"]
+__all__ = ["STATES", "STATE_TEXT", "BudgetStatus", "budget_status"]

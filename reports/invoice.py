@@ -27,7 +27,7 @@ from meterline.costing import (
 from .chargeback import CSV_COLUMNS, ChargebackReport, csv_rows
 from .exports import _csv
 from .focus import FOCUS_COLUMNS, focus_rows
-from .trend import change_percent, forecast
+from .trend import FORECAST_MIN_DAYS, change_percent, forecast
 
 FILES = {"csv": ("text/csv", "chargeback-{period}.csv"), "focus": ("text/csv", "chargeback-{period}-focus.csv")}
 
@@ -78,7 +78,7 @@ def invoice(report: ChargebackReport, department: str | None = None, *, now: dat
     rows = invoice_rows(report, department, now=now)
     if department is None:
         previous = report.previous_total if report.previous_billed else None
-        ahead = report.forecast
+        ahead = report.forecast if forecast(Decimal(1), cb.period, now, min_days=FORECAST_MIN_DAYS) else None
     else:
         previous = rows[0].previous_billed if rows else None
         ahead = rows[0].forecast if rows else None
@@ -92,7 +92,7 @@ def invoice_rows(report: ChargebackReport, department: str | None = None, *, now
         InvoiceRow(
             charge=d,
             previous_billed=report.previous_billed.get(d.department),
-            forecast=forecast(d.billed, cb.period, now) if open_month else None,
+            forecast=forecast(d.billed, cb.period, now, min_days=FORECAST_MIN_DAYS) if open_month else None,
         )
         for d in cb.departments
     ]

@@ -7,7 +7,7 @@ rows. The figures with no filters equal `showback` (tested).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -16,7 +16,7 @@ from meterline.costing import ZERO, Org, from_pico
 
 from .filters import ALL, Filters
 from .ledger_queries import rollup_sums
-from .trend import change_percent, forecast, previous_period
+from .trend import FORECAST_MIN_DAYS, change_percent, forecast, previous_period, same_stretch
 
 
 @dataclass
@@ -45,8 +45,10 @@ class Overview:
     period: str
     total_usd: Decimal
     requests: int
-    previous_total_usd: Decimal
-    forecast_usd: Decimal | None  # month-end at the run rate so far; the current month only
+    previous_total_usd: Decimal | None  # the whole month before (None: no usage in it)
+    compare_usd: Decimal | None  # what this month is compared with (None: no usage then)
+    compare_until: datetime | None  # the open month: its same stretch of the month before ends here
+    forecast_usd: Decimal | None  # month-end at the run rate; the open month after FORECAST_MIN_DAYS
     unpriced_requests: int  # no price known: recorded at 0 until a `prices:` entry exists
     estimated_requests: int  # usage estimated by the proxy (the upstream reported none)
     estimated_usd: Decimal
@@ -58,12 +60,16 @@ class Overview:
 
     @property
     def change_percent(self) -> Decimal | None:
-        return change_percent(self.total_usd, self.previous_total_usd)
+        return change_percent(self.total_usd, self.compare_usd)
 
 
 def _dept_name(org: Org, dept: str) -> str:
     cfg = org.departments.get(dept)
     return (cfg.name or cfg.id) if cfg else (dept or "(unattributed)")
+
+
+def _aware(hour: datetime) -> datetime:
+    return hour if hour.tzinfo else hour.replace(tzinfo=UTC)
 
 
 def _rank(acc: dict[str, Ranked], name: str, label: str, r: dict[str, int]) -> None:
@@ -100,24 +106,36 @@ def overview(
         requests += r["requests"]
         if not r["priced"]:
             unpriced += r["requests"]
-        if r["usage_source"] == "estimated":
+        if r["usage_source"] == "estimated" and r["status"] != "rejected":  # a refusal has no usage at all
             estimated += r["requests"]
             estimated_pico += r["cost_pico"]
         if r["status"] == "rejected":
             rejected += r["requests"]
-        team_label = f"{r['team'] or '(no team)'} ({_dept_name(org, r['department'])})"
+        team = org.teams.get(r["team"])
+        team_label = f"{team.name if team else r['team'] or '(no team)'} ({_dept_name(org, r['department'])})"
         _rank(teams, f"{r['department']}/{r['team']}", team_label, r)
         if r["model"]:
             _rank(models, r["model"], r["model"], r)
         _rank(users, r["user"], r["user"] or "(no user)", r)
-    previous = rollup_sums(engine, previous_period(period), [], where, tags=tags)
+    # The month before, whole and up to the same point of it (an open month so far is compared
+    # with as long a stretch of the last one, never with all of it).
+    until = same_stretch(period, now)
+    whole = same = 0
+    seen = False
+    for r in rollup_sums(engine, previous_period(period), ["hour"], where, tags=tags):
+        seen = seen or r["requests"] > 0
+        whole += r["cost_pico"]
+        if until is None or _aware(r["hour"]) < until:
+            same += r["cost_pico"]
     total = from_pico(total_pico)
     return Overview(
         period=period,
         total_usd=total,
         requests=requests,
-        previous_total_usd=from_pico(previous[0]["cost_pico"]) if previous else ZERO,
-        forecast_usd=forecast(total, period, now),
+        previous_total_usd=from_pico(whole) if seen else None,
+        compare_usd=from_pico(same) if seen else None,
+        compare_until=until,
+        forecast_usd=forecast(total, period, now, min_days=FORECAST_MIN_DAYS),
         unpriced_requests=unpriced,
         estimated_requests=estimated,
         estimated_usd=from_pico(estimated_pico),

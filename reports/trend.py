@@ -1,13 +1,25 @@
-"""Month over month: the previous month, the change, and a month-end forecast for the open month."""
+"""Month over month: the previous month, the change, and a month-end forecast for the open month.
+
+Comparisons are honest about partial months: the open month so far is compared with the same
+stretch of the month before (`same_stretch`), never with the whole of it, and the dashboard's
+forecast waits for `FORECAST_MIN_DAYS` of data (`forecast(..., min_days=...)`).
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from meterline.costing import next_period, period_of
 
 CENT = Decimal("0.01")
+# A run rate from fewer days than a week swings with the weekday/weekend cycle: three busy
+# weekdays project a month a third too high, a weekend start one far too low. From the 8th on
+# the run rate covers at least one weekend, and the dashboard shows a forecast.
+FORECAST_MIN_DAYS = 7
+# The dashboard opens on the current month once it has a full day of data; before that (the
+# 1st of a month) it opens on the month before, which is the picture people come for.
+OPEN_MIN_HOURS = 24
 
 
 def previous_period(period: str) -> str:
@@ -15,8 +27,25 @@ def previous_period(period: str) -> str:
     return f"{y - 1:04d}-12" if m == 1 else f"{y:04d}-{m - 1:02d}"
 
 
-def _start(period: str) -> datetime:
+def month_start(period: str) -> datetime:
     return datetime(int(period[:4]), int(period[5:]), 1, tzinfo=UTC)
+
+
+
+def elapsed(period: str, now: datetime | None = None) -> timedelta | None:
+    """How much of `period` has passed, when `now` is in it (None for any other month)."""
+    now = now or datetime.now(UTC)
+    return now - month_start(period) if period == period_of(now) else None
+
+
+def same_stretch(period: str, now: datetime | None = None) -> datetime | None:
+    """The end of the stretch of the month before `period` that matches `period` so far (as
+    long since its start, at most all of it); None when `period` is not the open month."""
+    gone = elapsed(period, now)
+    if gone is None:
+        return None
+    prev = previous_period(period)
+    return min(month_start(prev) + gone, month_start(period))
 
 
 def change_percent(current: Decimal, previous: Decimal | None) -> Decimal | None:
@@ -26,17 +55,20 @@ def change_percent(current: Decimal, previous: Decimal | None) -> Decimal | None
     return ((current - previous) * 100 / previous).quantize(Decimal("0.1"))
 
 
-def forecast(so_far: Decimal, period: str, now: datetime | None = None) -> Decimal | None:
+def forecast(so_far: Decimal, period: str, now: datetime | None = None, *, min_days: int = 0) -> Decimal | None:
     """Month-end spend at the run rate so far (linear in time elapsed), for the month `now`
-    is in; None for any other month."""
-    now = now or datetime.now(UTC)
-    if period != period_of(now):
+    is in once `min_days` of it have passed; None for any other month or before that."""
+    gone = elapsed(period, now)
+    if gone is None or gone <= timedelta(0) or gone < timedelta(days=min_days):
         return None
-    start, end = _start(period), _start(next_period(period))
-    elapsed = Decimal(str((now - start).total_seconds()))
-    if elapsed <= 0:
-        return None
-    return (so_far * Decimal(str((end - start).total_seconds())) / elapsed).quantize(CENT)
+    start, end = month_start(period), month_start(next_period(period))
+    seconds = Decimal(str(gone.total_seconds()))
+    return (so_far * Decimal(str((end - start).total_seconds())) / seconds).quantize(CENT)
+
+
+def forecast_from(period: str, now: datetime | None = None, min_days: int = FORECAST_MIN_DAYS) -> datetime | None:
+    """When the open month's forecast appears (None: not the open month)."""
+    return month_start(period) + timedelta(days=min_days) if elapsed(period, now) is not None else None
 
 
 def change_text(current: Decimal, previous: Decimal | None) -> str:
@@ -46,4 +78,15 @@ def change_text(current: Decimal, previous: Decimal | None) -> str:
     return f"{pct:+}%"
 
 
-__all__ = ["change_percent", "change_text", "forecast", "previous_period"]
+__all__ = [
+    "FORECAST_MIN_DAYS",
+    "OPEN_MIN_HOURS",
+    "change_percent",
+    "change_text",
+    "elapsed",
+    "forecast",
+    "forecast_from",
+    "month_start",
+    "previous_period",
+    "same_stretch",
+]

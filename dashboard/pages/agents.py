@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from meterline.dashboard.context import report, view
-from meterline.dashboard.format import fixed, for_chart, money, usd_axis, usd_tooltip
+from meterline.dashboard.format import count_col, for_chart, money, money_col, table, text_col, usd_axis, usd_tooltip
 from meterline.reports.agents import tool_costs, top_runs
 from meterline.reports.agents_view import fan_out_counts, icicle
 
@@ -42,19 +42,27 @@ else:
         .properties(height=max(120, 30 * len(frame))),
         width="stretch",
     )
-    st.dataframe(frame.assign(**{c: frame[c].map(fixed) for c in ("own_usd", "subcall_usd", "total_usd")}), hide_index=True, width="stretch")
+    table(frame.to_dict("records"), {
+        "tool": text_col("Tool", width="medium"), "calls": count_col("Calls"), "errors": count_col("Errors"),
+        "subcalls": count_col("Sub-calls", help="LLM calls the tool made while serving these calls"),
+        "own_usd": money_col("Tool calls"), "subcall_usd": money_col("Sub-calls cost"), "total_usd": money_col("Total"),
+    }, key="tool_costs")  # fmt: skip
 
 runs = report(top_runs, v.period, TOP, dept)
 st.subheader(f"Largest agent runs (top {TOP} by cost)")
 if not runs:
     st.info("No agent runs in this month: calls share a run when they carry one `traceparent`.")
     st.stop()
-table = pd.DataFrame([
-    {"trace_id": r.trace_id, "team": r.team, "started": r.started.strftime("%Y-%m-%d %H:%M"), "calls": r.calls,
-     "tool_calls": r.tool_calls, "llm_calls": r.llm_calls, "depth": r.depth, "fan_out": r.fan_out, "cost_usd": fixed(r.cost_usd)}
+table([
+    {"trace_id": r.trace_id, "team": v.names.team_label(r.team), "started": r.started.strftime("%Y-%m-%d %H:%M"), "calls": r.calls,
+     "tool_calls": r.tool_calls, "llm_calls": r.llm_calls, "depth": r.depth, "fan_out": r.fan_out, "cost_usd": r.cost_usd}
     for r in runs
-])  # fmt: skip
-st.dataframe(table, hide_index=True, width="stretch")
+], {
+    "trace_id": text_col("Trace id", width="medium"), "team": text_col("Team", width="medium"), "started": text_col("Started (UTC)", width="small"),
+    "calls": count_col("Calls"), "tool_calls": count_col("Tool calls"), "llm_calls": count_col("LLM calls"),
+    "depth": count_col("Depth"), "fan_out": count_col("Fan-out", help="most calls made by one caller in the run"),
+    "cost_usd": money_col("Cost"),
+}, key="top_runs")  # fmt: skip
 
 left, right = st.columns([1, 2])
 with left:

@@ -10,85 +10,134 @@ import pandas as pd
 import streamlit as st
 
 from meterline.dashboard.context import report, view
-from meterline.dashboard.format import USD_AXIS, fixed, money, usd_tooltip
-from meterline.reports.budgets_report import budget_status
+from meterline.dashboard.format import (
+    bar_height,
+    exact_tooltip,
+    money,
+    money_col,
+    percent_col,
+    table,
+    text_col,
+    usd_axis,
+    usd_tooltip,
+)
+from meterline.reports.budgets_report import STATE_TEXT, BudgetStatus, budget_status
+from meterline.reports.trend import FORECAST_MIN_DAYS
 
-STATE_TEXT = {"over": "over: calls refused", "near": "near", "forecast_over": "on course to pass", "ok": "ok"}
-STATE_COLOR = alt.Scale(domain=list(STATE_TEXT), range=["#d62728", "#ff7f0e", "#e6c229", "#2ca02c"])
+STATE_COLOR = alt.Scale(domain=list(STATE_TEXT.values()), range=["#d62728", "#ff7f0e", "#e6c229", "#2ca02c"])
+SCOPE_TEXT = {"department": "Department", "team": "Team", "key": "Key"}
 
 v = view()
+month = v.month
 st.title(f"Budgets · {v.period}")
-rows = report(budget_status, v.settings, v.period, department=v.department)
+rows = report(budget_status, v.settings, v.period, now=v.now, department=v.department)
 if not rows:
     st.info("No budgets configured: set `budget_usd_monthly` on departments or teams, or `budgets.keys`.")
     st.stop()
+
+
+def label(b: BudgetStatus) -> str:
+    """ "Helpdesk (team, Customer Support)": what a budget is, in one label."""
+    if b.scope == "department":
+        return f"{b.name} (department)"
+    return f"{b.name} ({b.scope}, {v.names.department(b.department)})" if b.department else f"{b.name} ({b.scope})"
+
 
 over = [b for b in rows if b.state == "over"]
 near = [b for b in rows if b.state == "near"]
 c1, c2, c3 = st.columns(3)
 c1.metric("Budgets", len(rows))
-c2.metric("Over (refusing calls)", len(over))
+c2.metric("Over: calls refused", len(over))
 c3.metric("Near the limit", len(near), help=f"at or past {rows[0].threshold_percent}% of the budget")
 for b in over:
-    st.error(f"{b.scope} **{b.name}** is over its budget: {money(b.spent_usd)} of {money(b.budget_usd)}; its calls are refused.")
+    st.error(f"**{label(b)}** is over its budget: {money(b.spent_usd)} of {money(b.budget_usd)}; its calls are refused.")
 for b in near:
-    st.warning(f"{b.scope} **{b.name}** has used {b.used_percent}% of its budget ({money(b.spent_usd)} of {money(b.budget_usd)}).")
+    st.warning(f"**{label(b)}** has used {b.used_percent}% of its budget ({money(b.spent_usd)} of {money(b.budget_usd)}).")
 
-table = pd.DataFrame([
-    {"scope": b.scope, "budget": b.name, "department": b.department, "state": b.state, "used_percent": float(b.used_percent),
-     "budget_usd": b.budget_usd, "spent_usd": b.spent_usd, "forecast_usd": b.forecast_usd}
+data = [
+    {"label": label(b), "scope": SCOPE_TEXT.get(b.scope, b.scope), "budget": b.name, "department": v.names.department(b.department) if b.department else None,
+     "state": STATE_TEXT[b.state], "used_percent": float(b.used_percent), "budget_usd": b.budget_usd, "spent_usd": b.spent_usd,
+     "forecast_usd": b.forecast_usd, "run_rate_usd": b.run_rate_usd}
     for b in rows
-])  # fmt: skip
+]  # fmt: skip
+frame = pd.DataFrame(data)
+shown = frame.assign(used=frame["used_percent"].clip(upper=150))  # a budget 40x over would flatten the rest
 st.altair_chart(
-    alt.Chart(table.assign(label=table["scope"] + " " + table["budget"]))
+    alt.Chart(shown)
     .mark_bar()
     .encode(
-        x=alt.X("used_percent:Q", title="% of the month's budget used"),
-        y=alt.Y("label:N", sort="-x", title=None),
-        color=alt.Color("state:N", scale=STATE_COLOR, legend=alt.Legend(title="State")),
-        tooltip=["label:N", "state:N", alt.Tooltip("used_percent:Q", format=".1f", title="% used")],
-    )
+        x=alt.X("used:Q", title="% of the month's budget used", scale=alt.Scale(domain=[0, max(110.0, float(shown["used"].max()))]),
+                axis=alt.Axis(tickCount=6, labelOverlap=True)),
+        y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelLimit=320, labelOverlap=False)),
+        color=alt.Color("state:N", scale=STATE_COLOR, legend=alt.Legend(title="State", orient="bottom", labelLimit=200)),
+        tooltip=[alt.Tooltip("label:N", title="Budget"), alt.Tooltip("state:N", title="State"),
+                 alt.Tooltip("used_percent:Q", format=",.1f", title="% used")],
+    )  # fmt: skip
+    .properties(height=bar_height(len(shown), 28))
     + alt.Chart(pd.DataFrame({"x": [100]})).mark_rule(color="black", strokeDash=[4, 4]).encode(x="x:Q"),
     width="stretch",
 )
-st.dataframe(
-    table.assign(
-        state=table["state"].map(STATE_TEXT),
-        budget_usd=table["budget_usd"].map(lambda x: fixed(x, 2)),
-        spent_usd=table["spent_usd"].map(fixed),
-        forecast_usd=table["forecast_usd"].map(lambda x: "" if x is None else fixed(x, 2)),
-    ),
-    hide_index=True,
-    width="stretch",
+forecast_help = (
+    f"Month-end at the run rate, from day {FORECAST_MIN_DAYS + 1} of the open month; never past the budget, since calls "
+    "past it are refused (the run rate is in the next column)."
+)
+table(
+    data,
+    {
+        "scope": text_col("Scope", width="small"),
+        "budget": text_col("Budget", width="medium"),
+        "department": text_col("Department", width="medium"),
+        "state": text_col("State", width="medium"),
+        "used_percent": percent_col("Used"),
+        "budget_usd": money_col("Limit"),
+        "spent_usd": money_col("Spent"),
+        "forecast_usd": money_col("Forecast", help=forecast_help),
+        "run_rate_usd": money_col("At the run rate", help="Where the month would end if nothing were refused."),
+    },
+    key="budgets_table",
 )
 
 st.subheader("Burn")
-burnable = [b for b in rows if b.burn]
-if burnable:
-    pick = st.selectbox("Budget", burnable, format_func=lambda b: f"{b.scope} {b.name}", key="burn_budget")
-    year, month = int(v.period[:4]), int(v.period[5:])
-    end = date(year, month, calendar.monthrange(year, month)[1])
-    burn = pd.DataFrame([{"day": d.isoformat(), "spent": float(x), "what": "spent"} for d, x in pick.burn])
-    lines = [burn]
-    if pick.forecast_usd is not None:
-        last_day, last = pick.burn[-1]
-        lines.append(pd.DataFrame([{"day": last_day.isoformat(), "spent": float(last), "what": "forecast"},
-                                   {"day": end.isoformat(), "spent": float(pick.forecast_usd), "what": "forecast"}]))
-    chart = (
-        alt.Chart(pd.concat(lines))
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("day:T", title=None, scale=alt.Scale(domain=[f"{v.period}-01", end.isoformat()])),
-            y=alt.Y("spent:Q", title="USD (cumulative)", axis=USD_AXIS),
-            strokeDash=alt.StrokeDash(
-                "what:N", scale=alt.Scale(domain=["spent", "forecast"], range=[[1, 0], [6, 4]]), legend=alt.Legend(title=None)
-            ),
-            tooltip=[alt.Tooltip("day:T", format="%Y-%m-%d"), "what:N", usd_tooltip("spent")],
-        )
-    )
-    rule = alt.Chart(pd.DataFrame({"budget": [float(pick.budget_usd)]})).mark_rule(color="#d62728").encode(
-        y="budget:Q", tooltip=[usd_tooltip("budget", "budget")]
-    )
-    st.altair_chart(chart + rule, width="stretch")
-else:
-    st.caption("No spend against these budgets yet this month.")
+burnable = {f"{b.scope}:{b.id}": b for b in rows if b.burn}
+if not burnable:
+    st.caption("No spend against these budgets yet this month." if month.is_open else "No spend against these budgets in this month.")
+    st.stop()
+# The picker holds ids, not rows: a row picked in another month would keep that month's burn.
+ids = list(burnable)
+if st.session_state.get("burn_budget") not in ids:
+    st.session_state["burn_budget"] = ids[0]
+pick = burnable[st.selectbox("Budget", ids, format_func=lambda i: label(burnable[i]), key="burn_budget")]
+year, mon = int(v.period[:4]), int(v.period[5:])
+end = date(year, mon, calendar.monthrange(year, mon)[1])
+lines = [pd.DataFrame([{"day": d.isoformat(), "usd": float(x), "what": "spent"} for d, x in pick.burn])]
+if pick.forecast_usd is not None:
+    last_day, last = pick.burn[-1]
+    lines.append(pd.DataFrame([{"day": last_day.isoformat(), "usd": float(last), "what": "forecast"},
+                               {"day": end.isoformat(), "usd": float(pick.forecast_usd), "what": "forecast"}]))  # fmt: skip
+burn = pd.concat(lines)
+top = max(float(burn["usd"].max()), float(pick.budget_usd)) * 1.1
+chart = (
+    alt.Chart(burn)
+    .mark_line(point=True)
+    .encode(
+        x=alt.X("day:T", title=None, scale=alt.Scale(domain=[f"{v.period}-01", end.isoformat()]),
+                axis=alt.Axis(format="%b %d", labelOverlap=True)),
+        y=alt.Y("usd:Q", title="Cost (USD, cumulative)", axis=usd_axis(top), scale=alt.Scale(domain=[0, top])),
+        color=alt.Color("what:N", scale=alt.Scale(domain=["spent", "forecast", "limit"], range=["#1f77b4", "#1f77b4", "#d62728"]),
+                        legend=alt.Legend(title=None, orient="bottom")),
+        strokeDash=alt.StrokeDash("what:N", scale=alt.Scale(domain=["spent", "forecast", "limit"], range=[[1, 0], [6, 4], [2, 2]]), legend=None),
+        tooltip=[alt.Tooltip("day:T", title="Day", format="%Y-%m-%d"), alt.Tooltip("what:N", title="Line"), exact_tooltip("usd", "Cost (USD)")],
+    )  # fmt: skip
+)
+rule = (
+    alt.Chart(pd.DataFrame({"usd": [float(pick.budget_usd)], "what": ["limit"]}))
+    .mark_rule(color="#d62728", strokeDash=[2, 2])
+    .encode(y="usd:Q", tooltip=[alt.Tooltip("what:N", title="Line"), usd_tooltip("usd", "Limit (USD)")])
+)
+st.altair_chart((chart + rule).properties(height=320), width="stretch")
+note = f"{label(pick)}: {money(pick.spent_usd)} spent of a {money(pick.budget_usd)} limit"
+if pick.forecast_usd is not None:
+    note += f"; forecast {money(pick.forecast_usd)} at month-end"
+    if pick.capped:
+        note += f" (the run rate, {money(pick.run_rate_usd)}, would pass the limit: calls past it are refused)"
+st.caption(note + ".")

@@ -2,85 +2,117 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from meterline.costing import CostingError
 from meterline.dashboard.context import report, view
-from meterline.dashboard.format import USD_AXIS, change, fixed, for_chart, money
+from meterline.dashboard.format import (
+    bar_height,
+    change,
+    count_col,
+    exact_tooltip,
+    for_chart,
+    money,
+    money_col,
+    percent_col,
+    table,
+    text_col,
+    usd_axis,
+)
 from meterline.reports import chargeback_report
 from meterline.reports.invoice import FILES, chargeback_file, close_month, invoice, lines_of
+from meterline.reports.trend import previous_period
 
 v = view()
 st.title(f"Chargeback · {v.period}")
 st.caption("Invoices cover the whole month: the sidebar's team, model, provider and tag filters do not apply here.")
 try:
-    rep = report(chargeback_report, v.settings, v.period)
+    rep = report(chargeback_report, v.settings, v.period, now=v.now)
 except CostingError as e:  # e.g. no exchange rate for the month
     st.error(str(e))
     st.stop()
 cb = rep.chargeback
 cur = cb.currency
-inv = invoice(rep, v.department)
+inv = invoice(rep, v.department, now=v.now)
 rows = inv.rows
 
+month = v.month
+state = "closed" if cb.closed_at else ("open" if month.is_open else "ended, not closed")
+state_help = (f"closed {cb.closed_at} UTC: final" if cb.closed_at else
+              "still changing" if month.is_open else "over, but late usage still lands in it until it is closed")  # fmt: skip
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Billed" if cb.closed_at else "Billed so far", money(inv.billed, currency=cur))
-c2.metric("Last month", money(inv.previous_billed, currency=cur), delta=change(inv.change_percent), delta_color="inverse")
-c3.metric("Forecast to month-end", money(inv.forecast, currency=cur), help="run rate so far; the open current month only")
-c4.metric("Month", "closed" if cb.closed_at else "open", help=f"closed {cb.closed_at} UTC" if cb.closed_at else "still changing")
+c1.metric(month.billed_label, money(inv.billed, currency=cur), help=f"{inv.billed:f} {cur}")
+c2.metric("Last month", money(inv.previous_billed, currency=cur), delta=change(inv.change_percent), delta_color="inverse",
+          help="billed the month before; the change is against it")  # fmt: skip
+c3.metric("Forecast to month-end", money(inv.forecast, currency=cur), help="run rate so far, for the open month from its 8th day")
+c4.metric("Month", state, help=state_help)
 
 if rows:
-    frame = pd.DataFrame([
-        {"department": c.name, "cost_center": c.cost_center, "usage": c.cost_usd, "shared_allocated": c.allocated_usd,
-         "markup_percent": f"{c.markup_percent:f}", "markup": c.markup_usd, "charge": c.charge_usd, "billed": c.billed,
-         "previous_billed": r.previous_billed, "change": change(r.change_percent)}
+    data = sorted((
+        {"department": v.names.with_id(c.name, c.department), "cost_center": c.cost_center, "usage": c.cost_usd,
+         "shared_allocated": c.allocated_usd, "markup_percent": float(c.markup_percent), "markup": c.markup_usd,
+         "charge": c.charge_usd, "billed": c.billed, "previous_billed": r.previous_billed,
+         "change": None if r.change_percent is None else float(r.change_percent)}
         for r in rows
         for c in [r.charge]
-    ])  # fmt: skip
+    ), key=lambda d: d["department"].casefold())  # fmt: skip
+    frame = pd.DataFrame(data)
+    parts = for_chart(frame.melt(id_vars=["department"], value_vars=["usage", "shared_allocated", "markup"], var_name="part", value_name="usd"), "usd")
+    parts["part"] = parts["part"].map({"usage": "Usage", "shared_allocated": "Shared costs", "markup": "Markup"})
+    largest = float(frame["charge"].map(float).max())
     st.altair_chart(
-        alt.Chart(for_chart(frame.melt(id_vars=["department"], value_vars=["usage", "shared_allocated", "markup"], var_name="part", value_name="usd"), "usd"))
+        alt.Chart(parts)
         .mark_bar()
         .encode(
-            x=alt.X("sum(usd):Q", title=cur, axis=USD_AXIS if cur == "USD" else alt.Axis(format=",.2f")),
-            y=alt.Y("department:N", sort="-x", title=None),
-            color=alt.Color("part:N", title=None),
-            tooltip=["department:N", "part:N", alt.Tooltip("sum(usd):Q", title=cur, format=",.2f")],
-        ),
+            x=alt.X("sum(usd):Q", title=f"Charge ({cur})", axis=usd_axis(largest) if cur == "USD" else alt.Axis(format=",.2f", tickCount=5)),
+            y=alt.Y("department:N", sort="-x", title=None, axis=alt.Axis(labelLimit=260, labelOverlap=False)),
+            color=alt.Color("part:N", title=None, sort=["Usage", "Shared costs", "Markup"], legend=alt.Legend(orient="bottom")),
+            tooltip=[alt.Tooltip("department:N", title="Department"), alt.Tooltip("part:N", title="Part"),
+                     exact_tooltip("sum(usd)", cur)],
+        )  # fmt: skip
+        .properties(height=bar_height(len(frame), 30)),
         width="stretch",
     )
-    money_cols = {c: frame[c].map(fixed) for c in ("usage", "shared_allocated", "markup", "charge")}
-    st.dataframe(
-        frame.assign(**money_cols, billed=frame["billed"].map(lambda x: fixed(x, 2)),
-                     previous_billed=frame["previous_billed"].map(lambda x: "" if x is None else fixed(x, 2))),
-        hide_index=True,
-        width="stretch",
-    )
+    prev = f"Billed {previous_period(v.period)}"
+    table(data, {
+        "department": text_col("Department", width="medium"),
+        "cost_center": text_col("Cost center", width="small"),
+        "usage": money_col("Usage", cur),
+        "shared_allocated": money_col("Shared costs", cur, help="Shared costs allocated by `chargeback.allocation`; exact amounts in the CSV."),
+        "markup_percent": percent_col("Markup rate"),
+        "markup": money_col("Markup", cur),
+        "billed": money_col(month.billed_label, cur),
+        "previous_billed": money_col(prev, cur),
+        "change": percent_col("Change", help="against the month before; – when it billed nothing"),
+    }, key="cb_departments")  # fmt: skip
 else:
     st.info("Nothing billed in this month.")
 
 st.subheader("Invoice lines")
-choices = [r.charge.department for r in rows]
+names = {r.charge.department: r.charge.name for r in rows}
+choices = sorted(names, key=lambda d: (names[d].casefold(), d))
 if choices:
-    names = {r.charge.department: r.charge.name for r in rows}
+    if st.session_state.get("cb_department") not in choices:
+        st.session_state["cb_department"] = choices[0]
     dept = st.selectbox("Department", choices, format_func=lambda d: names[d], key="cb_department")
-    lines = lines_of(inv.chargeback, dept)
-    st.dataframe(
-        pd.DataFrame([
-            {"team": ln.team, "project": ln.project, "kind": ln.kind, "provider": ln.provider, "model": ln.model, "tool": ln.tool,
-             "requests": ln.requests, "input_tokens": ln.input_tokens, "output_tokens": ln.output_tokens, "tool_calls": ln.tool_calls,
-             "cost_usd": fixed(ln.cost_usd), "allocated_usd": fixed(ln.allocated_usd), "markup_usd": fixed(ln.markup_usd),
-             "charge_usd": fixed(ln.charge_usd), "adjustment": ln.adjustment, "tags": ln.tags}
-            for ln in lines
-        ]),  # fmt: skip
-        hide_index=True,
-        width="stretch",
-    )
-    if cur != "USD":
-        st.caption(f"Amounts in {cur} (the `_usd` column names stay, as in the export).")
+    lines = lines_of(inv.chargeback, dept)  # in the export's order
+    table([
+        {"team": v.names.team(ln.team), "project": ln.project or None, "kind": ln.kind, "provider": ln.provider or None,
+         "model": ln.model or None, "tool": ln.tool or None, "requests": ln.requests, "input_tokens": ln.input_tokens,
+         "output_tokens": ln.output_tokens, "tool_calls": ln.tool_calls, "cost_usd": ln.cost_usd, "allocated_usd": ln.allocated_usd,
+         "markup_usd": ln.markup_usd, "charge_usd": ln.charge_usd, "adjustment": "late usage" if ln.adjustment else None,
+         "tags": ln.tags or None}
+        for ln in lines
+    ], {
+        "team": text_col("Team", width="small"), "project": text_col("Project", width="small"), "kind": text_col("Kind", width="small"),
+        "provider": text_col("Provider", width="small"), "model": text_col("Model", width="medium"), "tool": text_col("Tool", width="small"),
+        "requests": count_col("Requests"), "input_tokens": count_col("Input tokens"), "output_tokens": count_col("Output tokens"),
+        "tool_calls": count_col("Tool calls"), "cost_usd": money_col("Usage", cur), "allocated_usd": money_col("Shared", cur),
+        "markup_usd": money_col("Markup", cur), "charge_usd": money_col("Charge", cur),
+        "adjustment": text_col("Adjustment", width="small", help="usage of a closed month, billed here"), "tags": text_col("Tags"),
+    }, key="cb_lines")  # fmt: skip
 
 st.subheader("Files for finance")
 scope = "" if v.department is None else f" (your department's lines only: {v.department})"
@@ -94,14 +126,13 @@ for col, fmt, label in ((d1, "csv", "Download CSV"), (d2, "focus", "Download FOC
 
 if v.viewer.admin and cb.closed_at is None:
     st.subheader("Close the month")
-    current = datetime.now(UTC).strftime("%Y-%m")
-    if v.period >= current:
-        st.caption(f"{v.period} has not ended yet; it can be closed from {v.period} + 1 month on.")
+    if not month.ended:
+        st.caption(f"{v.period} has not ended yet; it can be closed from {month.closable_from}.")
     else:
         sure = st.checkbox(f"Freeze {v.period}: its chargeback becomes final; later usage is billed as adjustments next month.", key="close_sure")
         if st.button(f"Close {v.period}", disabled=not sure, key="close_month"):
             try:
-                done = close_month(v.engine, v.settings, v.period)
+                done = close_month(v.engine, v.settings, v.period, now=v.now)
             except CostingError as e:
                 st.error(str(e))
             else:

@@ -7,20 +7,60 @@ import pandas as pd
 import streamlit as st
 
 from meterline.dashboard.context import report, view
-from meterline.dashboard.format import USD_AXIS, change, fixed, for_chart, money, ranked_bars, usd_tooltip
+from meterline.dashboard.format import (
+    change,
+    count_col,
+    exact_tooltip,
+    for_chart,
+    money,
+    money_col,
+    ranked_bars,
+    table,
+    text_col,
+    usd_axis,
+)
 from meterline.reports.overview import Ranked, overview
+from meterline.reports.trend import FORECAST_MIN_DAYS, forecast_from, previous_period
 
 v = view()
-o = report(overview, v.org, v.period, v.filters)
+o = report(overview, v.org, v.period, v.filters, now=v.now)
+month = v.month
 st.title(f"AI spend · {v.period}")
 if v.filters.narrowed or v.department:
-    st.caption("Filtered: " + ", ".join(f"{k} {', '.join(x)}" for k, x in v.filters.where().items()) + (f"; tags {', '.join(v.filters.tags)}" if v.filters.tags else ""))
+    where = v.filters.where()
+    parts = []
+    if "department" in where:
+        parts.append("department " + ", ".join(v.names.department(d) for d in where.pop("department")))
+    if "team" in where:
+        parts.append("team " + ", ".join(v.names.team(t) for t in where.pop("team")))
+    parts += [f"{k} {', '.join(x)}" for k, x in where.items()]
+    if v.filters.tags:
+        parts.append("tags " + ", ".join(v.filters.tags))
+    st.caption("Filtered: " + "; ".join(parts))
+
+prev = previous_period(v.period)
+if month.is_open and o.compare_until is not None:
+    compare_label = "vs same days last month"
+    compare_help = (f"{prev} from its 1st to {o.compare_until:%Y-%m-%d %H:%M} UTC: as long a stretch as {v.period} "
+                    f"has had so far ({month.so_far}), so a partial month is not set against a whole one.")  # fmt: skip
+else:
+    compare_label = "vs last month"
+    compare_help = f"the whole of {prev}"
+if o.compare_usd is None:
+    compare_help += f". No usage in {prev}, so nothing to compare with."
+if month.is_open and o.forecast_usd is None:
+    starts = forecast_from(v.period, v.now)
+    forecast_help = (f"Shown from {starts:%Y-%m-%d}: a run rate from fewer than {FORECAST_MIN_DAYS} days swings with the "
+                     "weekday/weekend cycle.")  # fmt: skip
+elif month.is_open:
+    forecast_help = f"Month-end at the run rate of the {month.so_far} so far."
+else:
+    forecast_help = "Only for the open month."
 
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Month to date", money(o.total_usd), help=f"{o.total_usd:f} USD exactly")
-c2.metric("Forecast to month-end", money(o.forecast_usd), help="run rate so far; shown for the current month")
-c3.metric("vs last month", money(o.previous_total_usd), delta=change(o.change_percent), delta_color="inverse",
-          help="last month's total; the change is this month so far against it")
+c1.metric(month.total_label, money(o.total_usd), help=f"{o.total_usd:f} USD exactly")
+c2.metric("Forecast to month-end", money(o.forecast_usd), help=forecast_help)
+c3.metric(compare_label, money(o.compare_usd), delta=change(o.change_percent), delta_color="inverse", help=compare_help)
 c4.metric("Requests", f"{o.requests:,}")
 
 flags = []
@@ -35,37 +75,56 @@ for f in flags:
 
 st.subheader("Spend per day by department")
 if not o.daily:
-    st.info("No metered calls in this month yet.")
+    st.info("No metered calls in this month yet." if month.is_open else "No metered calls in this month.")
 else:
     daily = pd.DataFrame([{"day": d.day.isoformat(), "department": d.name, "requests": d.requests, "cost": d.cost_usd} for d in o.daily])
+    data = for_chart(daily, "cost")
+    largest = float(data.groupby("day")["cost"].sum().max())
+    order = sorted(data["department"].unique(), key=str.casefold)
     st.altair_chart(
-        alt.Chart(for_chart(daily, "cost"))
+        alt.Chart(data)
         .mark_bar()
         .encode(
-            x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d")),
-            y=alt.Y("sum(cost):Q", title="USD", axis=USD_AXIS),
-            color=alt.Color("department:N", title="Department"),
-            tooltip=[alt.Tooltip("day:T", format="%Y-%m-%d"), "department:N", alt.Tooltip("requests:Q", format=","), usd_tooltip("cost")],
-        ),
+            x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d", labelOverlap=True, tickCount={"interval": "day", "step": 2})),
+            y=alt.Y("sum(cost):Q", title="Cost (USD)", axis=usd_axis(largest)),
+            color=alt.Color("department:N", title="Department", sort=order, legend=alt.Legend(labelLimit=200)),
+            tooltip=[alt.Tooltip("day:T", title="Day", format="%Y-%m-%d"), alt.Tooltip("department:N", title="Department"),
+                     alt.Tooltip("requests:Q", title="Requests", format=","), exact_tooltip("cost", "Cost (USD)")],
+        )  # fmt: skip
+        .properties(height=320),
         width="stretch",
     )
+    if month.is_open:
+        st.caption(f"{v.period} so far: {month.so_far}, to {v.now:%Y-%m-%d %H:%M} UTC.")
+
+COLUMNS = {
+    "requests": count_col("Requests"),
+    "input_tokens": count_col("Input tokens"),
+    "output_tokens": count_col("Output tokens"),
+    "cost_usd": money_col("Cost"),
+}
 
 
-def ranked(title: str, rows: list[Ranked], name: str) -> None:
-    st.subheader(title)
+def ranked(rows: list[Ranked], title: str, key: str) -> None:
     if not rows:
-        st.caption("Nothing yet.")
+        st.caption("Nothing in this month.")
         return
-    frame = pd.DataFrame([{name: r.label, "requests": r.requests, "input_tokens": r.input_tokens,
-                           "output_tokens": r.output_tokens, "cost_usd": r.cost_usd} for r in rows])
-    st.altair_chart(ranked_bars(frame, name), width="stretch")
-    st.dataframe(frame.assign(cost_usd=frame["cost_usd"].map(fixed)), hide_index=True, width="stretch")
+    data = [{"name": r.label, "requests": r.requests, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+             "cost_usd": r.cost_usd} for r in rows]  # fmt: skip
+    frame = pd.DataFrame(data)
+    left, right = st.columns([2, 3])
+    with left:
+        tokens = [alt.Tooltip("input_tokens:Q", title="Input tokens", format=","), alt.Tooltip("output_tokens:Q", title="Output tokens", format=",")]
+        st.altair_chart(ranked_bars(frame, "name", title, *tokens), width="stretch")
+    with right:
+        table(data, {"name": text_col(title, width="medium"), **COLUMNS}, key=key)
 
 
-left, mid, right = st.columns(3)
-with left:
-    ranked("Top teams", o.top_teams, "team")
-with mid:
-    ranked("Top models", o.top_models, "model")
-with right:
-    ranked("Top users", o.top_users, "user")
+st.subheader("Top spenders")
+tab_teams, tab_models, tab_users = st.tabs(["Teams", "Models", "Users"])
+with tab_teams:
+    ranked(o.top_teams, "Team", "top_teams")
+with tab_models:
+    ranked(o.top_models, "Model", "top_models")
+with tab_users:
+    ranked(o.top_users, "User", "top_users")

@@ -3,8 +3,11 @@ and the dashboard's logins (admin and a viewer limited to product)."""
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +18,16 @@ from streamlit.testing.v1 import AppTest
 
 from meterline.costing import Settings, create_engine, create_schema, settings_from_dict
 from meterline.dashboard import APP_PATH
+from meterline.dashboard.auth import throttle
+from meterline.dashboard.format import money
 from meterline.reports.trend import previous_period
 from tests.conftest import base_config
 from tests.seed import event, seed
 
 ADMIN_PASSWORD = "admin-pw-for-tests"
+# The time the dashboard is seen at in these tests (its `--now` seam): the 20th of this month,
+# so the month has enough days for a forecast whatever day the tests run on.
+NOW = datetime.now(UTC).replace(day=20, hour=15, minute=0, second=0, microsecond=0)
 VIEWER_PASSWORD = "product-pw-for-tests"
 
 
@@ -78,6 +86,14 @@ def seed_rows(now: datetime) -> list[dict[str, Any]]:
     return rows
 
 
+@pytest.fixture(autouse=True)
+def fresh_throttle() -> Any:
+    """The sign-in throttle is the process's: each test starts with no failures on record."""
+    throttle.clear()
+    yield
+    throttle.clear()
+
+
 @pytest.fixture
 def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ledger:
     cfg = dashboard_config(tmp_path)
@@ -89,7 +105,8 @@ def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ledger:
     settings = settings_from_dict(cfg, path=str(path), environ={"METERLINE_DASHBOARD_PASSWORD": ADMIN_PASSWORD})
     engine = create_engine(cfg["database"])
     create_schema(engine)
-    now = datetime.now(UTC)
+    now = NOW
+    monkeypatch.setattr(sys, "argv", [sys.argv[0], "--now", now.isoformat()])
     seed(engine, seed_rows(now))
     period = now.strftime("%Y-%m")
     return Ledger(settings, engine, path, period, previous_period(period))
@@ -115,6 +132,39 @@ def rendered(at: AppTest) -> bytes:
             yield from walk(child)
 
     return b"\n".join(n.proto.SerializeToString() for n in walk(at._tree) if getattr(n, "proto", None) is not None)
+
+
+def columns(at: AppTest, i: int = 0) -> dict[str, dict[str, Any]]:
+    """The column configs of the page's `i`th table, by field: label, type_config (format)..."""
+    return json.loads(at.dataframe[i].proto.columns)
+
+
+def labels(at: AppTest, i: int = 0) -> list[str]:
+    """The headers a reader sees on the page's `i`th table, in order."""
+    cfg = columns(at, i)
+    return [cfg[c].get("label", c) for c in at.dataframe[i].value.columns if not cfg.get(c, {}).get("hidden")]
+
+
+def cells(at: AppTest, i: int = 0) -> list[dict[str, str]]:
+    """The page's `i`th table as its reader sees it: each cell formatted the way its column
+    says (the browser applies these formats; AppTest only holds the values), by label."""
+    cfg = columns(at, i)
+    frame = at.dataframe[i].value
+    placeholder = at.dataframe[i].proto.placeholder
+
+    def show(column: str, x: Any) -> str:
+        if x is None or (isinstance(x, float) and x != x):
+            return placeholder
+        fmt = cfg.get(column, {}).get("type_config", {}).get("format")
+        if fmt == "dollar":  # Intl's currency format: the float's exact value, half away from zero
+            return money(Decimal(x).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+        if fmt == "localized":
+            return f"{x:,.0f}" if float(x).is_integer() else f"{x:,}"
+        if fmt == "%.1f%%":
+            return f"{x:.1f}%"
+        return str(x)
+
+    return [{cfg.get(c, {}).get("label", c): show(c, row[c]) for c in frame.columns} for _, row in frame.iterrows()]
 
 
 def page(at: AppTest, name: str) -> AppTest:

@@ -51,6 +51,7 @@ def test_a_department_viewer_cannot_pick_another_department(ledger):
     at = signed_in("product-lead", VIEWER_PASSWORD)
     assert not [m for m in at.multiselect if m.key == "f_department"]
     assert at.multiselect(key="f_team").options == ["web"]
+    assert any("Department: **Product**" in c.value for c in at.sidebar.caption)
     mine = overview(ledger.engine, Org(ledger.settings), ledger.period, Filters(departments=("product",)))
     assert at.metric[0].value == money(mine.total_usd) == "$3.52"
     # Even a query for research inside the reports returns nothing for this viewer.

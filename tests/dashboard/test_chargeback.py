@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
 from meterline.costing import is_closed
-from meterline.dashboard.format import fixed, money
+from meterline.dashboard.format import money
 from meterline.reports import chargeback_report
 from meterline.reports.invoice import chargeback_file
 from tests.conftest import run_cli
-from tests.dashboard.conftest import VIEWER_PASSWORD, page, signed_in
+from tests.dashboard.conftest import NOW, VIEWER_PASSWORD, cells, labels, page, signed_in
 
 
 @pytest.fixture
@@ -37,28 +38,46 @@ def cli_export(ledger: Any, fmt: str) -> bytes:
 
 def test_invoice_table_equals_the_chargeback_report(ledger):
     at = page(signed_in(), "chargeback")
-    rep = chargeback_report(ledger.engine, ledger.settings, ledger.period)
-    table = at.dataframe[0].value
-    assert list(table["department"]) == [d.name for d in rep.chargeback.departments]
-    assert list(table["charge"]) == [fixed(d.charge_usd) for d in rep.chargeback.departments]
-    assert list(table["billed"]) == [fixed(d.billed, 2) for d in rep.chargeback.departments]
-    assert list(table["markup"]) == [fixed(d.markup_usd) for d in rep.chargeback.departments]
+    rep = chargeback_report(ledger.engine, ledger.settings, ledger.period, now=NOW)
+    rows = cells(at)
+    depts = sorted(rep.chargeback.departments, key=lambda d: d.name)  # by name
+    assert [r["Department"] for r in rows] == [f"{d.name} · {d.department}" for d in depts]
+    assert [r["Billed so far"] for r in rows] == [money(d.billed) for d in depts]
+    assert [r["Markup"] for r in rows] == [money(d.markup_usd) for d in depts]
+    assert labels(at)[:3] == ["Department", "Cost center", "Usage"]
+    assert f"Billed {ledger.previous}" in labels(at)
+    legal = next(r for r in rows if r["Department"].startswith("Legal"))
+    assert legal[f"Billed {ledger.previous}"] == "–" and legal["Change"] == "–"  # nothing billed before
+    assert "None" not in str(rows)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Billed so far"] == money(rep.chargeback.total)
     assert metrics["Forecast to month-end"] == money(rep.forecast)
 
 
+def test_an_ended_month_is_billed_not_billed_so_far_and_the_open_one_says_when_it_closes(ledger):
+    at = page(signed_in(), "chargeback")
+    hint = " ".join(c.value for c in at.caption)
+    nxt = f"{int(ledger.period[:4]) + (ledger.period[5:] == '12')}-{int(ledger.period[5:]) % 12 + 1:02d}"
+    assert f"{ledger.period} has not ended yet; it can be closed from {nxt}-01." in hint
+    at.selectbox(key="f_month").set_value(ledger.previous).run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert "Billed" in metrics and "Billed so far" not in metrics
+    assert metrics["Month"] == "ended, not closed" and metrics["Forecast to month-end"] == "–"
+
+
 def test_invoice_lines_equal_the_csv_export(ledger):
     at = page(signed_in(), "chargeback")
     at.selectbox(key="cb_department").set_value("product").run()
-    shown = at.dataframe[1].value
+    shown = cells(at, 1)
     csv_lines = [ln.split(",") for ln in cli_export(ledger, "csv").decode().splitlines()]
     header, rows = csv_lines[0], [dict(zip(csv_lines[0], r, strict=False)) for r in csv_lines[1:]]
     product = [r for r in rows if r["department"] == "product"]
     assert "charge_usd" in header
-    assert list(shown["charge_usd"]) == [r["charge_usd"] for r in product]
-    assert list(shown["allocated_usd"]) == [r["allocated_usd"] for r in product]
-    assert list(shown["markup_usd"]) == [r["markup_usd"] for r in product]
+    cents = lambda x: money(Decimal(x))  # noqa: E731
+    assert [r["Charge"] for r in shown] == [cents(r["charge_usd"]) for r in product]
+    assert [r["Shared"] for r in shown] == [cents(r["allocated_usd"]) for r in product]
+    assert [r["Markup"] for r in shown] == [cents(r["markup_usd"]) for r in product]
+    assert [r["Model"] for r in shown] == [r["model"] or "–" for r in product]
 
 
 def test_downloads_are_byte_identical_to_the_cli_export(ledger, downloads):

@@ -1,54 +1,81 @@
-"""Departments, Agents and tools, Budgets: the pages show what reports compute."""
+"""Departments, Agents and tools, Budgets: the pages show what reports compute, as people read it."""
 
 from __future__ import annotations
 
-from meterline.dashboard.format import fixed, money
+from meterline.dashboard.format import money
 from meterline.reports.agents import tool_costs, top_runs
 from meterline.reports.budgets_report import budget_status
 from meterline.reports.drilldown import drilldown
-from tests.dashboard.conftest import page, signed_in
+from tests.dashboard.conftest import NOW, cells, labels, page, signed_in
 
 
 def test_departments_drill_down_from_department_to_user(ledger):
     at = page(signed_in(), "departments")
     top = drilldown(ledger.engine, ledger.period)
-    table = at.dataframe[0].value
-    assert list(table["department"]) == [r.value for r in top.rows] == ["product", "research", "legal"]
-    assert list(table["cost_usd"]) == [fixed(r.cost_usd) for r in top.rows]
+    rows = cells(at)
+    assert [r["Department"] for r in rows] == ["Product", "Research", "Legal"]  # by cost
+    assert [r["Id"] for r in rows] == [r.value for r in top.rows] == ["product", "research", "legal"]
+    assert [r["Cost"] for r in rows] == [money(r.cost_usd) for r in top.rows]
+    assert labels(at)[:3] == ["Department", "Id", "Requests"] and "Reasoning tokens" in labels(at)
     at.selectbox(key="drill_department").set_value("research").run()
     at.selectbox(key="drill_team").set_value("nlp").run()
     at.selectbox(key="drill_project").set_value("search").run()
     at.selectbox(key="drill_model").set_value("gpt-4o-mini").run()
     assert not at.exception
     below = drilldown(ledger.engine, ledger.period, ("research", "nlp", "search", "gpt-4o-mini"))
-    table = at.dataframe[0].value
-    assert list(table["user"]) == ["ana.nlp"] == [r.value for r in below.rows]
-    assert list(table["input_tokens"]) == [1000] and list(table["output_tokens"]) == [400]
+    rows = cells(at)
+    assert [r["User"] for r in rows] == ["ana.nlp"] == [r.value for r in below.rows]
+    assert rows[0]["Input tokens"] == "1,000" and rows[0]["Output tokens"] == "400"
     assert at.metric[0].value == money(below.total_usd) == "$1.25"
 
 
 def test_agents_page_shows_tool_costs_with_subcalls_and_the_largest_runs(ledger):
     at = page(signed_in(), "agents")
     tools = tool_costs(ledger.engine, ledger.period)
-    table = at.dataframe[0].value
-    assert list(table["tool"]) == [f"{t.server}/{t.tool}" for t in tools] == ["sim/summarize"]
-    assert list(table["subcall_usd"]) == [fixed(t.subcall_usd) for t in tools] == ["0.050000"]
-    assert list(table["total_usd"]) == ["0.060000"]
+    rows = cells(at, 0)
+    assert [r["Tool"] for r in rows] == [f"{t.server}/{t.tool}" for t in tools] == ["sim/summarize"]
+    assert rows[0]["Sub-calls cost"] == "$0.05" and rows[0]["Total"] == "$0.06"
     runs = top_runs(ledger.engine, ledger.period, 20)
-    table = at.dataframe[1].value
-    assert list(table["trace_id"]) == [r.trace_id for r in runs]
-    assert list(table["cost_usd"]) == [fixed(r.cost_usd) for r in runs] == ["0.065000"]
-    assert (table["depth"][0], table["fan_out"][0]) == (2, 2)
+    rows = cells(at, 1)
+    assert [r["Trace id"] for r in rows] == [r.trace_id for r in runs]
+    assert [r["Cost"] for r in rows] == [money(r.cost_usd) for r in runs] == ["$0.07"]
+    assert rows[0]["Team"] == "nlp (Research)"
+    assert (rows[0]["Depth"], rows[0]["Fan-out"]) == ("2", "2")
 
 
-def test_budgets_page_shows_who_is_over_and_near(ledger):
+def test_budgets_page_shows_who_is_over_and_near_in_the_words_of_its_legend(ledger):
     at = page(signed_in(), "budgets")
-    rows = budget_status(ledger.engine, ledger.settings, ledger.period)
-    table = at.dataframe[0].value
-    assert list(zip(table["scope"], table["budget"], strict=True)) == [(b.scope, b.name) for b in rows]
-    assert list(table["spent_usd"]) == [fixed(b.spent_usd) for b in rows]
-    states = dict(zip(table["budget"], table["state"], strict=True))
-    assert states["nlp"].endswith("over: calls refused")  # 1.815 of 1.5
-    assert states["Product"].endswith("near")  # 3.52 of 4
-    assert states["Research"].endswith("ok") or states["Research"].endswith("on course to pass")
-    assert any("nlp" in e.value and "over its budget" in e.value for e in at.error)
+    rows = budget_status(ledger.engine, ledger.settings, ledger.period, now=NOW)
+    shown = cells(at)
+    assert [(r["Scope"], r["Budget"]) for r in shown] == [(b.scope.title(), b.name) for b in rows]
+    assert [r["Spent"] for r in shown] == [money(b.spent_usd) for b in rows]
+    states = {r["Budget"]: r["State"] for r in shown}
+    assert states["nlp"] == "over: calls refused"  # 1.815 of 1.5
+    assert states["Product"] == "near the limit"  # 3.52 of 4
+    assert states["Research"] in ("within budget", "on course to pass")
+    assert {r["Department"] for r in shown} == {"Research", "Product"}
+    assert any("nlp (team, Research)" in e.value and "over its budget" in e.value for e in at.error)
+
+
+def test_a_budget_forecast_never_passes_the_limit_it_is_held_to(ledger):
+    at = page(signed_in(), "budgets")
+    shown = {r["Budget"]: r for r in cells(at)}
+    nlp = shown["nlp"]  # over its $1.50: refused from then on, so the month ends where it is
+    assert nlp["Limit"] == "$1.50" and nlp["Forecast"] == nlp["Spent"] == "$1.82"
+    product = next(b for b in budget_status(ledger.engine, ledger.settings, ledger.period, now=NOW) if b.name == "Product")
+    assert product.run_rate_usd > product.budget_usd and product.forecast_usd == product.budget_usd
+    assert shown["Product"]["Forecast"] == "$4.00"
+
+
+def test_the_burn_chart_follows_the_month_when_it_changes(ledger):
+    at = page(signed_in(), "budgets")
+    first = at.selectbox(key="burn_budget").value
+    at.selectbox(key="f_month").set_value(ledger.previous).run()
+    assert not at.exception and at.title[0].value == f"Budgets · {ledger.previous}"
+    pick = at.selectbox(key="burn_budget")
+    spent = budget_status(ledger.engine, ledger.settings, ledger.previous, now=NOW)
+    burning = {f"{b.scope}:{b.id}": b for b in spent if b.burn}
+    assert pick.value in burning and pick.options == [o for o in pick.options if o in burning] or first
+    caption = " ".join(c.value for c in at.caption)
+    b = burning[pick.value]
+    assert f"{money(b.spent_usd)} spent of a {money(b.budget_usd)} limit" in caption
