@@ -13,7 +13,8 @@ from meterline.costing import EVENT_COLUMNS, Settings, exact, from_pico
 
 from .chargeback import CSV_COLUMNS, chargeback, csv_rows
 from .csvsafe import csv_line, safe_text
-from .focus import FOCUS_COLUMNS, focus_rows
+from .focus import COLUMNS, focus_rows
+from .focus_parquet import focus_parquet
 from .ledger_queries import events
 
 EXTRA_EVENT_COLUMNS = [
@@ -80,17 +81,35 @@ def chargeback_csv(engine: sa.Engine, settings: Settings, period: str) -> Iterat
     return _csv(CSV_COLUMNS, csv_rows(chargeback(engine, settings, period)))
 
 
-def chargeback_focus(engine: sa.Engine, settings: Settings, period: str) -> Iterator[str]:
-    return _csv(FOCUS_COLUMNS, focus_rows(chargeback(engine, settings, period)))
+def chargeback_focus(engine: sa.Engine, settings: Settings, period: str, *, focus_version: str = "1.2") -> Iterator[str]:
+    """FinOps FOCUS CSV, version 1.2 or 1.3 (see reports/focus.py for how Meterline maps)."""
+    cb = chargeback(engine, settings, period)
+    rows = focus_rows(cb, version=focus_version, allocation=settings.chargeback.allocation)
+    return _csv(COLUMNS[focus_version], rows)
+
+
+def chargeback_focus_parquet(
+    engine: sa.Engine, settings: Settings, period: str, *, focus_version: str = "1.2"
+) -> Iterator[bytes]:
+    """The FOCUS rows as one Parquet file (bytes, not text)."""
+    cb = chargeback(engine, settings, period)
+    yield focus_parquet(cb, version=focus_version, allocation=settings.chargeback.allocation)
 
 
 def chargeback_json(engine: sa.Engine, settings: Settings, period: str) -> Iterator[str]:
     yield orjson.dumps(chargeback(engine, settings, period).as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
-Exporter = Callable[[sa.Engine, Settings, str], Iterator[str]]
+Exporter = Callable[..., Iterator[str] | Iterator[bytes]]
+"""(engine, settings, period, **options) -> chunks; FOCUS formats take `focus_version`."""
+FOCUS_FORMATS = ("focus", "focus-parquet")
 
 EXPORTS: dict[str, dict[str, Exporter]] = {
     "events": {"csv": events_csv, "jsonl": events_jsonl},
-    "chargeback": {"csv": chargeback_csv, "focus": chargeback_focus, "json": chargeback_json},
+    "chargeback": {
+        "csv": chargeback_csv,
+        "focus": chargeback_focus,
+        "focus-parquet": chargeback_focus_parquet,
+        "json": chargeback_json,
+    },
 }

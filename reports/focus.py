@@ -1,20 +1,47 @@
-"""The chargeback as FinOps FOCUS rows (FOCUS 1.1 column names; our own columns start with x_).
+"""The chargeback as FinOps FOCUS rows, version 1.2 (default) or 1.3; our own columns start
+with x_ and come after every FOCUS column.
 
 One row per chargeback line, so BilledCost adds up to the chargeback CSV's charge_usd exactly.
-Meterline is the invoice issuer (finance's internal AI platform); the provider is the upstream
-the calls went to. Choices:
-- BilledCost = EffectiveCost = ContractedCost = the line's charge (usage + allocated shared
-  costs + markup); ListCost = usage + allocated at list prices, before markup or discount.
-- ChargeCategory `Usage` for metered calls; `Purchase` (recurring) for a line that only
-  carries a department's share of the fixed shared costs. Usage of a closed month billed in
-  a later one has ChargeClass `Correction`.
-- ConsumedQuantity counts tokens (input + output) for LLM and embedding calls and calls for
-  MCP tools; PricingQuantity/Unit are the same.
+
+Who is who. Meterline's chargeback is an internal invoice: the platform team (Meterline)
+makes AI services available to departments and bills them, and the upstream providers (an
+LLM API, an MCP server) are where the service comes from. So:
+- ProviderName = InvoiceIssuerName = Meterline (1.3: ServiceProviderName too). FOCUS reads a
+  row whose provider differs from its invoice issuer as a third-party (marketplace) charge,
+  which MUST bill 0 (BilledCost-C-005-C); these rows carry the department's bill.
+- PublisherName = the upstream that produced the service (1.3: HostProviderName, the upstream
+  that runs it). A line of shared costs only has Meterline as its publisher.
+- InvoiceId = the department's monthly statement number (`statement_number`), so a row ties
+  to the document its department head receives. Usage no department could take (billed 0,
+  its cost spread through the shared-cost pool) is listed under ML-<month>-UNALLOCATED,
+  with the fixed shared costs when no department takes the pool; its BillingAccountId is
+  `unallocated`.
+
+Money: BilledCost = EffectiveCost = ContractedCost = the line's charge (usage + allocated
+shared costs + markup); ListCost = usage + allocated at list prices, before markup.
+ChargeCategory is `Usage` for every line: a line that only carries a department's share of
+the fixed shared costs is its use of the platform for the month (ChargeFrequency `Recurring`,
+quantity 1 Month), not a purchase that covers future charges (FOCUS gives those EffectiveCost 0,
+and the validator reads every `Purchase` row that way). Usage of a closed month billed in a
+later one has ChargeClass `Correction`.
+
+Quantities: tokens (input + output) for LLM and embedding calls, calls for MCP tools. FOCUS
+types them Decimal, and a reader that infers types from CSV (the official validator does)
+takes `729` for an integer, so they are written with one decimal place (`729.0`).
+
+FOCUS 1.3 split cost allocation: the shared-cost pool (fixed shared costs plus usage no
+department owns) is the origin charge, and a line that takes part of it is an allocated
+charge. Such a row names the allocation (`AllocatedMethodId` = meterline-<allocation>), its
+share of the pool (`AllocatedMethodDetails`), and what the cost lands on (`AllocatedResource*`:
+department/team/project). Meterline keeps the share on the consumer's usage line rather than in
+a row of its own, so one line is the consumer's own usage and its share at once; x_UsageCost
+and x_AllocatedCost tell the two apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -22,8 +49,10 @@ import orjson
 from meterline.costing import Chargeback, ChargebackLine
 
 from .chargeback import Q6
+from .numbering import statement_number
 
-FOCUS_COLUMNS = [
+VERSIONS = ("1.2", "1.3")
+_COMMON = [
     "BilledCost",
     "EffectiveCost",
     "ListCost",
@@ -39,11 +68,13 @@ FOCUS_COLUMNS = [
     "ChargeClass",
     "ChargeFrequency",
     "ChargeDescription",
-    "ServiceName",
-    "ServiceCategory",
+    "InvoiceId",
+    "InvoiceIssuerName",
     "ProviderName",
     "PublisherName",
-    "InvoiceIssuerName",
+    "ServiceName",
+    "ServiceCategory",
+    "ServiceSubcategory",
     "ResourceId",
     "ResourceName",
     "ResourceType",
@@ -56,6 +87,17 @@ FOCUS_COLUMNS = [
     "SubAccountId",
     "SubAccountName",
     "Tags",
+]
+_V13 = [
+    "ServiceProviderName",
+    "HostProviderName",
+    "AllocatedMethodId",
+    "AllocatedMethodDetails",
+    "AllocatedResourceId",
+    "AllocatedResourceName",
+    "AllocatedTags",
+]
+X_COLUMNS = [
     "x_Department",
     "x_DepartmentName",
     "x_Team",
@@ -73,9 +115,23 @@ FOCUS_COLUMNS = [
     "x_Markup",
     "x_Adjustment",
 ]
+COLUMNS = {"1.2": [*_COMMON, *X_COLUMNS], "1.3": [*_COMMON, *_V13, *X_COLUMNS]}
+FOCUS_COLUMNS = COLUMNS["1.2"]
+MONEY_COLUMNS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "x_UsageCost", "x_AllocatedCost", "x_Markup")
+QUANTITY_COLUMNS = ("ConsumedQuantity", "PricingQuantity")
+INTEGER_COLUMNS = ("x_Requests", "x_InputTokens", "x_CachedInputTokens", "x_OutputTokens", "x_ReasoningTokens", "x_ToolCalls")
+TIME_COLUMNS = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd")
 
-SERVICES = {"llm": "LLM inference", "embedding": "Embeddings", "mcp": "MCP tools", "shared": "Shared AI platform"}
+# One ServiceName per kind, each with the one ServiceSubcategory that fits it best
+# (ServiceName-C-008-C: a service name has one and only one subcategory).
+SERVICES = {
+    "llm": ("LLM inference", "Generative AI"),
+    "embedding": ("Embeddings", "Generative AI"),
+    "mcp": ("MCP tools", "AI Platforms"),
+    "shared": ("Shared AI platform", "AI Platforms"),
+}
 ISSUER = "Meterline"
+Q1 = Decimal("0.0")
 
 
 def _month_bounds(period: str) -> tuple[str, str]:
@@ -102,46 +158,75 @@ def _description(ln: ChargebackLine) -> str:
     return f"{what}{who}{late}"
 
 
-def focus_record(cb: Chargeback, ln: ChargebackLine, names: dict[str, str]) -> dict[str, Any]:
+def _pool(cb: Chargeback) -> Decimal:
+    """What the departments took of the shared-cost pool (the origin charge in 1.3's terms)."""
+    return sum((ln.allocated_usd for ln in cb.lines if ln.allocated_usd > 0), Decimal(0))
+
+
+def focus_record(
+    cb: Chargeback, ln: ChargebackLine, names: dict[str, str], *, version: str = "1.2", allocation: str = "proportional",
+    pool: Decimal | None = None,
+) -> dict[str, Any]:
     start, end = _month_bounds(cb.period)
     shared = ln.kind == "shared"
     tokens = ln.input_tokens + ln.output_tokens
     quantity, unit = (ln.requests, "Calls") if ln.kind == "mcp" else (tokens, "Tokens")
+    if shared:  # one month of the department's share of the platform
+        quantity, unit = 1, "Month"
     resource = ln.tool if ln.kind == "mcp" else ln.model
     charge = ln.charge_usd.quantize(Q6)
-    return {
+    service, subcategory = SERVICES.get(ln.kind, (ln.kind, "Other (AI and Machine Learning)"))
+    publisher = ln.provider or ISSUER
+    rec: dict[str, Any] = {
         "BilledCost": charge,
         "EffectiveCost": charge,
         "ListCost": (ln.cost_usd + ln.allocated_usd).quantize(Q6),
         "ContractedCost": charge,
         "BillingCurrency": cb.currency,
-        "BillingAccountId": ln.cost_center or ln.department,
+        "BillingAccountId": ln.cost_center or ln.department or "unallocated",
         "BillingAccountName": names.get(ln.department, ln.department),
         "BillingPeriodStart": start,
         "BillingPeriodEnd": end,
         "ChargePeriodStart": start,
         "ChargePeriodEnd": end,
-        "ChargeCategory": "Purchase" if shared else "Usage",
-        "ChargeClass": "Correction" if ln.adjustment else "",
+        "ChargeCategory": "Usage",
+        "ChargeClass": "Correction" if ln.adjustment else None,
         "ChargeFrequency": "Recurring" if shared else "Usage-Based",
         "ChargeDescription": _description(ln),
-        "ServiceName": SERVICES.get(ln.kind, ln.kind),
-        "ServiceCategory": "AI and Machine Learning",
-        "ProviderName": ln.provider or ISSUER,
-        "PublisherName": ln.provider or ISSUER,
+        "InvoiceId": statement_number(cb.period, ln.department),
         "InvoiceIssuerName": ISSUER,
-        "ResourceId": f"{ln.provider}/{resource}" if resource else "",
-        "ResourceName": resource,
-        "ResourceType": "" if shared else ("Tool" if ln.kind == "mcp" else "Model"),
-        "SkuId": f"{ln.provider}/{ln.kind}/{resource}" if resource else "",
-        "ConsumedQuantity": "" if shared else quantity,
-        "ConsumedUnit": "" if shared else unit,
-        "PricingCategory": "" if shared else "Standard",  # list prices of the price book, on demand
-        "PricingQuantity": "" if shared else quantity,
-        "PricingUnit": "" if shared else unit,
-        "SubAccountId": ln.team,
-        "SubAccountName": ln.team,
+        "ProviderName": ISSUER,
+        "PublisherName": publisher,
+        "ServiceName": service,
+        "ServiceCategory": "AI and Machine Learning",
+        "ServiceSubcategory": subcategory,
+        "ResourceId": f"{ln.provider}/{resource}" if resource else None,
+        "ResourceName": resource or None,
+        "ResourceType": None if shared else ("Tool" if ln.kind == "mcp" else "Model"),
+        "SkuId": f"{ln.provider}/{ln.kind}/{resource}" if resource else None,
+        "ConsumedQuantity": Decimal(quantity).quantize(Q1),
+        "ConsumedUnit": unit,
+        "PricingCategory": "Standard",  # list prices of the price book, on demand
+        "PricingQuantity": Decimal(quantity).quantize(Q1),
+        "PricingUnit": unit,
+        "SubAccountId": ln.team or None,
+        "SubAccountName": ln.team or None,
         "Tags": tags_json(ln.tags),
+    }
+    if version == "1.3":
+        pool = _pool(cb) if pool is None else pool
+        allocated = ln.allocated_usd > 0 and pool > 0
+        target = "/".join(x for x in (ln.department, ln.team, ln.project) if x)
+        rec |= {
+            "ServiceProviderName": ISSUER,
+            "HostProviderName": publisher,
+            "AllocatedMethodId": f"meterline-{allocation}" if allocated else None,
+            "AllocatedMethodDetails": _method_details(ln, pool) if allocated else None,
+            "AllocatedResourceId": target if allocated else None,
+            "AllocatedResourceName": target if allocated else None,
+            "AllocatedTags": tags_json(ln.tags) if allocated else None,
+        }
+    rec |= {
         "x_Department": ln.department,
         "x_DepartmentName": names.get(ln.department, ln.department),
         "x_Team": ln.team,
@@ -159,13 +244,37 @@ def focus_record(cb: Chargeback, ln: ChargebackLine, names: dict[str, str]) -> d
         "x_Markup": ln.markup_usd.quantize(Q6),
         "x_Adjustment": ln.adjustment,
     }
+    return rec
 
 
-def focus_rows(cb: Chargeback) -> Iterator[list[Any]]:
+def _method_details(ln: ChargebackLine, pool: Decimal) -> str:
+    """The line's share of the pool, and the usage it was shared by (written from Decimals:
+    JSON numbers need no float on the way out)."""
+    ratio = (ln.allocated_usd / pool).quantize(Decimal("0.000000001"))
+    unit = f"{ln.cost_usd.quantize(Q6):f}"
+    return f'{{"Elements":[{{"AllocatedRatio":{ratio:f},"UsageUnit":"USD","UsageQuantity":{unit}}}]}}'
+
+
+def focus_records(cb: Chargeback, *, version: str = "1.2", allocation: str = "proportional") -> Iterator[dict[str, Any]]:
     names = {d.department: d.name for d in cb.departments}
+    pool = _pool(cb)
     for ln in cb.lines:
-        rec = focus_record(cb, ln, names)
-        yield [rec[c] for c in FOCUS_COLUMNS]
+        yield focus_record(cb, ln, names, version=version, allocation=allocation, pool=pool)
 
 
-__all__ = ["FOCUS_COLUMNS", "focus_record", "focus_rows", "tags_json"]
+def focus_rows(cb: Chargeback, *, version: str = "1.2", allocation: str = "proportional") -> Iterator[list[Any]]:
+    columns = COLUMNS[version]
+    for rec in focus_records(cb, version=version, allocation=allocation):
+        yield [rec[c] for c in columns]
+
+
+__all__ = [
+    "COLUMNS",
+    "FOCUS_COLUMNS",
+    "MONEY_COLUMNS",
+    "VERSIONS",
+    "focus_record",
+    "focus_records",
+    "focus_rows",
+    "tags_json",
+]

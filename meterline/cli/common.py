@@ -56,14 +56,20 @@ def month(value: str) -> str:
 
 
 def write_out(chunks: object, out: Path | None) -> None:
+    """Write text (str) or binary (bytes) chunks to `out`, atomically, or to stdout."""
     if out is None:
         for chunk in chunks:  # type: ignore[attr-defined]
-            sys.stdout.write(chunk)
+            if isinstance(chunk, bytes):
+                sys.stdout.flush()
+                sys.stdout.buffer.write(chunk)
+            else:
+                sys.stdout.write(chunk)
+        sys.stdout.flush()
         return
     tmp = out.with_name(out.name + ".part")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
+    with tmp.open("wb") as f:
         for chunk in chunks:  # type: ignore[attr-defined]
-            f.write(chunk)
+            f.write(chunk if isinstance(chunk, bytes) else chunk.encode("utf-8"))
     tmp.replace(out)
 
 

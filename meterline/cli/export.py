@@ -14,7 +14,7 @@ from .common import ConfigOption, MonthOption, fail, ledger, month, settings, wr
 export_app = typer.Typer(no_args_is_help=True, help="Monthly files for finance.")
 
 
-def _export(kind: str, month_: str, fmt: str, out: Path | None, config: Path | None) -> None:
+def _export(kind: str, month_: str, fmt: str, out: Path | None, config: Path | None, **options: str) -> None:
     from meterline.reports import EXPORTS
 
     formats = EXPORTS[kind]
@@ -22,7 +22,7 @@ def _export(kind: str, month_: str, fmt: str, out: Path | None, config: Path | N
         fail(f"--format: {kind} exports as {', '.join(formats)}, not {fmt!r}")
     s = settings(config)
     try:
-        write_out(formats[fmt](ledger(s), s, month(month_)), out)
+        write_out(formats[fmt](ledger(s), s, month(month_), **options), out)
     except CostingError as e:  # e.g. no exchange rate for the month
         fail(str(e))
 
@@ -41,9 +41,18 @@ def export_events(
 @export_app.command("chargeback")
 def export_chargeback(
     month_: MonthOption,
-    fmt: Annotated[str, typer.Option("--format", help="csv, focus (FinOps FOCUS) or json")] = "csv",
+    fmt: Annotated[
+        str, typer.Option("--format", help="csv, focus (FinOps FOCUS CSV), focus-parquet (the same as Parquet) or json")
+    ] = "csv",
+    focus_version: Annotated[str, typer.Option("--focus-version", help="FOCUS version of focus formats: 1.2 or 1.3")] = "1.2",
     out: Annotated[Path | None, typer.Option("--out", help="file to write (default: stdout)")] = None,
     config: ConfigOption = None,
 ) -> None:
     """The monthly chargeback file."""
-    _export("chargeback", month_, fmt, out, config)
+    from meterline.reports.exports import FOCUS_FORMATS
+    from meterline.reports.focus import VERSIONS
+
+    if focus_version not in VERSIONS:
+        fail(f"--focus-version: {', '.join(VERSIONS)}, not {focus_version!r}")
+    options = {"focus_version": focus_version} if fmt in FOCUS_FORMATS else {}
+    _export("chargeback", month_, fmt, out, config, **options)

@@ -122,7 +122,7 @@ def test_focus_billed_cost_adds_up_to_the_chargeback_csv_and_the_ledger_plus_sha
     assert {r["ServiceCategory"] for r in focus} == {"AI and Machine Learning"}
     assert shares["research"]["BillingPeriodStart"] == f"{month}-01T00:00:00Z"
     mcp = next(r for r in focus if r["x_Kind"] == "mcp")
-    assert (mcp["ConsumedUnit"], mcp["ConsumedQuantity"], mcp["ResourceName"]) == ("Calls", "1", "search_code")
+    assert (mcp["ConsumedUnit"], mcp["ConsumedQuantity"], mcp["ResourceName"]) == ("Calls", "1.0", "search_code")  # FOCUS Decimal
 
 
 def test_a_project_starting_with_an_equals_sign_is_written_as_text(ledger):

@@ -1,0 +1,43 @@
+"""The FOCUS export passes the FinOps Foundation's own validator: no MUST rule fails.
+
+The validator runs offline in an environment of its own (tests/reports/focus_validator.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.reports import focus_validator
+from tests.reports.months import demo_month, hard_month
+
+
+@pytest.fixture(scope="session")
+def validator_env():
+    return focus_validator.ensure_venv()
+
+
+def _export(month, out, fmt="focus"):
+    run_cli("export", "chargeback", "--month", month.period, "--format", fmt, "--out", str(out), "--config", str(month.config))
+    return out
+
+
+def _check(report):
+    assert report.total > 500 and report.passed > 100  # the bundled 1.2 rules ran
+    assert report.must_failures == [], f"MUST rules failed: {report.must_failures}"
+
+
+def test_the_demo_month_passes_every_must_rule(validator_env, tmp_path):
+    month = demo_month(tmp_path)
+    report = focus_validator.validate(_export(month, tmp_path / "demo.csv"), tmp_path)
+    _check(report)
+    # The three findings of issue 15 are gone, the SHOULD rule on service names included.
+    for rule in ("BilledCost-C-005-C", "PricingQuantity-C-001-M", "ServiceName-C-008-C", "CostAndUsage-D-033-O", "CostAndUsage-D-042-O"):
+        assert rule not in report.failed
+
+
+@pytest.mark.parametrize("fmt,suffix", [("focus", "csv"), ("focus-parquet", "parquet")])
+def test_a_month_with_shared_costs_markup_adjustments_and_unpriced_calls_passes_every_must_rule(validator_env, tmp_path, fmt, suffix):
+    month = hard_month(tmp_path)
+    report = focus_validator.validate(_export(month, tmp_path / f"hard.{suffix}", fmt), tmp_path)
+    _check(report)
