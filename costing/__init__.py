@@ -18,11 +18,27 @@ from .errors import (
 from .ingest import charge_period, next_period, period_of
 from .keys import create_key, get_key, key_record, list_keys, revoke_key, rotate_key
 from .ledger_writes import write_events
-from .money import PICO, ZERO, Price, Usage, cost_of, exact, from_pico, largest_remainder, usd
+from .money import (
+    PICO,
+    ZERO,
+    Breakdown,
+    Price,
+    Rates,
+    Usage,
+    breakdown,
+    cost_of,
+    exact,
+    from_pico,
+    largest_remainder,
+    parse_detail,
+    usd,
+)
 from .org import Org, Team
 from .periods import close_period, is_closed
 from .prices import PriceBook
 from .tables import (
+    BILLING_COLUMNS,
+    DIMENSION_FIELDS,
     EVENT_COLUMNS,
     ROLLUP_SUMS,
     TOKEN_FIELDS,
@@ -34,6 +50,12 @@ from .tables import (
 )
 
 __all__ = [
+    "BILLING_COLUMNS",
+    "Breakdown",
+    "DIMENSION_FIELDS",
+    "Rates",
+    "breakdown",
+    "parse_detail",
     "EVENT_COLUMNS",
     "PICO",
     "ROLLUP_SUMS",

@@ -45,13 +45,38 @@ class ModelConfig(_Section):
     aliases: list[str] = []
 
 
-class PriceConfig(_Section):
+class RatesConfig(_Section):
+    """USD per 1M tokens of each token dimension; unset: inherited (see costing/prices.py)."""
+
+    input_per_mtok: Decimal | None = Field(None, ge=0)
+    output_per_mtok: Decimal | None = Field(None, ge=0)
+    cached_input_per_mtok: Decimal | None = Field(None, ge=0)
+    cache_write_per_mtok: Decimal | None = Field(None, ge=0)  # 5-minute cache writes
+    cache_write_1h_per_mtok: Decimal | None = Field(None, ge=0)
+    input_audio_per_mtok: Decimal | None = Field(None, ge=0)
+    output_audio_per_mtok: Decimal | None = Field(None, ge=0)
+    input_image_per_mtok: Decimal | None = Field(None, ge=0)
+    output_image_per_mtok: Decimal | None = Field(None, ge=0)
+    reasoning_per_mtok: Decimal | None = Field(None, ge=0)  # unset: reasoning is billed as output
+
+
+class LongContextConfig(RatesConfig):
+    """Rates once a call's prompt passes `above_input_tokens`: for the whole call."""
+
+    above_input_tokens: int = Field(gt=0)
+    tiers: dict[str, RatesConfig] = {}
+
+
+class PriceConfig(RatesConfig):
     model: str
     input_per_mtok: Decimal = Field(ge=0)
     output_per_mtok: Decimal = Field(Decimal(0), ge=0)
-    cached_input_per_mtok: Decimal | None = Field(None, ge=0)
-    cache_write_per_mtok: Decimal | None = Field(None, ge=0)
     effective_from: date | None = None
+    tiers: dict[str, RatesConfig] = {}  # service tiers as responses name them: priority, flex
+    long_context: list[LongContextConfig] = []
+    web_search_per_1k_calls: Decimal | None = Field(None, ge=0)
+    file_search_per_1k_calls: Decimal | None = Field(None, ge=0)
+    code_interpreter_per_1k_calls: Decimal | None = Field(None, ge=0)
 
 
 class MCPServerConfig(_Section):

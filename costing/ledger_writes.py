@@ -17,6 +17,10 @@ from .parents import link_parents
 from .period_lock import lock_periods
 from .tables import ROLLUP_DIMS, ROLLUP_SUMS, TOKEN_FIELDS, Event, Rollup
 
+ROLLUP_MAX = 10**18
+"""Each rollup sum saturates here: a bucket of absurd calls must not overflow (bigint, int64)
+and fail every later event of its hour. Far above any real hour of one team's spend ($1M)."""
+
 
 def write_events(
     engine: sa.Engine,
@@ -67,9 +71,18 @@ def _add_to_rollups(engine: sa.Engine, conn: sa.Connection, rows: list[dict[str,
     if not sums:
         return
     table = Rollup.__table__
-    values = [dict(zip(ROLLUP_DIMS, dims, strict=True)) | dict(zip(ROLLUP_SUMS, acc, strict=True)) for dims, acc in sums.items()]
+    values = [
+        dict(zip(ROLLUP_DIMS, dims, strict=True)) | {s: min(v, ROLLUP_MAX) for s, v in zip(ROLLUP_SUMS, acc, strict=True)}
+        for dims, acc in sums.items()
+    ]
     keys = ", ".join(f'"{d}"' for d in ROLLUP_DIMS)
-    adds = ", ".join(f'"{s}" = "{table.name}"."{s}" + excluded."{s}"' for s in ROLLUP_SUMS)
+    # Saturating, and written so that nothing is computed past the cap: an overflowing
+    # `a + b` is an error on PostgreSQL and a float on SQLite.
+    adds = ", ".join(
+        f'"{s}" = CASE WHEN "{table.name}"."{s}" > {ROLLUP_MAX} - excluded."{s}" THEN {ROLLUP_MAX} '
+        f'ELSE "{table.name}"."{s}" + excluded."{s}" END'
+        for s in ROLLUP_SUMS
+    )
     tail = f"ON CONFLICT ({keys}) DO UPDATE SET {adds}"
     if conn.dialect.name == "sqlite":  # one writer at a time: no order needed
         for _ in sqlite_insert(conn, table, values, tail):

@@ -9,18 +9,47 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .config import PriceConfig
-from .money import MTOK, Price
+from .config import PriceConfig, RatesConfig
+from .money import DEFAULT_TIER, MTOK, RATE_FIELDS, TOOL_FIELDS, Price, Rates, tier_of
 
 BUNDLED_FILE = "model_prices_and_context_window_backup.json"
-PRICE_FIELDS = frozenset(
-    ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost", "cache_creation_input_token_cost")
+
+# litellm's name for each Rates field, before its `_above_<N>k_tokens` and tier suffixes.
+_BUNDLED_RATES = {
+    "input_cost_per_token": "input",
+    "output_cost_per_token": "output",
+    "cache_read_input_token_cost": "cached_input",
+    "cache_creation_input_token_cost": "cache_write",
+    "cache_creation_input_token_cost_above_1hr": "cache_write_1h",
+    "input_cost_per_audio_token": "input_audio",
+    "output_cost_per_audio_token": "output_audio",
+    "input_cost_per_image_token": "input_image",
+    "output_cost_per_image_token": "output_image",
+    "output_cost_per_reasoning_token": "reasoning",
+}
+# Service tiers a response can report; litellm's `_batches` prices are the Batch API's, which
+# does not pass through the proxy.
+TIERS = ("priority", "flex")
+_RATE_KEY = re.compile(
+    "^(" + "|".join(sorted(_BUNDLED_RATES, key=len, reverse=True)) + r")(?:_above_(\d+)k_tokens)?(?:_(priority|flex))?$"
 )
+# Server-side tools, as USD per 1,000 uses: (litellm field, its unit in uses).
+_BUNDLED_TOOLS = {
+    "search_context_cost_per_query": ("web_search", 1),
+    "file_search_cost_per_1k_calls": ("file_search", 1000),
+    "code_interpreter_cost_per_session": ("code_interpreter", 1),
+}
+Table = dict[tuple[str, int], dict[str, Decimal]]
+
+
+def _is_price_field(key: str) -> bool:
+    return key in _BUNDLED_TOOLS or _RATE_KEY.match(key) is not None
 
 
 def bundled_price_map() -> tuple[dict[str, dict[str, Any]], str]:
@@ -36,11 +65,48 @@ def bundled_price_map() -> tuple[dict[str, dict[str, Any]], str]:
     # Only the price fields stay: the whole map (context windows, feature flags, ...) held
     # ~4 MB of Python objects for the proxy's lifetime.
     prices = {
-        name: {k: v for k, v in entry.items() if k in PRICE_FIELDS}
+        name: {k: v for k, v in entry.items() if _is_price_field(k)}
         for name, entry in data.items()
         if isinstance(entry, dict) and "input_cost_per_token" in entry
     }
     return prices, f"litellm-{importlib.metadata.version('litellm')}"
+
+
+def build_price(
+    model: str, tables: Table, tools: dict[str, Decimal], *, version: str, effective_from: str | None = None
+) -> Price:
+    """A Price from per-token rates by (tier, context threshold); (default, 0) is the base.
+
+    A rate a table leaves out is taken from the same context tier at default, then the same
+    service tier below every threshold, then the base: litellm's map, and a `prices:` entry,
+    list only what differs. Cached input and cache writes default to the table's input rate.
+    """
+    base = tables.get((DEFAULT_TIER, 0), {})
+
+    def resolve(tier: str, above: int) -> Rates:
+        chain = [tables.get(k, {}) for k in ((tier, above), (DEFAULT_TIER, above), (tier, 0))] + [base]
+        got = {f: next((t[f] for t in chain if f in t), None) for f in RATE_FIELDS}
+        inp = got["input"] or Decimal(0)
+        got["input"] = inp
+        got["output"] = got["output"] or Decimal(0)
+        got["cached_input"] = inp if got["cached_input"] is None else got["cached_input"]
+        got["cache_write"] = inp if got["cache_write"] is None else got["cache_write"]
+        return Rates(**got)
+
+    tiers = {t for t, _ in tables if t != DEFAULT_TIER}
+    thresholds = sorted({a for _, a in tables if a})
+    return Price(
+        model=model,
+        rates=resolve(DEFAULT_TIER, 0),
+        version=version,
+        effective_from=effective_from,
+        tiers={t: resolve(t, 0) for t in sorted(tiers) if (t, 0) in tables},
+        long_context=tuple(
+            (a, {t: resolve(t, a) for t in (DEFAULT_TIER, *sorted(tiers)) if (t, a) in tables or t == DEFAULT_TIER})
+            for a in thresholds
+        ),
+        tools=tools,
+    )
 
 
 class PriceBook:
@@ -65,15 +131,7 @@ class PriceBook:
         self._versions: dict[str, list[Price]] = {}
         for p in overrides:
             eff = p.effective_from.isoformat() if p.effective_from else None
-            price = Price.per_mtok(
-                p.model,
-                p.input_per_mtok,
-                p.output_per_mtok,
-                p.cached_input_per_mtok,
-                p.cache_write_per_mtok,
-                version=f"config:{p.model}@{eff or 'always'}",
-                effective_from=eff,
-            )
+            price = build_price(p.model, _config_tables(p), _config_tools(p), version=f"config:{p.model}@{eff or 'always'}", effective_from=eff)
             self._versions.setdefault(p.model, []).append(price)
         for versions in self._versions.values():
             versions.sort(key=lambda v: v.effective_from or "")
@@ -110,19 +168,45 @@ class PriceBook:
 
 
 def _bundled_price(key: str, entry: dict[str, Any], version: str) -> Price:
-    def dec(field: str, default: Decimal) -> Decimal:
-        v = entry.get(field)
-        return default if v is None else Decimal(str(v))
+    tables: Table = {}
+    tools: dict[str, Decimal] = {}
+    for k, v in entry.items():
+        if k in _BUNDLED_TOOLS:
+            name, unit = _BUNDLED_TOOLS[k]
+            if isinstance(v, dict):  # per search context size: medium is OpenAI's default
+                v = v.get("search_context_size_medium", next(iter(v.values()), None))
+            if v is not None and not isinstance(v, dict):
+                tools[name] = Decimal(str(v)) * 1000 / unit
+            continue
+        m = _RATE_KEY.match(k)
+        if m and v is not None:
+            above = int(m.group(2)) * 1000 if m.group(2) else 0
+            tables.setdefault((m.group(3) or DEFAULT_TIER, above), {})[_BUNDLED_RATES[m.group(1)]] = Decimal(str(v))
+    return build_price(key, tables, tools, version=f"{version}:{key}")
 
-    inp = dec("input_cost_per_token", Decimal(0))
-    return Price(
-        model=key,
-        input=inp,
-        output=dec("output_cost_per_token", Decimal(0)),
-        cached_input=dec("cache_read_input_token_cost", inp),
-        cache_write=dec("cache_creation_input_token_cost", inp),
-        version=f"{version}:{key}",
-    )
+
+def _rates_of(r: RatesConfig) -> dict[str, Decimal]:
+    out = {}
+    for f in RATE_FIELDS:
+        v = getattr(r, f"{f}_per_mtok")
+        if v is not None:
+            out[f] = v / MTOK
+    return out
+
+
+def _config_tables(p: PriceConfig) -> Table:
+    tables: Table = {(DEFAULT_TIER, 0): _rates_of(p)}
+    for tier, r in p.tiers.items():
+        tables[(tier_of(tier), 0)] = _rates_of(r)
+    for lc in p.long_context:
+        tables[(DEFAULT_TIER, lc.above_input_tokens)] = _rates_of(lc)
+        for tier, r in lc.tiers.items():
+            tables[(tier_of(tier), lc.above_input_tokens)] = _rates_of(r)
+    return tables
+
+
+def _config_tools(p: PriceConfig) -> dict[str, Decimal]:
+    return {t: v for t in TOOL_FIELDS if (v := getattr(p, f"{t}_per_1k_calls")) is not None}
 
 
 def per_mtok(amount: Decimal) -> Decimal:

@@ -28,6 +28,24 @@ TOKEN_FIELDS = (
     "reasoning_tokens",
     "cache_write_tokens",
 )
+DIMENSION_FIELDS = (
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "input_image_tokens",
+    "output_image_tokens",
+    "web_search_calls",
+    "file_search_calls",
+    "code_interpreter_calls",
+)
+"""The counts of the other billed dimensions, on events (not in rollups)."""
+BILLING_COLUMNS = (*DIMENSION_FIELDS, "service_tier", "long_context_above", "usage_flag", "cost_detail")
+"""What the events export adds after the contract's columns: the counts and how the call was billed."""
+
+# Columns added after the first release have server defaults: an event spooled by an older
+# version (replayed by `meterline db recover`) lacks them.
+_ZERO = {"server_default": "0"}
+_EMPTY = {"server_default": ""}
 
 
 def utcnow() -> datetime:
@@ -65,6 +83,19 @@ class Event(SQLModel, table=True):
     output_tokens: int = 0
     reasoning_tokens: int = 0
     cache_write_tokens: int = 0
+    # Every other dimension a call is billed by (costing/money.py's Usage), and how it was billed.
+    cache_write_1h_tokens: int = Field(0, sa_column_kwargs=_ZERO)
+    input_audio_tokens: int = Field(0, sa_column_kwargs=_ZERO)
+    output_audio_tokens: int = Field(0, sa_column_kwargs=_ZERO)
+    input_image_tokens: int = Field(0, sa_column_kwargs=_ZERO)
+    output_image_tokens: int = Field(0, sa_column_kwargs=_ZERO)
+    web_search_calls: int = Field(0, sa_column_kwargs=_ZERO)
+    file_search_calls: int = Field(0, sa_column_kwargs=_ZERO)
+    code_interpreter_calls: int = Field(0, sa_column_kwargs=_ZERO)
+    service_tier: str = Field("", max_length=16, sa_column_kwargs=_EMPTY)  # the tier billed: default, priority, flex ("" for MCP)
+    long_context_above: int = Field(0, sa_column_kwargs=_ZERO)  # the context threshold the prompt passed (0: none): the whole call at its rates
+    cost_detail: str = Field("", max_length=512, sa_column_kwargs=_EMPTY)  # cost by dimension, "dim=pico;..." ("" for a text-only call)
+    usage_flag: str = Field("", max_length=32, sa_column_kwargs=_EMPTY)  # invalid_usage, partly_priced (comma-separated) or ""
     cost_pico: int = Field(0, sa_type=sa.BigInteger)
     priced: bool = True
     price_version: str = Field("", max_length=256)

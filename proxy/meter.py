@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from meterline.costing.attribution import (
     clean,
@@ -25,7 +25,7 @@ from meterline.costing.attribution import (
     traceparent,
 )
 from meterline.costing.keys import KeyInfo
-from meterline.costing.money import ZERO, Usage, cost_of, to_pico
+from meterline.costing.money import DEFAULT_TIER, ZERO, Usage, breakdown, capped, cost_detail, priced, tier_of, to_pico
 from meterline.costing.org import Org
 from meterline.costing.prices import PriceBook
 from meterline.costing.redaction import Redactor
@@ -36,6 +36,15 @@ from .tracestate import payer_member, verified_payer
 log = logging.getLogger("meterline.proxy")
 
 RECENT_SPANS = 200_000
+
+
+class Priced(NamedTuple):
+    cost: Decimal | None
+    version: str
+    flag: str  # usage_flag: "", invalid_usage, partly_priced
+    tier: str  # the service tier billed
+    above: int = 0  # the long-context threshold the prompt passed
+    detail: str = ""  # cost by dimension, "dim=pico;...", for calls priced along more than text
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +223,8 @@ class Meter:
         if len(self._spans) >= RECENT_SPANS // 2:
             self._older_spans, self._spans = self._spans, {}
 
-    def price(self, call: Call, usage: Usage) -> tuple[Decimal | None, str]:
+    def price(self, call: Call, usage: Usage) -> Priced:
+        """What a call's usage costs at the price in force (cost None: no price known)."""
         # The client's name (a `prices:` entry) first, then the provider's (the bundled map).
         names = (call.model, call.upstream_model) if call.upstream_model else (call.model,)
         p = self.prices.lookup(*names, at=call.ts)
@@ -225,8 +235,13 @@ class Meter:
                     "no price for model %r: its calls are recorded as unpriced until it gets a `prices:` entry",
                     " / ".join(dict.fromkeys(names)),
                 )
-            return None, ""
-        return cost_of(usage, p), p.version
+            return Priced(None, "", usage.flag, tier_of(usage.service_tier))
+        if p.simple and usage.is_plain():  # the common call: text only, nothing to break down
+            cost, flag = capped(*priced(usage, p))
+            return Priced(cost, p.version, flag, DEFAULT_TIER)
+        b = breakdown(usage, p)
+        cost, flag = capped(b.total, b.flag)
+        return Priced(cost, p.version, flag, b.tier, b.above, cost_detail(b))
 
     def record(
         self,
@@ -241,12 +256,13 @@ class Meter:
         cost: Decimal | None,
         error: str,
     ) -> Decimal | None:
-        version = ""
         # A failed call costs nothing unless tokens were used (a stream that broke mid-way).
         billable = status not in ("upstream_error", "rejected") or usage != Usage()
+        p = Priced(cost, "", usage.flag, "" if call.kind == "mcp" else tier_of(usage.service_tier))
         if cost is None and billable and call.kind != "mcp":
-            cost, version = self.price(call, usage)
-        priced = cost is not None or not billable
+            p = self.price(call, usage)
+            cost = p.cost
+        is_priced = cost is not None or not billable
         event = {
             "call_id": call.call_id,
             "ts": call.ts,
@@ -268,9 +284,21 @@ class Meter:
             "output_tokens": usage.output_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
             "cache_write_tokens": usage.cache_write_tokens,
+            "cache_write_1h_tokens": usage.cache_write_1h_tokens,
+            "input_audio_tokens": usage.input_audio_tokens,
+            "output_audio_tokens": usage.output_audio_tokens,
+            "input_image_tokens": usage.input_image_tokens,
+            "output_image_tokens": usage.output_image_tokens,
+            "web_search_calls": usage.web_search_calls,
+            "file_search_calls": usage.file_search_calls,
+            "code_interpreter_calls": usage.code_interpreter_calls,
+            "service_tier": p.tier,
+            "long_context_above": p.above,
+            "cost_detail": p.detail,
+            "usage_flag": p.flag,
             "cost_pico": to_pico(cost) if cost is not None else 0,
-            "priced": priced,
-            "price_version": version,
+            "priced": is_priced,
+            "price_version": p.version,
             "usage_source": usage_source,
             "trace_id": call.trace_id,
             "parent_span_id": call.parent_span_id,

@@ -12,48 +12,120 @@ from typing import Any, TypeVar
 import orjson
 
 from meterline.costing.estimate import count_input, count_text
-from meterline.costing.money import Usage
+from meterline.costing.money import INVALID_USAGE, MAX_TOKENS, Usage
 
 from .sse import event_data
 
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 
 
-MAX_TOKENS = 2**31 - 1  # the ledger's token columns; no real call comes near it
+# Responses API output items that are server-side tool uses, billed per use.
+_TOOL_ITEMS = {"web_search_call": 0, "file_search_call": 1, "code_interpreter_call": 2}
 
 
-def _int(d: Any, *path: str) -> int:
-    for p in path:
-        if not isinstance(d, dict):
+class _Counts:
+    """Reads counts out of an upstream's usage object; an out-of-range one (negative, past
+    MAX_TOKENS, a float, a string, a boolean) counts 0 and marks the usage invalid, so it is
+    neither priced nor silently zeroed (issue 20)."""
+
+    __slots__ = ("bad",)
+
+    def __init__(self) -> None:
+        self.bad = False
+
+    def __call__(self, d: Any, key: str) -> int:
+        v = d.get(key) if type(d) is dict else None
+        if v is None:
             return 0
-        d = d.get(p)
-    # An upstream reporting absurd usage must not break the call or the ledger's batch.
-    return min(d, MAX_TOKENS) if isinstance(d, int) and not isinstance(d, bool) and d > 0 else 0
+        if type(v) is int and 0 <= v <= MAX_TOKENS:
+            return v
+        self.bad = True
+        return 0
 
 
-def parse_usage(u: Any) -> Usage | None:
+def _sub(d: dict[str, Any], key: str) -> dict[str, Any] | None:
+    v = d.get(key)
+    return v if type(v) is dict else None
+
+
+def parse_usage(u: Any, service_tier: Any = None, output: Any = None) -> Usage | None:
     """Usage in any of the shapes OpenAI-compatible APIs report it (chat, completions,
-    embeddings, Responses), including cache-write counts that Anthropic-backed servers add."""
-    if not isinstance(u, dict):
+    embeddings, Responses), with what Anthropic- and Gemini-backed servers (litellm) add:
+    cache writes and their 1-hour part, server tool uses, the service tier.
+
+    service_tier: the response's own `service_tier`; output: a Responses API `output`, whose
+    tool-call items are counted.
+    """
+    if type(u) is not dict:
         return None
+    n = _Counts()
+    audio_in = image_in = audio_out = image_out = write_1h = 0
     if "input_tokens" in u or "output_tokens" in u:  # Responses API
-        inp = _int(u, "input_tokens")
-        cached = _int(u, "input_tokens_details", "cached_tokens")
-        write = _int(u, "input_tokens_details", "cache_write_tokens")
-        out = _int(u, "output_tokens")
-        reasoning = _int(u, "output_tokens_details", "reasoning_tokens")
+        inp = n(u, "input_tokens")
+        out = n(u, "output_tokens")
+        pd, cd = _sub(u, "input_tokens_details"), _sub(u, "output_tokens_details")
     else:
-        inp = _int(u, "prompt_tokens")
-        cached = _int(u, "prompt_tokens_details", "cached_tokens") or _int(u, "cache_read_input_tokens")
-        out = _int(u, "completion_tokens")
-        reasoning = _int(u, "completion_tokens_details", "reasoning_tokens")
-    write = (
-        _int(u, "cache_creation_input_tokens")
-        or _int(u, "prompt_tokens_details", "cache_creation_tokens")
-        or _int(u, "prompt_tokens_details", "cache_write_tokens")
-        or _int(u, "input_tokens_details", "cache_write_tokens")
+        inp = n(u, "prompt_tokens")
+        out = n(u, "completion_tokens")
+        pd, cd = _sub(u, "prompt_tokens_details"), _sub(u, "completion_tokens_details")
+    cached = reasoning = write = 0
+    if pd is not None:
+        cached = n(pd, "cached_tokens")
+        write = n(pd, "cache_write_tokens") or n(pd, "cache_creation_tokens")
+        if "audio_tokens" in pd:
+            audio_in = n(pd, "audio_tokens")
+        if "image_tokens" in pd:
+            image_in = n(pd, "image_tokens")
+        if "cache_creation_token_details" in pd:
+            write_1h = n(_sub(pd, "cache_creation_token_details") or {}, "ephemeral_1h_input_tokens")
+    if cd is not None:
+        reasoning = n(cd, "reasoning_tokens")
+        if "audio_tokens" in cd:
+            audio_out = n(cd, "audio_tokens")
+        if "image_tokens" in cd:
+            image_out = n(cd, "image_tokens")
+    if not cached and "cache_read_input_tokens" in u:
+        cached = n(u, "cache_read_input_tokens")
+    if "cache_creation_input_tokens" in u:
+        write = n(u, "cache_creation_input_tokens") or write
+    tools = [0, 0, 0]
+    if "server_tool_use" in u:  # Anthropic's, as litellm passes it on
+        tools[0] = n(_sub(u, "server_tool_use") or {}, "web_search_requests")
+    if type(output) is list:
+        for item in output:
+            i = _TOOL_ITEMS.get(item.get("type")) if type(item) is dict else None
+            if i is not None:
+                tools[i] += 1
+    tier = service_tier if service_tier is not None else u.get("service_tier")
+    return Usage(
+        inp,
+        min(cached, inp),
+        out,
+        min(reasoning, out),
+        min(write, inp),
+        cache_write_1h_tokens=min(write_1h, write),
+        input_audio_tokens=min(audio_in, inp),
+        output_audio_tokens=min(audio_out, out),
+        input_image_tokens=min(image_in, inp),
+        output_image_tokens=min(image_out, out),
+        web_search_calls=tools[0],
+        file_search_calls=tools[1],
+        code_interpreter_calls=tools[2],
+        service_tier=_tier(tier),
+        flag=INVALID_USAGE if n.bad else "",
     )
-    return Usage(inp, min(cached, inp), out, min(reasoning, out), min(write, inp))
+
+
+def _tier(value: Any) -> str:
+    """The tier a response says applied, as a short name; "" for the default or unsaid."""
+    if type(value) is not str or value in ("", "default", "standard", "auto"):
+        return ""
+    return value[:16]
+
+
+def usage_of(doc: dict[str, Any]) -> Usage | None:
+    """The usage of one response object (a chat completion or chunk, a Responses response)."""
+    return parse_usage(doc.get("usage"), doc.get("service_tier"), doc.get("output"))
 
 
 def estimate(doc: dict[str, Any], model: str, output_text: str) -> Usage:
@@ -99,7 +171,7 @@ def usage_in_body(body: bytes) -> tuple[Usage | None, str]:
     if not isinstance(doc, dict):
         return None, ""
     model = doc.get("model")
-    return parse_usage(doc.get("usage")), model if isinstance(model, str) else ""
+    return usage_of(doc), model if isinstance(model, str) else ""
 
 
 def is_done(event: bytes) -> bool:
@@ -122,7 +194,7 @@ def usage_in_event(event: bytes) -> tuple[Usage | None, str, bool]:
         doc = doc["response"]
     model = doc.get("model") if isinstance(doc.get("model"), str) else ""
     usage_only = doc.get("choices") == [] and doc.get("object") in ("chat.completion.chunk", "text_completion")
-    return parse_usage(doc.get("usage")), model, usage_only
+    return usage_of(doc), model, usage_only
 
 
 def streamed_text(events: list[bytes]) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from meterline.costing import EVENT_COLUMNS, Settings, exact, from_pico
+from meterline.costing import BILLING_COLUMNS, EVENT_COLUMNS, Settings, exact, from_pico
 
 from .chargeback import CSV_COLUMNS, chargeback, csv_rows
 from .csvsafe import csv_line, safe_text
@@ -32,6 +32,7 @@ EXTRA_EVENT_COLUMNS = [
     "response_bytes",
     "tags",
     "error",
+    *BILLING_COLUMNS,
 ]
 EVENTS_CSV_COLUMNS = EVENT_COLUMNS + EXTRA_EVENT_COLUMNS
 

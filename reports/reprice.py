@@ -14,7 +14,6 @@ import sqlalchemy as sa
 
 from meterline.costing import (
     PICO,
-    TOKEN_FIELDS,
     ZERO,
     PeriodClosed,
     PriceBook,
@@ -24,6 +23,8 @@ from meterline.costing import (
     from_pico,
     is_closed,
 )
+
+from meterline.costing.money import COUNT_FIELDS
 
 from .ledger_queries import events
 
@@ -101,7 +102,7 @@ def reprice(engine: sa.Engine, settings: Settings, period: str, book: PriceBook 
             names = (ev["model"], upstream[ev["model"]]) if ev["model"] in upstream else (ev["model"],)
             price = book.lookup(*names, at=ev["ts"])
             if price is not None:
-                usage = Usage(**{f: ev[f] for f in TOKEN_FIELDS})
+                usage = Usage(**{f: ev[f] for f in COUNT_FIELDS}, service_tier=ev["service_tier"])
                 new, version = cost_of(usage, price).quantize(PICO), price.version
         row.requests += 1
         row.old_usd += old

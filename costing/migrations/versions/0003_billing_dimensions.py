@@ -1,0 +1,51 @@
+"""Billing dimensions on events: audio, image, 1-hour cache writes, server tool uses, the
+service tier and context tier billed, the cost by dimension and a usage flag (issues 20, 21).
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-01 11:50
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import context, op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+COUNTS = (
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "input_image_tokens",
+    "output_image_tokens",
+    "web_search_calls",
+    "file_search_calls",
+    "code_interpreter_calls",
+    "long_context_above",
+)
+TEXTS = (("service_tier", 16), ("cost_detail", 512), ("usage_flag", 32))
+
+
+def upgrade() -> None:
+    # Rows already there get 0 and "": they were billed as text, at the default tier. A ledger
+    # made by create_all before migrations (completed by the baseline) may have them already.
+    insp = None if context.is_offline_mode() else sa.inspect(op.get_bind())
+    have = {c["name"] for c in insp.get_columns("events")} if insp is not None else set()
+    for name in COUNTS:
+        if name not in have:
+            op.add_column("events", sa.Column(name, sa.Integer(), nullable=False, server_default="0"))
+    for name, length in TEXTS:
+        if name not in have:
+            op.add_column("events", sa.Column(name, sa.String(length=length), nullable=False, server_default=""))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("events") as batch:
+        for name, _ in reversed(TEXTS):
+            batch.drop_column(name)
+        for name in reversed(COUNTS):
+            batch.drop_column(name)
