@@ -13,6 +13,13 @@ last user text changes behaviour.  Keys (all integers):
     no_usage     never report usage (key omitted; no usage chunk/event)
     cached, reasoning, cache_write   reported cached / reasoning / cache-creation tokens
     output_tokens                    reported completion tokens (overrides the rule below)
+    prompt_tokens                    reported prompt tokens (overrides the rule below)
+    tier         the service tier the response reports: 1 priority, 2 flex (else "default")
+    audio_in, audio_out              audio tokens within prompt / completion (chat)
+    web_search   web searches run: Responses `web_search_call` items, Anthropic server_tool_use
+    write_1h     Anthropic: the part of cache_write written for an hour (usage.cache_creation)
+    junk         usage no real provider reports: 1 huge (10^30), 2 negative, 3 float,
+                 4 string, 5 boolean prompt tokens; 6 every count at 10^9
     status       answer this HTTP status with the provider's error body
     hang         accept and never answer (cancelled when the client disconnects)
 
@@ -58,6 +65,8 @@ MODELS = (
 _PAIRS = ("alpha beta", "gamma delta", "epsilon zeta", "eta theta")
 _DIRECTIVE = re.compile(r"sim:((?:[a-z_]+=\d+,?)+)")
 _ids = itertools.count(1)
+_TIERS = {1: "priority", 2: "flex"}
+_JUNK: dict[int, Any] = {1: 10**30, 2: -5, 3: 12.5, 4: "12", 5: True}
 
 _JSON = {"Content-Type": "application/json"}
 _SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -165,49 +174,84 @@ def _completion_tokens(d: dict[str, int], content_tokens: int) -> int:
     return content_tokens + d.get("reasoning", 0)
 
 
+def _tier(d: dict[str, int]) -> str:
+    return _TIERS.get(d.get("tier", 0), "default")
+
+
+def _prompt(prompt: int, d: dict[str, int]) -> int:
+    return d.get("prompt_tokens", prompt)
+
+
+def _junk(usage: dict[str, Any], d: dict[str, int], prompt_key: str, details: tuple[str, ...]) -> dict[str, Any]:
+    """Usage as a broken or hostile provider might report it (the `junk` directive)."""
+    j = d.get("junk")
+    if j in _JUNK:
+        usage[prompt_key] = _JUNK[j]
+    elif j == 6:
+        for k, v in usage.items():
+            if isinstance(v, int):
+                usage[k] = 10**9
+            elif isinstance(v, dict) and k in details:
+                usage[k] = {dk: 10**9 if isinstance(dv, int) else dv for dk, dv in v.items()}
+    return usage
+
+
 def _chat_usage(prompt: int, completion: int, d: dict[str, int]) -> dict[str, Any]:
+    prompt = _prompt(prompt, d)
     cached = d.get("cached", 0)
     prompt = max(prompt, cached)
-    details: dict[str, int] = {"cached_tokens": cached, "audio_tokens": 0}
+    details: dict[str, int] = {"cached_tokens": cached, "audio_tokens": d.get("audio_in", 0)}
     if "cache_write" in d:
         details["cache_write_tokens"] = d["cache_write"]
-    return {
+    usage = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": details,
         "completion_tokens_details": {
             "reasoning_tokens": d.get("reasoning", 0),
-            "audio_tokens": 0,
+            "audio_tokens": d.get("audio_out", 0),
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
         },
     }
+    return _junk(usage, d, "prompt_tokens", ("prompt_tokens_details", "completion_tokens_details")) if "junk" in d else usage
 
 
 def _responses_usage(prompt: int, completion: int, d: dict[str, int]) -> dict[str, Any]:
+    prompt = _prompt(prompt, d)
     cached = d.get("cached", 0)
     prompt = max(prompt, cached)
     details: dict[str, int] = {"cached_tokens": cached}
     if "cache_write" in d:
         details["cache_write_tokens"] = d["cache_write"]
-    return {
+    usage = {
         "input_tokens": prompt,
         "input_tokens_details": details,
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": d.get("reasoning", 0)},
         "total_tokens": prompt + completion,
     }
+    return _junk(usage, d, "input_tokens", ("input_tokens_details", "output_tokens_details")) if "junk" in d else usage
 
 
-def _anthropic_usage(prompt: int, output: int, d: dict[str, int]) -> dict[str, int]:
+def _anthropic_usage(prompt: int, output: int, d: dict[str, int]) -> dict[str, Any]:
     # Anthropic's three input counters are disjoint: input_tokens excludes cache reads and writes.
-    return {
-        "input_tokens": prompt,
+    usage: dict[str, Any] = {
+        "input_tokens": _prompt(prompt, d),
         "cache_creation_input_tokens": d.get("cache_write", 0),
         "cache_read_input_tokens": d.get("cached", 0),
         "output_tokens": output,
     }
+    if "write_1h" in d:  # the TTL split Anthropic reports for prompt caching with `ttl: 1h`
+        usage["cache_creation"] = {
+            "ephemeral_5m_input_tokens": d.get("cache_write", 0) - d["write_1h"],
+            "ephemeral_1h_input_tokens": d["write_1h"],
+        }
+    if "web_search" in d:
+        usage["server_tool_use"] = {"web_search_requests": d["web_search"]}
+    usage["service_tier"] = "standard"
+    return usage
 
 
 # ---------------------------------------------------------------------------
@@ -365,6 +409,7 @@ async def chat_completions(request: web.Request, body: dict[str, Any]) -> web.St
             "object": "chat.completion",
             "created": created,
             "model": model,
+            "service_tier": _tier(d),
             "system_fingerprint": "fp_sim",
             "choices": [
                 {
@@ -385,6 +430,7 @@ async def chat_completions(request: web.Request, body: dict[str, Any]) -> web.St
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
+        "service_tier": _tier(d),
         "system_fingerprint": "fp_sim",
     }
     if include_usage:
@@ -570,6 +616,11 @@ async def responses(request: web.Request, body: dict[str, Any]) -> web.StreamRes
         "content": [part],
     }
 
+    searches = [
+        {"id": f"ws_sim{n:010d}_{i}", "type": "web_search_call", "status": "completed", "action": {"type": "search", "query": "sim"}}
+        for i in range(d.get("web_search", 0))
+    ]
+
     def response(status: str, output: list[Any]) -> dict[str, Any]:
         r: dict[str, Any] = {
             "id": rid,
@@ -586,6 +637,7 @@ async def responses(request: web.Request, body: dict[str, Any]) -> web.StreamRes
             "parallel_tool_calls": True,
             "previous_response_id": body.get("previous_response_id"),
             "reasoning": {"effort": None, "summary": None},
+            "service_tier": _tier(d),
             "store": body.get("store", True),
             "temperature": body.get("temperature", 1.0),
             "text": {"format": {"type": "text"}},
@@ -605,20 +657,31 @@ async def responses(request: web.Request, body: dict[str, Any]) -> web.StreamRes
         return r
 
     if not body.get("stream"):
-        return _json(response("completed", [message]))
+        return _json(response("completed", [*searches, message]))
 
     seq = itertools.count()
 
     def ev(name: str, **fields: Any) -> bytes:
         return _event(name, {"type": name, "sequence_number": next(seq), **fields})
 
-    loc = {"item_id": mid, "output_index": 0, "content_index": 0}
+    at = len(searches)  # the message follows the searches in `output`
+    loc = {"item_id": mid, "output_index": at, "content_index": 0}
     head = [
         ev("response.created", response=response("in_progress", [])),
         ev("response.in_progress", response=response("in_progress", [])),
+    ]
+    for i, ws in enumerate(searches):
+        head += [
+            ev("response.output_item.added", output_index=i, item={**ws, "status": "in_progress"}),
+            ev("response.web_search_call.in_progress", output_index=i, item_id=ws["id"]),
+            ev("response.web_search_call.searching", output_index=i, item_id=ws["id"]),
+            ev("response.web_search_call.completed", output_index=i, item_id=ws["id"]),
+            ev("response.output_item.done", output_index=i, item=ws),
+        ]
+    head += [
         ev(
             "response.output_item.added",
-            output_index=0,
+            output_index=at,
             item={**message, "status": "in_progress", "content": []},
         ),
         ev("response.content_part.added", **loc, part={**part, "text": ""}),
@@ -629,8 +692,8 @@ async def responses(request: web.Request, body: dict[str, Any]) -> web.StreamRes
     tail = [
         ev("response.output_text.done", **loc, text=text, logprobs=[]),
         ev("response.content_part.done", **loc, part=part),
-        ev("response.output_item.done", output_index=0, item=message),
-        ev("response.completed", response=response("completed", [message])),
+        ev("response.output_item.done", output_index=at, item=message),
+        ev("response.completed", response=response("completed", [*searches, message])),
     ]
     return await _stream(request, head, frames, tail, d)
 
@@ -687,6 +750,8 @@ async def anthropic_messages(request: web.Request, body: dict[str, Any]) -> web.
     }
     if usage is not None:
         delta["usage"] = {"output_tokens": output}
+        if "server_tool_use" in usage:
+            delta["usage"]["server_tool_use"] = usage["server_tool_use"]
     head = [
         _event("message_start", {"type": "message_start", "message": start}),
         _event(

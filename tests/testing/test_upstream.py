@@ -247,6 +247,7 @@ def test_anthropic_messages_stream_and_non_stream(sim):
         "output_tokens": 4,
         "cache_read_input_tokens": 5,
         "cache_creation_input_tokens": 7,
+        "service_tier": "standard",
     }
 
     r = httpx.post(

@@ -1,8 +1,8 @@
 """Billing dimensions on events: audio, image, 1-hour cache writes, server tool uses, the
 service tier and context tier billed, the cost by dimension and a usage flag (issues 20, 21).
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01 11:50
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context, op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
