@@ -93,16 +93,22 @@ class Call:
         *,
         status: str,
         usage: Usage | None = None,
-        usage_source: str = "reported",
+        usage_source: str | None = None,
         response_model: str = "",
         http_status: int = 200,
         response_bytes: int = 0,
         cost: Decimal | None = None,
         error: str = "",
     ) -> Decimal | None:
-        """Price and record the call once; returns its cost (None: no price known)."""
+        """Price and record the call once; returns its cost (None: no price known).
+
+        `usage_source` defaults to `reported`, except for a failed or refused call without
+        usage (a provider that refused the connection, a budget's 429): nothing was reported,
+        so it is `estimated`, at 0 tokens."""
         if self.done:
             return None
+        if usage_source is None:
+            usage_source = "estimated" if usage is None and status in ("upstream_error", "rejected") else "reported"
         self.done = True
         self.response_model = response_model
         return self.meter.record(

@@ -104,7 +104,7 @@ def _str(v: Decimal | None) -> str | None:
 def showback(engine: sa.Engine, org: Org, period: str, *, now: datetime | None = None) -> Showback:
     """Exact spend per department and team for a billing month, from the hourly rollups, with
     the month before and (for the month `now` is in) a month-end forecast."""
-    rows = rollup_sums(engine, period, ["department", "team", "priced", "usage_source"])
+    rows = rollup_sums(engine, period, ["department", "team", "priced", "usage_source", "status"])
     depts: dict[str, DepartmentSpend] = {}
     teams: dict[tuple[str, str], TeamSpend] = {}
     unpriced = estimated = 0
@@ -128,7 +128,7 @@ def showback(engine: sa.Engine, org: Org, period: str, *, now: datetime | None =
         if not r["priced"]:
             t.unpriced_requests += r["requests"]
             unpriced += r["requests"]
-        if r["usage_source"] == "estimated":
+        if r["usage_source"] == "estimated" and r["status"] != "rejected":  # a refusal has no usage to estimate
             estimated += r["requests"]
     ordered = sorted(depts.values(), key=lambda d: (-d.cost_usd, d.department))
     for d in ordered:

@@ -10,7 +10,19 @@ from typing import Annotated
 
 import typer
 
+from meterline.costing import Settings
+
 from .common import ConfigOption, settings
+
+
+def unset_keys(s: Settings) -> list[str]:
+    """One line per provider whose `api_key_env` names a variable that is not set."""
+    return [
+        f"provider {name!r}: ${p.api_key_env} is not set, so its calls go upstream without a key "
+        "(and the provider will likely refuse them)"
+        for name, p in s.providers.items()
+        if p.api_key_env and p.api_key is None
+    ]
 
 
 def serve(
@@ -26,6 +38,8 @@ def serve(
 
     s = settings(config)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for line in unset_keys(s):
+        logging.getLogger("meterline.serve").warning(line)
     # uvicorn re-raises the SIGTERM it drained for once it is done; by then every in-flight call
     # has finished and the ledger is flushed, which is a clean exit, not a death by signal.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -60,6 +60,7 @@ def test_upstream_http_error_is_passed_through_and_recorded(proxy):
     assert e.value.status_code == 429
     (event,) = proxy.events()
     assert (event["status"], event["http_status"], event["cost_pico"]) == ("upstream_error", 429, 0)
+    assert event["usage_source"] == "estimated"  # the provider's error reported no usage
 
 
 def test_unreachable_upstream_is_502(make_proxy):
@@ -71,6 +72,8 @@ def test_unreachable_upstream_is_502(make_proxy):
     assert e.value.status_code == 502 and e.value.code == "upstream_unavailable"
     (event,) = proxy.events()
     assert event["status"] == "upstream_error"
+    # Nothing reached a provider, so nothing was reported: estimated, at 0 tokens and $0.
+    assert (event["usage_source"], event["input_tokens"], event["output_tokens"], event["cost_pico"]) == ("estimated", 0, 0, 0)
 
 
 def test_hanging_upstream_is_504(make_proxy, upstream):
