@@ -189,6 +189,11 @@ class Budgets:
         with self._lock:
             return self._spent(scope, with_reserved=True)
 
+    def reserved(self, scope: Scope) -> Decimal:
+        """What calls in flight in this process hold on a scope's budget."""
+        with self._lock:
+            return self._reserved.get(scope, ZERO)
+
     def _spent(self, scope: Scope, *, with_reserved: bool) -> Decimal:
         recorded = self._recorded_sum.get((self.period, scope), ZERO)
         reserved = self._reserved.get(scope, ZERO) if with_reserved else ZERO

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from meterline.costing.config import Settings
 from meterline.costing.errors import CostingError
 
-from . import admin, llm, mcp, metrics
+from . import admin, key_usage, llm, mcp, metrics
 from .errors import ProxyError, error_response, from_costing
 from .fastpath import MeterlineApp
 from .runtime import Runtime
@@ -44,6 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(llm.router)
     app.include_router(mcp.router)
     app.include_router(admin.router)
+    app.include_router(key_usage.router)
     app.include_router(metrics.router)
 
     @app.get("/healthz")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import orjson
 from starlette.responses import Response
 
-from meterline.costing.errors import BudgetExceeded, CostingError, InvalidKey
+from meterline.costing.errors import (
+    BudgetExceeded,
+    CostingError,
+    InvalidKey,
+    KeyRequestError,
+    PeriodClosed,
+    UnknownKey,
+)
 
 
 class ProxyError(Exception):
@@ -27,6 +34,12 @@ def from_costing(e: CostingError) -> ProxyError:
         return ProxyError(401, "invalid_api_key", str(e), type="invalid_request_error")
     if isinstance(e, BudgetExceeded):
         return ProxyError(429, "budget_exceeded", str(e), type="insufficient_quota")
+    if isinstance(e, UnknownKey):
+        return ProxyError(404, "key_not_found", str(e), param="id")
+    if isinstance(e, KeyRequestError):
+        return ProxyError(400, "invalid_request", str(e), param=e.param)
+    if isinstance(e, PeriodClosed):
+        return ProxyError(409, "period_closed", str(e))
     return ProxyError(500, "internal_error", str(e))
 
 

@@ -85,7 +85,12 @@ def budget_status(
     org = Org(settings)
     limits = configured_limits(settings)
     threshold = settings.budgets.soft_threshold_percent
-    key_team = {k.id: k.team for k in list_keys(engine)} if any(s == "key" for s, _ in limits) else {}
+    all_keys = list_keys(engine)
+    # A key's own budget, set when it was issued (`budget_usd_monthly`); the config's wins.
+    for k in all_keys:
+        if k.budget_pico is not None and k.revoked_at is None:
+            limits.setdefault(("key", k.id), from_pico(k.budget_pico))
+    key_team = {k.id: k.team for k in all_keys}
     daily: dict[tuple[str, str], dict[date, int]] = {}
     for r in rollup_sums(engine, period, ["hour", "department", "team"]):
         for scope in (("department", r["department"]), ("team", r["team"])):

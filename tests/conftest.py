@@ -26,6 +26,7 @@ from meterline.testing.upstream import SimServer
 PROVIDER_KEY = "sk-upstream-secret-0123456789"
 MCP_AUTH = "Bearer mcp-server-secret"  # what the proxy sends MCP servers (auth_header_env: SIM_MCP_AUTH)
 ADMIN_KEY = "admin-test-key"
+FINANCE_KEY = "finance-test-key"  # server.finance_key_env: METERLINE_FINANCE_KEY
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.postgres"]  # postgres_url: a fresh PostgreSQL database per test
 
@@ -89,7 +90,7 @@ def base_config(tmp_path: Path, upstream_url: str, **overrides: Any) -> dict[str
 
 
 def proxy_environ() -> dict[str, str]:
-    return {"SIM_API_KEY": PROVIDER_KEY, "METERLINE_ADMIN_KEY": ADMIN_KEY, "SIM_MCP_AUTH": MCP_AUTH}
+    return {"SIM_API_KEY": PROVIDER_KEY, "METERLINE_ADMIN_KEY": ADMIN_KEY, "METERLINE_FINANCE_KEY": FINANCE_KEY, "SIM_MCP_AUTH": MCP_AUTH}
 
 
 class ProxyServer:

@@ -1,9 +1,8 @@
-"""The admin API, behind `Authorization: Bearer $METERLINE_ADMIN_KEY`."""
+"""Admin: the chargeback as JSON, and flushing the spool to the ledger."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 
 import orjson
 from fastapi import APIRouter, Request
@@ -11,11 +10,11 @@ from starlette.responses import JSONResponse, Response
 
 from meterline.costing.chargeback import load_chargeback
 
-from .auth import check_admin
-from .errors import ProxyError
-from .runtime import Runtime
+from ..auth import check_admin
+from ..runtime import Runtime
+from .models import Month
 
-router = APIRouter(prefix="/admin")
+router = APIRouter()
 
 
 @router.post("/ledger/flush")
@@ -28,16 +27,11 @@ async def flush_ledger(request: Request) -> Response:
     return JSONResponse({"written": written})
 
 
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-
-
 @router.get("/reports/chargeback")
-async def chargeback_report(request: Request, month: str) -> Response:
+async def chargeback_report(request: Request, month: Month) -> Response:
     """The month's chargeback as JSON: the same lines and totals as `meterline export chargeback`
     (a closed month from its snapshot)."""
     rt: Runtime = request.app.state.runtime
-    check_admin(rt, request)
-    if not _MONTH.match(month):
-        raise ProxyError(400, "invalid_request", f"month: expected YYYY-MM, got {month!r}", param="month")
+    check_admin(rt, request, finance=True)
     cb = await asyncio.to_thread(load_chargeback, rt.engine, rt.settings, month)
     return Response(orjson.dumps(cb.as_dict()), media_type="application/json")

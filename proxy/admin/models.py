@@ -1,0 +1,143 @@
+"""The admin API's request and response bodies, as /openapi.json documents them.
+
+Requests forbid fields they do not name (a typo is a 400, not a silently ignored setting).
+Money is a decimal string in answers; in requests a string or a JSON number (send strings
+for amounts a float cannot hold exactly).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from fastapi import Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+MAX_BUDGET = Decimal(1_000_000)  # USD a month per key: stored as BigInteger pico-dollars (9.2M max)
+MAX_GRACE = 30 * 86400.0
+
+Month = Annotated[str, Query(pattern=MONTH_PATTERN, description="billing month, YYYY-MM")]
+Label = Annotated[str, StringConstraints(max_length=256)]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^,]*$")]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeyCreate(_Request):
+    team: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(description="the configured team the key's spend is charged to")
+    name: Label = Field("", description="a label")
+    project: Label = Field("", description="default project for its calls")
+    models: list[ModelName] = Field(default_factory=list, max_length=100, description="names or globs it may use; empty: every configured model")
+    budget_usd_monthly: Decimal | None = Field(None, ge=0, le=MAX_BUDGET, decimal_places=12, description="the key's own monthly budget, USD")
+    expires_at: AwareDatetime | None = Field(None, description="refused from then on (ISO 8601 with a zone, in the future)")
+
+
+class KeyRotate(_Request):
+    grace_seconds: float | None = Field(
+        None, ge=0, le=MAX_GRACE, description="how long the replaced secret keeps working (default: server.key_rotation_grace_seconds)"
+    )
+
+
+class KeyPublic(BaseModel):
+    id: str
+    prefix: str = Field(description="the first characters of the secret, never enough to use it")
+    name: str
+    team: str
+    department: str
+    project: str
+    models: list[str]
+    budget_usd_monthly: str | None
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    previous_key_valid_until: str | None = Field(description="a rotation's grace: until when the replaced secret works")
+    status: Literal["active", "expired", "revoked"]
+    revoked: bool
+
+
+class KeyIssued(KeyPublic):
+    key: str = Field(description="the secret: shown in this answer only, never stored")
+
+
+class KeyDetail(KeyPublic):
+    month: str
+    spend_usd: str = Field(description="what the key spent in `month` (the current one)")
+
+
+class KeyList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[KeyPublic]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class UsageRow(BaseModel):
+    day: str | None = None
+    department: str | None = None
+    team: str | None = None
+    project: str | None = None
+    model: str | None = None
+    key_id: str | None = None
+    requests: int
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_usd: str
+
+
+class UsageOut(BaseModel):
+    month: str
+    group_by: list[str]
+    rows: list[UsageRow]
+    total_usd: str
+    requests: int
+
+
+class BudgetOut(BaseModel):
+    scope: Literal["department", "team", "key"]
+    id: str
+    name: str
+    department: str
+    limit_usd: str
+    spent_usd: str = Field(description="in the ledger for the month")
+    reserved_usd: str = Field(description="held by calls in flight on the replica that answers")
+    remaining_usd: str
+    forecast_usd: str | None = Field(description="month-end at the run rate so far; the current month only")
+    used_percent: str
+    state: Literal["over", "near", "forecast_over", "ok"]
+
+
+class BudgetsOut(BaseModel):
+    month: str
+    budgets: list[BudgetOut]
+
+
+class PeriodClosedOut(BaseModel):
+    period: str
+    closed_at: str
+    lines: int
+    total: str
+    currency: str
+
+
+class HolderBudget(BaseModel):
+    scope: Literal["department", "team", "key"]
+    id: str
+    limit_usd: str
+    spent_usd: str
+    remaining_usd: str
+
+
+class HolderUsage(BaseModel):
+    key_id: str
+    team: str
+    department: str
+    month: str
+    spend_usd: str
+    budgets: list[HolderBudget]
+    expires_at: str | None
