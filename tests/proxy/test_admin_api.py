@@ -184,7 +184,7 @@ def test_budgets_show_limit_spent_reserved_and_what_is_left(p, api):
     assert set(got) == {("department", "research"), ("team", "nlp"), ("key", made["id"])}
     team = got[("team", "nlp")]
     assert (team["limit_usd"], team["spent_usd"], team["reserved_usd"], team["remaining_usd"]) == ("10.000000", "1.500000", "0.000000", "8.500000")
-    assert team["forecast_usd"] is not None and got[("key", made["id"])]["spent_usd"] == "1.500000"
+    assert "forecast_usd" in team and got[("key", made["id"])]["spent_usd"] == "1.500000"  # no forecast in the first days
 
 
 def test_a_key_holder_sees_its_own_spend_and_budgets_and_nothing_of_other_keys(p, api):
