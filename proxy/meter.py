@@ -8,6 +8,7 @@ gets the last bytes of the response.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +36,6 @@ from .tracestate import payer_member, verified_payer
 
 log = logging.getLogger("meterline.proxy")
 
-RECENT_SPANS = 200_000
 
 
 class Priced(NamedTuple):
@@ -149,19 +149,14 @@ class Meter:
     ):
         self.spool = spool
         self.redact = redact or Redactor(())
-        self.trace_secret = trace_secret
+        # Without a configured secret, one of this process: sub-calls still need proof here.
+        self.trace_secret = trace_secret or secrets.token_bytes(32)
         self.prices = prices
         self.org = org
         self.subcalls = subcalls
         self.store_prompts = store_prompts
         self.on_record: list[Callable[[dict[str, Any], Call], None]] = []
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-        # Spans of recent calls in two generations of plain dicts: a lookup tries both, and
-        # when the young one holds RECENT_SPANS / 2 the old one is dropped. Same reach as an
-        # LRU of RECENT_SPANS at about half the memory (an OrderedDict and a Payer per entry
-        # held ~45 MB at 200k calls, over the proxy's RSS target).
-        self._spans: dict[str, Payer] = {}
-        self._older_spans: dict[str, Payer] = {}
         self._payers: dict[str, Payer] = {}
         self._warned: set[str] = set()
 
@@ -183,14 +178,15 @@ class Meter:
         if ctx is None:
             ctx, tracestate = parse_traceparent(headers.get("traceparent")), headers.get("tracestate")
         parent = ctx.parent_span_id if ctx else ""
-        parent_payer = (self._spans.get(parent) or self._older_spans.get(parent)) if parent else None
-        if ctx and parent and parent_payer is None and self.trace_secret is not None:
-            # A parent served by another replica: its payer comes signed in tracestate.
+        parent_payer = None
+        if ctx and parent and tracestate:
+            # A parent's payer is inherited on proof only: our signed member for this trace and
+            # this parent span. Call ids are not secret (upstreams get them in traceparent, the
+            # exports list them), so knowing one proves nothing (docs/security.md).
             team = verified_payer(self.trace_secret, tracestate, ctx.trace_id, parent)
             parent_payer = self._payer(team) if team is not None else None
         payer = parent_payer if parent_payer and self.subcalls == "root_caller" else own
         call_id = new_span_id()
-        self._remember(call_id, payer)
         return Call(
             meter=self,
             call_id=call_id,
@@ -218,16 +214,8 @@ class Meter:
         return payer
 
     def tracestate(self, call: Call) -> str:
-        """Our tracestate member for what `call` sends upstream ("" without a secret)."""
-        if self.trace_secret is None:
-            return ""
+        """Our tracestate member for what `call` sends upstream: the proof its sub-calls show."""
         return payer_member(self.trace_secret, call.trace_id, call.call_id, call.payer.team)
-
-    def _remember(self, span_id: str, payer: Payer) -> None:
-        # Spans of recent calls, so a sub-call arriving with one as parent finds its payer.
-        self._spans[span_id] = payer
-        if len(self._spans) >= RECENT_SPANS // 2:
-            self._older_spans, self._spans = self._spans, {}
 
     def price(self, call: Call, usage: Usage) -> Priced:
         """What a call's usage costs at the price in force (cost None: no price known)."""

@@ -315,7 +315,8 @@ async def test_an_llm_call_the_client_makes_for_sampling_is_a_child_of_the_tool_
         answer = await llm.chat.completions.create(
             model="gpt-4o-mini",
             messages=[{"role": "user", "content": params.messages[0].content.text}],
-            extra_headers={"traceparent": params.meta["traceparent"]},
+            # Both, as W3C propagators send them: the tracestate member is the proof of the parent.
+            extra_headers={"traceparent": params.meta["traceparent"], "tracestate": params.meta["tracestate"]},
         )
         await llm.close()
         text = answer.choices[0].message.content
