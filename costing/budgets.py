@@ -51,8 +51,9 @@ from .budget_leases import renew, replica_id
 from .config import Settings
 from .engine import dialect_insert
 from .errors import BudgetExceeded
-from .ingest import LedgerWriter, period_of
+from .ingest import LedgerWriter
 from .money import ZERO, from_pico, usd
+from .months import period_of
 from .prices import PriceBook
 from .tables import Event, Note, Rollup
 

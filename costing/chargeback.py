@@ -30,14 +30,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
 
-from .config import Settings
 from .errors import ConfigError
 from .tables import PeriodSnapshot, Rollup
+
+if TYPE_CHECKING:  # config imports months, which closes a month with compute(): no runtime import
+    from .config import Settings
 
 LINE_DIMS = ["department", "team", "project", "kind", "provider", "model", "tool", "adjustment", "tags"]
 LINE_SUMS = [

@@ -9,7 +9,6 @@ rest of the code never touches `os.environ`.
 from __future__ import annotations
 
 import os
-import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -19,9 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from .errors import ConfigError
+from .months import is_month
 
 DEFAULT_CONFIG = "config.yaml"
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 MIB = 1024 * 1024
 
 
@@ -129,7 +128,7 @@ class ChargebackConfig(_Section):
         if self.allocation == "weights" and not any(w > 0 for w in self.weights.values()):
             raise ValueError("weights: allocation: weights needs a positive weight per department")
         for month, rate in self.exchange_rates.items():
-            if not _MONTH.match(month) or rate <= 0:
+            if not is_month(month) or rate <= 0:
                 raise ValueError(f"exchange_rates: expected `YYYY-MM: <rate above 0>`, got {month}: {rate}")
         return self
 

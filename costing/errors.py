@@ -9,6 +9,8 @@
     ├── KeyRequestError      a key cannot be made or changed as asked (names the field)
     ├── LedgerWriteError     the ledger could not be written
     ├── LedgerSchemaError    the ledger's schema is newer than this version of Meterline
+    ├── InvalidMonth         not a month written YYYY-MM (also a ValueError, for validators)
+    ├── PeriodNotEnded       a month cannot be closed before it is over
     └── PeriodClosed         a closed month cannot be changed
 """
 
@@ -65,6 +67,19 @@ class BudgetExceeded(CostingError):
 
 class LedgerWriteError(CostingError):
     pass
+
+
+class InvalidMonth(CostingError, ValueError):
+    def __init__(self, value: object):
+        super().__init__(f"expected YYYY-MM, got {value!r}")
+        self.value = value
+
+
+class PeriodNotEnded(CostingError):
+    def __init__(self, period: str, current: str):
+        super().__init__(f"{period} has not ended yet (now {current})")
+        self.period = period
+        self.current = current
 
 
 class PeriodClosed(CostingError):

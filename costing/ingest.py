@@ -7,43 +7,19 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlmodel import Session, select
 
 from .ledger_writes import write_events
+from .months import charge_period
 from .spool import Spool, read_segment
-from .tables import Event, PeriodSnapshot
+from .tables import Event
 
 log = logging.getLogger("meterline.ledger")
-
-
-def period_of(ts: datetime) -> str:
-    return f"{ts.year:04d}-{ts.month:02d}"
-
-
-def next_period(period: str) -> str:
-    y, m = int(period[:4]), int(period[5:])
-    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
-
-
-def charge_period(ts: datetime, closed: set[str]) -> tuple[str, bool]:
-    """The month a call is billed in: its own, or the first open one after it was closed."""
-    period = period_of(ts)
-    late = period in closed
-    while period in closed:
-        period = next_period(period)
-    return period, late
-
-
-def closed_periods(engine: sa.Engine) -> set[str]:
-    with Session(engine) as s:
-        return set(s.exec(select(PeriodSnapshot.period)).all())
 
 
 # What a row can raise on being written; _refused_for_content tells these apart from trouble
@@ -216,4 +192,4 @@ def _short(e: BaseException) -> str:
     return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
-__all__: list[Any] = ["LedgerWriter", "charge_period", "period_of", "next_period", "closed_periods"]
+__all__ = ["LedgerWriter"]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from .errors import ConfigError
-from .ingest import next_period
+from .months import month_end
 from .tables import Event, PeriodSnapshot
 
 
@@ -28,12 +28,6 @@ class Pruned:
     @property
     def events(self) -> int:
         return sum(self.months.values())
-
-
-def month_end(period: str) -> datetime:
-    """The first instant after `period` (YYYY-MM), UTC."""
-    nxt = next_period(period)
-    return datetime(int(nxt[:4]), int(nxt[5:]), 1, tzinfo=UTC)
 
 
 def prunable_months(engine: sa.Engine, older_than_days: int, now: datetime | None = None) -> list[str]:

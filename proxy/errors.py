@@ -11,6 +11,7 @@ from meterline.costing.errors import (
     InvalidKey,
     KeyRequestError,
     PeriodClosed,
+    PeriodNotEnded,
     UnknownKey,
 )
 
@@ -40,6 +41,8 @@ def from_costing(e: CostingError) -> ProxyError:
         return ProxyError(400, "invalid_request", str(e), param=e.param)
     if isinstance(e, PeriodClosed):
         return ProxyError(409, "period_closed", str(e))
+    if isinstance(e, PeriodNotEnded):
+        return ProxyError(409, "period_not_ended", str(e), param="period")
     return ProxyError(500, "internal_error", str(e))
 
 

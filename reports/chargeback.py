@@ -15,9 +15,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from meterline.costing import Chargeback, ChargebackLine, ConfigError, Settings, load_chargeback
+from meterline.costing import (
+    Chargeback,
+    ChargebackLine,
+    ConfigError,
+    Settings,
+    load_chargeback,
+    previous_period,
+)
 
-from .trend import change_percent, forecast, previous_period
+from .trend import change_percent, forecast
 
 PLACES = 6  # line items keep six decimals
 Q6 = Decimal("0.000001")

@@ -1,5 +1,5 @@
-"""A month's chargeback as the dashboard's Chargeback page shows it: per department, as
-files, and closing the month.
+"""A month's chargeback as the dashboard's Chargeback page shows it: per department and as
+files. (Closing a month is the core's: `meterline.costing.close_period`.)
 
 Downloads for everyone are the very bytes `meterline export chargeback` writes. A viewer
 limited to one department gets the same file restricted to that department's lines (same
@@ -9,20 +9,10 @@ columns, same formatting): the rows of the full file with that department.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
-import sqlalchemy as sa
-
-from meterline.costing import (
-    Chargeback,
-    ChargebackLine,
-    CostingError,
-    DepartmentCharge,
-    Settings,
-    close_period,
-    period_of,
-)
+from meterline.costing import Chargeback, ChargebackLine, DepartmentCharge
 
 from .chargeback import CSV_COLUMNS, ChargebackReport, csv_rows
 from .exports import _csv
@@ -111,12 +101,4 @@ def chargeback_file(cb: Chargeback, fmt: str, department: str | None = None) -> 
     return "".join(_csv(header, rows)).encode("utf-8")
 
 
-def close_month(engine: sa.Engine, settings: Settings, period: str, *, now: datetime | None = None) -> Chargeback:
-    """Close a month that has ended (as `meterline period close` does without --force)."""
-    current = period_of(now or datetime.now(UTC))
-    if period >= current:
-        raise CostingError(f"{period} has not ended yet (now {current}); a month is closed once it is over")
-    return close_period(engine, settings, period)
-
-
-__all__ = ["FILES", "Invoice", "InvoiceRow", "invoice", "chargeback_file", "close_month", "invoice_rows", "lines_of", "restrict"]
+__all__ = ["FILES", "Invoice", "InvoiceRow", "invoice", "chargeback_file", "invoice_rows", "lines_of", "restrict"]

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from meterline.costing import Org, next_period, period_of
+from meterline.costing import Org, has_ended, month_start, next_period, period_of
 
-from .trend import OPEN_MIN_HOURS, elapsed, month_start
+from .trend import OPEN_MIN_HOURS, elapsed
 
 NONE_LABEL = "(unattributed)"
 
@@ -73,7 +73,7 @@ class Month:
 
     @property
     def ended(self) -> bool:
-        return self.period < period_of(self.now)
+        return has_ended(self.period, self.now)
 
     @property
     def total_label(self) -> str:

@@ -12,11 +12,11 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from meterline.costing import ZERO, Org, from_pico
+from meterline.costing import ZERO, Org, from_pico, previous_period
 
 from .filters import ALL, Filters
 from .ledger_queries import rollup_sums
-from .trend import FORECAST_MIN_DAYS, change_percent, forecast, previous_period, same_stretch
+from .trend import FORECAST_MIN_DAYS, change_percent, forecast, same_stretch
 
 
 @dataclass

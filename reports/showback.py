@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from meterline.costing import ZERO, Org, from_pico
+from meterline.costing import ZERO, Org, from_pico, previous_period
 
 from .ledger_queries import rollup_sums
-from .trend import change_percent, forecast, previous_period
+from .trend import change_percent, forecast
 
 
 @dataclass

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from meterline.costing import usd
+from meterline.costing import previous_period, usd
 
 from .chargeback import ChargebackReport
 from .reprice import Reprice
 from .showback import Showback
-from .trend import change_text, previous_period
+from .trend import change_text
 
 
 def showback_table(sb: Showback) -> str:

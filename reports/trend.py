@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from meterline.costing import next_period, period_of
+from meterline.costing import month_end, month_start, period_of, previous_period
 
 CENT = Decimal("0.01")
 # A run rate from fewer days than a week swings with the weekday/weekend cycle: three busy
@@ -20,16 +20,6 @@ FORECAST_MIN_DAYS = 7
 # The dashboard opens on the current month once it has a full day of data; before that (the
 # 1st of a month) it opens on the month before, which is the picture people come for.
 OPEN_MIN_HOURS = 24
-
-
-def previous_period(period: str) -> str:
-    y, m = int(period[:4]), int(period[5:])
-    return f"{y - 1:04d}-12" if m == 1 else f"{y:04d}-{m - 1:02d}"
-
-
-def month_start(period: str) -> datetime:
-    return datetime(int(period[:4]), int(period[5:]), 1, tzinfo=UTC)
-
 
 
 def elapsed(period: str, now: datetime | None = None) -> timedelta | None:
@@ -61,7 +51,7 @@ def forecast(so_far: Decimal, period: str, now: datetime | None = None, *, min_d
     gone = elapsed(period, now)
     if gone is None or gone <= timedelta(0) or gone < timedelta(days=min_days):
         return None
-    start, end = month_start(period), month_start(next_period(period))
+    start, end = month_start(period), month_end(period)
     seconds = Decimal(str(gone.total_seconds()))
     return (so_far * Decimal(str((end - start).total_seconds())) / seconds).quantize(CENT)
 
@@ -86,7 +76,5 @@ __all__ = [
     "elapsed",
     "forecast",
     "forecast_from",
-    "month_start",
-    "previous_period",
     "same_stretch",
 ]

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from meterline.costing import CostingError
+from meterline.costing import CostingError, close_period, previous_period
 from meterline.dashboard.context import report, view
 from meterline.dashboard.format import (
     bar_height,
@@ -22,8 +22,7 @@ from meterline.dashboard.format import (
     usd_axis,
 )
 from meterline.reports import chargeback_report
-from meterline.reports.invoice import FILES, chargeback_file, close_month, invoice, lines_of
-from meterline.reports.trend import previous_period
+from meterline.reports.invoice import FILES, chargeback_file, invoice, lines_of
 
 v = view()
 st.title(f"Chargeback · {v.period}")
@@ -132,7 +131,7 @@ if v.viewer.admin and cb.closed_at is None:
         sure = st.checkbox(f"Freeze {v.period}: its chargeback becomes final; later usage is billed as adjustments next month.", key="close_sure")
         if st.button(f"Close {v.period}", disabled=not sure, key="close_month"):
             try:
-                done = close_month(v.engine, v.settings, v.period, now=v.now)
+                done = close_period(v.engine, v.settings, v.period, now=v.now)
             except CostingError as e:
                 st.error(str(e))
             else:

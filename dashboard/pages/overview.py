@@ -6,6 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from meterline.costing import previous_period
 from meterline.dashboard.context import report, view
 from meterline.dashboard.format import (
     change,
@@ -20,7 +21,7 @@ from meterline.dashboard.format import (
     usd_axis,
 )
 from meterline.reports.overview import Ranked, overview
-from meterline.reports.trend import FORECAST_MIN_DAYS, forecast_from, previous_period
+from meterline.reports.trend import FORECAST_MIN_DAYS, forecast_from
 
 v = view()
 o = report(overview, v.org, v.period, v.filters, now=v.now)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -13,10 +12,12 @@ import typer
 from meterline.costing import (
     ConfigError,
     CostingError,
+    InvalidMonth,
     Settings,
     create_engine,
     create_schema,
     load_settings,
+    parse_month,
 )
 
 ConfigOption = Annotated[
@@ -24,9 +25,6 @@ ConfigOption = Annotated[
     typer.Option("--config", help="config file (default: ./config.yaml or $METERLINE_CONFIG)", show_default=False),
 ]
 MonthOption = Annotated[str, typer.Option("--month", help="billing month, YYYY-MM")]
-
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-
 
 def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"meterline: {message}", err=True)
@@ -50,9 +48,10 @@ def ledger(s: Settings) -> sa.Engine:
 
 
 def month(value: str) -> str:
-    if not _MONTH.match(value):
-        fail(f"--month: expected YYYY-MM, got {value!r}")
-    return value
+    try:
+        return parse_month(value)
+    except InvalidMonth as e:
+        fail(f"--month: {e}")
 
 
 def write_out(chunks: object, out: Path | None) -> None:

@@ -4,12 +4,13 @@ read the chargeback. Joined to the main app in cli.py."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Annotated
 
 import typer
 
-from meterline.costing import CostingError, PriceBook, close_period, usd
+from meterline.costing import CostingError, PeriodNotEnded, PriceBook, close_period, usd
+from meterline.costing.months import ensure_ended
 
 from .common import ConfigOption, MonthOption, fail, ledger, month, settings
 
@@ -25,12 +26,14 @@ def period_close(
 ) -> None:
     """Freeze a month's chargeback; later events for it become adjustments in the next open month."""
     period = month(period)
-    current = datetime.now(UTC).strftime("%Y-%m")
-    if period >= current and not force:
-        fail(f"{period} has not ended yet (now {current}); wait for it to end or pass --force")
+    if not force:
+        try:
+            ensure_ended(period)  # before the config and the ledger are opened
+        except PeriodNotEnded as e:
+            fail(f"{e}; wait for it to end or pass --force")
     s = settings(config)
     try:
-        cb = close_period(ledger(s), s, period)
+        cb = close_period(ledger(s), s, period, force=True)  # checked above, unless forced
     except CostingError as e:
         fail(str(e))
     typer.echo(f"closed {period}: {len(cb.lines)} lines, {usd(cb.total, 2)} {cb.currency} billed; its chargeback is now final")

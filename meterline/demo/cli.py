@@ -21,9 +21,9 @@ def demo(
     seed: Annotated[int, typer.Option(help="random seed of the generated month")] = 7,
 ) -> None:
     """A self-contained demo: a simulated provider, the proxy, a month of generated traffic, then the dashboard."""
+    from meterline.cli.common import fail
     from meterline.dashboard import streamlit_command
 
-    from meterline.cli.common import fail
     from .run import NotADemoFolder, run_demo
 
     typer.echo(f"Meterline demo in {folder}/ (no provider key needed: the provider and tool server are simulated)")

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from itertools import chain
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from meterline.costing import close_period, period_of, usd
+from meterline.costing import PeriodNotEnded, close_period, usd
+from meterline.costing.months import MONTH_PATTERN, ensure_ended
 from meterline.reports import EXPORTS
 
 from ..auth import check_admin
 from ..errors import ProxyError, invalid_request
 from ..runtime import Runtime
-from .models import MONTH_PATTERN, Month, PeriodClosedOut
+from .models import Month, PeriodClosedOut
 
 router = APIRouter(tags=["exports"])
 
@@ -88,10 +88,12 @@ async def close(
     billed as adjustments in the next open month. 409 `period_closed` if it already is."""
     rt: Runtime = request.app.state.runtime
     check_admin(rt, request, finance=True)
-    current = period_of(datetime.now(UTC))
-    if period >= current and not force:
-        raise ProxyError(409, "period_not_ended", f"{period} has not ended yet (now {current}); wait for it to end or pass force=true", param="period")
-    cb = await asyncio.to_thread(close_period, rt.engine, rt.settings, period)
+    if not force:
+        try:
+            ensure_ended(period)
+        except PeriodNotEnded as e:
+            raise ProxyError(409, "period_not_ended", f"{e}; wait for it to end or pass force=true", param="period") from None
+    cb = await asyncio.to_thread(close_period, rt.engine, rt.settings, period, force=True)  # checked above, unless forced
     return JSONResponse(
         {"period": period, "closed_at": cb.closed_at, "lines": len(cb.lines), "total": usd(cb.total, 2), "currency": cb.currency}
     )

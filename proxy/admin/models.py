@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 from fastapi import Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+from meterline.costing.months import MONTH_PATTERN
+
 MAX_BUDGET = Decimal(1_000_000)  # USD a month per key: stored as BigInteger pico-dollars (9.2M max)
 MAX_GRACE = 30 * 86400.0
 

@@ -18,7 +18,7 @@ from meterline.costing import (
     settings_from_dict,
 )
 from meterline.costing.chargeback import SHARED, compute, split
-from meterline.costing.ingest import charge_period, closed_periods
+from meterline.costing.months import charge_period, closed_periods
 from tests.seed import event, seed
 
 DEPTS = ["research", "product", "ops"]

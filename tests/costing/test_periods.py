@@ -17,7 +17,7 @@ from meterline.costing import (
     settings_from_dict,
     write_events,
 )
-from meterline.costing.ingest import charge_period
+from meterline.costing.months import charge_period
 from tests.seed import event
 
 TS = datetime(2026, 8, 20, tzinfo=UTC)

@@ -16,11 +16,16 @@ import sqlalchemy as sa
 import yaml
 from streamlit.testing.v1 import AppTest
 
-from meterline.costing import Settings, create_engine, create_schema, settings_from_dict
+from meterline.costing import (
+    Settings,
+    create_engine,
+    create_schema,
+    previous_period,
+    settings_from_dict,
+)
 from meterline.dashboard import APP_PATH
 from meterline.dashboard.auth import throttle
 from meterline.dashboard.format import money
-from meterline.reports.trend import previous_period
 from tests.conftest import base_config
 from tests.seed import event, seed
 
