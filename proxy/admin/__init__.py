@@ -3,7 +3,7 @@
 `Authorization: Bearer $METERLINE_ADMIN_KEY` may do everything; the finance key
 (`server.finance_key_env`) may read usage, budgets, reports and exports and close months
 (proxy/auth.py). Every route calls the same library functions as the CLI: costing/keys.py for
-keys, reports/ for what is read, costing/periods.py for closing. docs/admin-api.md has them all.
+keys, reports/ for what is read, costing/months.py for closing. docs/admin-api.md has them all.
 """
 
 from __future__ import annotations
