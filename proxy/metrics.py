@@ -58,6 +58,11 @@ class Metrics:
         self.degraded = Gauge(
             "meterline_ledger_degraded", "1 while the ledger database cannot be written (events stay spooled).", registry=self.registry
         )
+        self.key_lookups = Gauge(
+            "meterline_key_lookups",
+            "Ledger queries made since start for secrets the key cache did not know (each may ask for many).",
+            registry=self.registry,
+        )
         self._series: dict[tuple[str, ...], Any] = {}
 
     def record(self, event: Mapping[str, Any], call: Call) -> None:
@@ -87,4 +92,5 @@ async def metrics(request: Request) -> Response:
     if rt.spool is not None:
         m.spooled.set(await asyncio.to_thread(rt.spool.pending))
     m.degraded.set(1 if rt.writer is not None and rt.writer.degraded else 0)
+    m.key_lookups.set(rt.keys.lookups)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
