@@ -66,9 +66,20 @@ async def mcp_endpoint(server: str, request: Request) -> Response:
     target = rt.mcp.targets.get(server)
     if target is None:
         raise ProxyError(404, "mcp_server_not_found", f"MCP server {server!r} is not configured (see `mcp_servers:`)")
+    session = request.headers.get("mcp-session-id")
+    if session and not rt.mcp_sessions.allowed(target.name, session, key.id):
+        # Another key's session: answered as the server answers for one it does not know.
+        raise ProxyError(404, "session_not_found", "no such MCP session for this key: send `initialize` to open one")
     if request.method == "POST":
-        return await _post(rt, request, key, target)
-    return await _pass_through(rt, request, target)
+        response = await _post(rt, request, key, target)
+    else:
+        response = await _pass_through(rt, request, target)
+    opened = response.headers.get("mcp-session-id")
+    if opened:
+        rt.mcp_sessions.bind(target.name, opened, key.id)
+    if request.method == "DELETE" and session and response.status_code < 300:
+        rt.mcp_sessions.end(target.name, session)
+    return response
 
 
 async def _post(rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget) -> Response:

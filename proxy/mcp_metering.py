@@ -17,9 +17,11 @@ time of all its rounds.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -30,6 +32,8 @@ from meterline.costing.money import ZERO
 from .meter import Call
 from .sse import event_data, has_event_id, replace_event_data
 from .tracestate import merge
+
+DUPLICATE = "#"  # between a repeated id's key and its slot number
 
 # Statuses for which the server did the work, so the call is charged.
 CHARGED = frozenset(("ok", "tool_error", "client_closed"))
@@ -100,8 +104,19 @@ def is_response(m: dict[str, Any]) -> bool:
 
 
 def id_key(m: dict[str, Any]) -> str:
-    """A request id as a dict key that tells 1 and "1" apart, as JSON-RPC does."""
-    return json.dumps(m.get("id"))
+    """A request id as a dict key that tells 1 and "1" apart, as JSON-RPC does, but not 1, 1.0
+    and 1e0: a server that reads ids as JavaScript does (the TypeScript SDK's) echoes any of
+    them as `1`, and an integer past 2^53 as the double nearest to it, so numbers are keyed
+    by that double."""
+    v = m.get("id")
+    if isinstance(v, str):
+        return "s" + v
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        try:
+            return "n" + repr(float(v) + 0.0)  # + 0.0: -0 is 0, as JavaScript writes it
+        except OverflowError:  # past any double: no server could echo it as a number
+            return "n" + str(v)
+    return "j" + json.dumps(v, sort_keys=True)
 
 
 def _params(m: dict[str, Any]) -> dict[str, Any]:
@@ -241,8 +256,12 @@ class Resumed:
         return session in self._waiting
 
     def take(self, session: str, key: str) -> Waiting | None:
+        """The oldest call waiting with id `key` (ids may repeat: see Exchange.add)."""
         calls = self._waiting.get(session, {})
         waiting = calls.pop(key, None)
+        if waiting is None:
+            slot = next((k for k in calls if k.startswith(key + DUPLICATE)), None)
+            waiting = calls.pop(slot) if slot is not None else None
         if not calls:
             self._waiting.pop(session, None)
         return waiting
@@ -276,13 +295,35 @@ class Exchange:
     http_status: int = 200
     calls: dict[str, Call] = field(default_factory=dict)  # open, by JSON-RPC id
     carried: dict[str, int] = field(default_factory=dict)  # response bytes of earlier rounds
+    _later: dict[str, deque[str]] = field(default_factory=dict)  # slots of repeated ids, in order
+    _serial: Iterator[int] = field(default_factory=lambda: itertools.count(2))
     response_bytes: int = 0
     resumable: bool = False  # the stream's events have ids: the client may resume it
 
     def add(self, m: dict[str, Any], call: Call, carried_bytes: int = 0) -> None:
-        self.calls[id_key(m)] = call
+        """A call awaiting its response. Ids may repeat (a batch of 50 `"id": 7`): each call
+        gets a slot of its own (`7`, `7#2`, ...) and responses end them in order, so none is
+        lost, and one left without a response is still recorded when the exchange closes."""
+        base = key = id_key(m)
+        if key in self.calls or base in self._later:
+            key = f"{base}{DUPLICATE}{next(self._serial)}"
+            self._later.setdefault(base, deque()).append(key)
+        self.calls[key] = call
         if carried_bytes:
-            self.carried[id_key(m)] = carried_bytes
+            self.carried[key] = carried_bytes
+
+    def _take(self, base: str) -> tuple[str, Call | None]:
+        """The slot and call the next response with id `base` ends."""
+        call = self.calls.pop(base, None)
+        if call is not None:
+            return base, call
+        later = self._later.get(base)
+        while later:
+            key = later.popleft()
+            call = self.calls.pop(key, None)
+            if call is not None:
+                return key, call
+        return base, None
 
     @property
     def open(self) -> bool:
@@ -303,13 +344,12 @@ class Exchange:
         makes for them with that traceparent becomes the call's child.
         """
         if is_response(m):
-            key = id_key(m)
-            call = self.calls.pop(key, None)
+            key, call = self._take(id_key(m))
             if call is None and self.resumed is not None and self.session:
                 waiting = self.resumed.take(self.session, key)
                 if waiting is not None:
                     call, self.carried[key] = waiting.call, waiting.response_bytes
-            return call is not None and self._end(call, m)
+            return call is not None and self._end(call, m, key)
         if is_request(m) and meta_traceparent(m) is None:
             call = self.first()
             return call is not None and _set_trace(m, call)
@@ -340,11 +380,10 @@ class Exchange:
             rewritten = self.on_message(m) or rewritten
         return dumps(doc) if rewritten else None
 
-    def _end(self, call: Call, m: dict[str, Any]) -> bool:
+    def _end(self, call: Call, m: dict[str, Any], key: str) -> bool:
         """Record the call its response ends, or park it for its next round; True if the
         response was rewritten."""
         status, error = outcome(m)
-        key = id_key(m)
         size = self.response_bytes + self.carried.pop(key, 0)
         if status != "input_required":
             self._finish(call, status, error, size)

@@ -19,6 +19,7 @@ from meterline.costing.spool import Spool
 from .auth import KeyLookups
 from .caps import Caps
 from .mcp_metering import Resumed, Rounds
+from .mcp_sessions import Sessions
 from .mcp_upstream import MCPUpstreams
 from .meter import Call, Meter
 from .metrics import Metrics
@@ -46,6 +47,7 @@ class Runtime:
         self.mcp = MCPUpstreams(settings.mcp_servers)
         self.mcp_rounds = Rounds()
         self.mcp_resumed = Resumed()
+        self.mcp_sessions = Sessions()
         self.litellm: Any = None  # set when a `kind: litellm` provider is configured
         self.metrics = Metrics()
         self.telemetry: Any = None  # set when `telemetry.otlp_endpoint` is configured
