@@ -2,7 +2,7 @@
 
 from .agents import CallNode, Run, ToolCost, call_tree, tool_costs, top_runs, top_tool_calls
 from .budgets_report import BudgetStatus, budget_status
-from .chargeback import ChargebackLine, ChargebackReport, chargeback, chargeback_report
+from .chargeback import ChargebackLine, ChargebackReport, chargeback_report
 from .drilldown import Drill, drilldown
 from .exports import EVENTS_CSV_COLUMNS, EXPORTS
 from .filters import Filters
@@ -23,7 +23,6 @@ __all__ = [
     "ChargebackLine",
     "ChargebackReport",
     "Showback",
-    "chargeback",
     "chargeback_report",
     "showback",
     "BudgetStatus",

@@ -26,8 +26,7 @@ from meterline.costing import (
 
 from .trend import change_percent, forecast
 
-PLACES = 6  # line items keep six decimals
-Q6 = Decimal("0.000001")
+Q6 = Decimal("0.000001")  # line items keep six decimals, as the core rounds them
 
 CONTRACT_COLUMNS = (
     "period department cost_center team project kind provider model tool requests input_tokens "
@@ -36,10 +35,6 @@ CONTRACT_COLUMNS = (
 CSV_COLUMNS = [*CONTRACT_COLUMNS, "adjustment", "currency", "tags"]
 """The contract's columns, then: adjustment (usage of a closed month billed in this one), the
 currency the money columns hold, and the calls' tags."""
-
-
-def chargeback(engine: sa.Engine, settings: Settings, period: str) -> Chargeback:
-    return load_chargeback(engine, settings, period)
 
 
 @dataclass
@@ -107,8 +102,6 @@ __all__ = [
     "CSV_COLUMNS",
     "ChargebackLine",
     "ChargebackReport",
-    "PLACES",
-    "chargeback",
     "chargeback_report",
     "csv_rows",
     "line_record",

@@ -9,9 +9,16 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from meterline.costing import BILLING_COLUMNS, EVENT_COLUMNS, Settings, exact, from_pico
+from meterline.costing import (
+    BILLING_COLUMNS,
+    EVENT_COLUMNS,
+    Settings,
+    exact,
+    from_pico,
+    load_chargeback,
+)
 
-from .chargeback import CSV_COLUMNS, chargeback, csv_rows
+from .chargeback import CSV_COLUMNS, csv_rows
 from .csvsafe import csv_line, safe_text
 from .focus import COLUMNS, focus_rows
 from .focus_parquet import focus_parquet
@@ -79,12 +86,12 @@ def events_jsonl(engine: sa.Engine, settings: Settings, period: str) -> Iterator
 
 
 def chargeback_csv(engine: sa.Engine, settings: Settings, period: str) -> Iterator[str]:
-    return _csv(CSV_COLUMNS, csv_rows(chargeback(engine, settings, period)))
+    return _csv(CSV_COLUMNS, csv_rows(load_chargeback(engine, settings, period)))
 
 
 def chargeback_focus(engine: sa.Engine, settings: Settings, period: str, *, focus_version: str = "1.2") -> Iterator[str]:
     """FinOps FOCUS CSV, version 1.2 or 1.3 (see reports/focus.py for how Meterline maps)."""
-    cb = chargeback(engine, settings, period)
+    cb = load_chargeback(engine, settings, period)
     rows = focus_rows(cb, version=focus_version, allocation=settings.chargeback.allocation)
     return _csv(COLUMNS[focus_version], rows)
 
@@ -93,12 +100,12 @@ def chargeback_focus_parquet(
     engine: sa.Engine, settings: Settings, period: str, *, focus_version: str = "1.2"
 ) -> Iterator[bytes]:
     """The FOCUS rows as one Parquet file (bytes, not text)."""
-    cb = chargeback(engine, settings, period)
+    cb = load_chargeback(engine, settings, period)
     yield focus_parquet(cb, version=focus_version, allocation=settings.chargeback.allocation)
 
 
 def chargeback_json(engine: sa.Engine, settings: Settings, period: str) -> Iterator[str]:
-    yield orjson.dumps(chargeback(engine, settings, period).as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
+    yield orjson.dumps(load_chargeback(engine, settings, period).as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
 Exporter = Callable[..., Iterator[str] | Iterator[bytes]]

@@ -10,7 +10,14 @@ from typing import Any
 
 from meterline.costing import Chargeback
 
-from .focus import COLUMNS, INTEGER_COLUMNS, MONEY_COLUMNS, QUANTITY_COLUMNS, TIME_COLUMNS, focus_records
+from .focus import (
+    COLUMNS,
+    INTEGER_COLUMNS,
+    MONEY_COLUMNS,
+    QUANTITY_COLUMNS,
+    TIME_COLUMNS,
+    focus_records,
+)
 
 MONEY_TYPE = (24, 6)  # 18 digits before the point, the six places every amount keeps
 QUANTITY_TYPE = (24, 1)

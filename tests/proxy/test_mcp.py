@@ -337,7 +337,8 @@ async def test_an_llm_call_the_client_makes_for_sampling_is_a_child_of_the_tool_
 
 @pytest.mark.parametrize(("subcalls", "charged"), [("root_caller", "nlp"), ("key_owner", "web")])
 async def test_chargeback_counts_tool_calls_and_the_export_keeps_both_teams(setup, subcalls, charged):
-    from meterline.reports import EXPORTS, chargeback, tool_costs, top_runs
+    from meterline.costing import load_chargeback
+    from meterline.reports import EXPORTS, tool_costs, top_runs
 
     proxy, _, key = setup(subcalls=subcalls)
     async with connect("modern", f"{proxy.url}/mcp/sim", key) as client:
@@ -345,7 +346,7 @@ async def test_chargeback_counts_tool_calls_and_the_export_keeps_both_teams(setu
         await client.list_tools()
     events = proxy.events()
     period = events[0]["charge_period"]
-    lines = chargeback(proxy.engine, proxy.settings, period).lines
+    lines = load_chargeback(proxy.engine, proxy.settings, period).lines
     (tool_line,) = [ln for ln in lines if ln.kind == "mcp" and ln.tool == "summarize"]
     assert (tool_line.team, tool_line.provider, tool_line.requests, tool_line.tool_calls) == ("nlp", "sim", 1, 1)
     assert all(ln.tool_calls == 0 for ln in lines if ln.kind == "mcp" and ln.tool == "")

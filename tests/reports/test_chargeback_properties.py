@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meterline.costing import create_engine, create_schema, settings_from_dict
-from meterline.reports import EXPORTS, chargeback
+from meterline.costing import create_engine, create_schema, load_chargeback, settings_from_dict
+from meterline.reports import EXPORTS
 from tests.seed import event, seed
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
@@ -66,7 +66,7 @@ def test_csv_focus_and_totals_agree_with_the_ledger_for_any_month(tmp_path_facto
         ledger_pico = conn.execute(sa.text("SELECT COALESCE(SUM(cost_pico), 0) FROM events")).scalar()
     lines = _csv("".join(EXPORTS["chargeback"]["csv"](engine, s, period)))
     focus = _csv("".join(EXPORTS["chargeback"]["focus"](engine, s, period)))
-    cb = chargeback(engine, s, period)
+    cb = load_chargeback(engine, s, period)
     engine.dispose()
 
     assert sum(Decimal(r["cost_usd"]) for r in lines) == (Decimal(ledger_pico) / 10**12).quantize(Decimal("0.000001"))
