@@ -60,6 +60,7 @@ from .tables import Event, Note, Rollup
 log = logging.getLogger("meterline.budgets")
 
 RECENT = 50  # calls per model/tool the estimate looks back on
+MAX_TOOLS = 10_000  # (kind, server, tool) whose recent costs are kept
 RESERVATION_MAX_AGE = 15 * 60.0  # seconds; a call not settled by then is assumed gone
 BYTES_PER_TOKEN = 4
 
@@ -301,7 +302,9 @@ class Budgets:
             if event["usage_source"] == "reported" and event["status"] == "ok":
                 self._outputs.setdefault(event["model"], deque(maxlen=RECENT)).append(event["output_tokens"])
         else:
-            self._costs.setdefault((event["kind"], event["provider"], event["tool"]), deque(maxlen=RECENT)).append(cost)
+            k = (event["kind"], event["provider"], event["tool"])
+            if k in self._costs or len(self._costs) < MAX_TOOLS:  # tool names are the client's: bounded
+                self._costs.setdefault(k, deque(maxlen=RECENT)).append(cost)
 
     def _alert(self, kind: str, scope: Scope, spent: Decimal) -> None:
         key = (kind, scope, self.period)

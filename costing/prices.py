@@ -163,7 +163,8 @@ class PriceBook:
                     break
             if found:
                 break
-        self._cache[names] = found
+        if len(self._cache) < 10_000:  # names may be the client's (a glob route): keep it bounded
+            self._cache[names] = found
         return found
 
 

@@ -36,6 +36,8 @@ from .tracestate import payer_member, verified_payer
 
 log = logging.getLogger("meterline.proxy")
 
+MAX_WARNED = 50  # models warned about as unpriced, one line each; then one line for all others
+
 
 
 class Priced(NamedTuple):
@@ -223,12 +225,18 @@ class Meter:
         names = (call.model, call.upstream_model) if call.upstream_model else (call.model,)
         p = self.prices.lookup(*names, at=call.ts)
         if p is None:
-            if call.model not in self._warned:
+            if call.model not in self._warned and len(self._warned) <= MAX_WARNED:
                 self._warned.add(call.model)
-                log.warning(
-                    "no price for model %r: its calls are recorded as unpriced until it gets a `prices:` entry",
-                    " / ".join(dict.fromkeys(names)),
-                )
+                if len(self._warned) <= MAX_WARNED:
+                    log.warning(
+                        "no price for model %r: its calls are recorded as unpriced until it gets a `prices:` entry",
+                        " / ".join(dict.fromkeys(names)),
+                    )
+                else:  # client-chosen names (a glob) must not fill the log: one line says so
+                    log.warning(
+                        "no price for %d models and more: no longer warning per model (see meterline_unpriced_requests)",
+                        MAX_WARNED,
+                    )
             return Priced(None, "", usage.flag, tier_of(usage.service_tier))
         if p.simple and usage.is_plain():  # the common call: text only, nothing to break down
             cost, flag = capped(*priced(usage, p))

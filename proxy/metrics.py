@@ -28,6 +28,12 @@ TOKEN_TYPES = {
 }
 
 PICO_PER_USD = 1e12
+# Model names are the client's to choose when a glob routes them (`gpt-4.1*`): past this many
+# distinct ones, later names are counted under OTHER, so /metrics stays small (20,000 names
+# once made it 98 MB, 6 s of the event loop per scrape). The ledger keeps every name.
+MAX_MODELS = 500
+OTHER = "other"
+MAX_SERIES = 20_000  # label tuples cached; past it, lookups are made per call
 
 router = APIRouter()
 
@@ -64,17 +70,21 @@ class Metrics:
             registry=self.registry,
         )
         self._series: dict[tuple[str, ...], Any] = {}
+        self._models: set[str] = set()
 
     def record(self, event: Mapping[str, Any], call: Call) -> None:
         """A `Meter.on_record` observer (on the hot path: label lookups are cached)."""
         labels = tuple(event[k] or "" for k in LABELS)
         series = self._series.get(labels)
         if series is None:
-            series = self._series[labels] = (
-                self.requests.labels(*labels),
-                [(column, self.tokens.labels(*labels, kind)) for kind, column in TOKEN_TYPES.items()],
-                self.cost.labels(*labels),
+            shown = labels[:2] + (self.model_label(labels[2]),) + labels[3:]
+            series = (
+                self.requests.labels(*shown),
+                [(column, self.tokens.labels(*shown, kind)) for kind, column in TOKEN_TYPES.items()],
+                self.cost.labels(*shown),
             )
+            if len(self._series) < MAX_SERIES:
+                self._series[labels] = series
         requests, tokens, cost = series
         requests.inc()
         for column, counter in tokens:
@@ -82,7 +92,16 @@ class Metrics:
                 counter.inc(event[column])
         cost.inc(event["cost_pico"] / PICO_PER_USD)  # a float for Prometheus only
         if not event["priced"]:
-            self.unpriced.labels(event["model"]).inc()
+            self.unpriced.labels(self.model_label(event["model"] or "")).inc()
+
+    def model_label(self, model: str) -> str:
+        """`model` as a label value: itself for the first MAX_MODELS names, then OTHER."""
+        if model in self._models:
+            return model
+        if len(self._models) < MAX_MODELS:
+            self._models.add(model)
+            return model
+        return OTHER
 
 
 @router.get("/metrics")

@@ -65,3 +65,22 @@ def test_a_non_ascii_tracestate_signature_is_ignored_not_a_500(proxy):
     assert r.status_code == 200
     (row,) = proxy.events()
     assert row["team"] == "nlp" and row["parent_call_id"] == ""
+
+
+def test_client_chosen_model_names_cannot_grow_metrics_or_the_log_without_bound(proxy, monkeypatch, caplog):
+    """Item 9: 20,000 names matched by a glob made /metrics 98 MB and logged a line each."""
+    from meterline.proxy import meter, metrics
+
+    monkeypatch.setattr(metrics, "MAX_MODELS", 5)
+    monkeypatch.setattr(meter, "MAX_WARNED", 3)
+    key = proxy.key()
+    for i in range(12):
+        _chat(proxy, key, b'{"model":"gpt-4.1-probe-%d","messages":[]}' % i)
+    text = httpx.get(proxy.url + "/metrics").text
+    models = {line.split('model="')[1].split('"')[0] for line in text.splitlines() if line.startswith("meterline_requests_total")}
+    assert len(models) == 6 and "other" in models
+    assert 'model="other"' in [ln for ln in text.splitlines() if ln.startswith("meterline_unpriced_requests_total")][-1]
+    warned = [r for r in caplog.records if "no price for" in r.getMessage()]
+    assert len(warned) == 4 and "no longer warning" in warned[-1].getMessage()
+    assert len(proxy.events()) == 12  # the ledger keeps every name
+    assert {e["model"] for e in proxy.events()} == {f"gpt-4.1-probe-{i}" for i in range(12)}
