@@ -49,10 +49,11 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Budgets", len(rows))
 c2.metric("Over: calls refused", len(over))
 c3.metric("Near the limit", len(near), help=f"at or past {rows[0].threshold_percent}% of the budget")
+# Warnings, not errors: the page works; error elements are kept for what went wrong.
 for b in over:
-    st.error(f"**{label(b)}** is over its budget: {money(b.spent_usd)} of {money(b.budget_usd)}; its calls are refused.")
+    st.warning(f"**{label(b)}** is over its budget: {money(b.spent_usd)} of {money(b.budget_usd)}; its calls are refused.", icon=":material/block:")
 for b in near:
-    st.warning(f"**{label(b)}** has used {b.used_percent}% of its budget ({money(b.spent_usd)} of {money(b.budget_usd)}).")
+    st.warning(f"**{label(b)}** has used {b.used_percent}% of its budget ({money(b.spent_usd)} of {money(b.budget_usd)}).", icon=":material/warning:")
 
 data = [
     {"label": label(b), "scope": SCOPE_TEXT.get(b.scope, b.scope), "budget": b.name, "department": v.names.department(b.department) if b.department else None,

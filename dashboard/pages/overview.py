@@ -64,13 +64,17 @@ c2.metric("Forecast to month-end", money(o.forecast_usd), help=forecast_help)
 c3.metric(compare_label, money(o.compare_usd), delta=change(o.change_percent), delta_color="inverse", help=compare_help)
 c4.metric("Requests", f"{o.requests:,}")
 
+def calls(n: int, has: str = "has", have: str = "have") -> str:
+    return f"**{n:,}** request {has}" if n == 1 else f"**{n:,}** requests {have}"
+
+
 flags = []
 if o.unpriced_requests:
-    flags.append(f"**{o.unpriced_requests:,}** requests have **no price** (recorded at $0): add their models under `prices:`.")
+    flags.append(f"{calls(o.unpriced_requests)} **no price** (recorded at $0): add their models under `prices:`.")
 if o.estimated_requests:
-    flags.append(f"**{o.estimated_requests:,}** requests have **estimated** usage ({money(o.estimated_usd)}): the upstream reported none.")
+    flags.append(f"{calls(o.estimated_requests)} **estimated** usage ({money(o.estimated_usd)}): the upstream reported none.")
 if o.rejected_requests:
-    flags.append(f"**{o.rejected_requests:,}** requests were **refused by a budget**.")
+    flags.append(f"{calls(o.rejected_requests, 'was', 'were')} **refused by a budget**.")
 for f in flags:
     st.warning(f, icon="⚠️")
 

@@ -48,9 +48,9 @@ def test_overview_tables_have_human_labels_currency_and_separators(ledger):
 def test_overview_flags_unpriced_estimated_and_refused_usage(ledger):
     at = signed_in()
     text = " ".join(w.value for w in at.warning)
-    assert "**1** requests have **no price**" in text
-    assert "**1** requests have **estimated** usage ($0.42)" in text
-    assert "**1** requests were **refused by a budget**" in text
+    assert "**1** request has **no price**" in text
+    assert "**1** request has **estimated** usage ($0.42)" in text
+    assert "**1** request was **refused by a budget**" in text
 
 
 def test_a_past_month_is_a_month_total_and_shows_a_dash_where_there_is_nothing_to_compare(ledger):
