@@ -26,7 +26,17 @@ from meterline.costing.attribution import (
     traceparent,
 )
 from meterline.costing.keys import KeyInfo
-from meterline.costing.money import DEFAULT_TIER, ZERO, Usage, breakdown, capped, cost_detail, priced, tier_of, to_pico
+from meterline.costing.money import (
+    DEFAULT_TIER,
+    ZERO,
+    Usage,
+    breakdown,
+    capped,
+    cost_detail,
+    priced,
+    tier_of,
+    to_pico,
+)
 from meterline.costing.org import Org
 from meterline.costing.prices import PriceBook
 from meterline.costing.redaction import Redactor

@@ -17,7 +17,7 @@ last user text changes behaviour.  Keys (all integers):
     tier         the service tier the response reports: 1 priority, 2 flex (else "default")
     audio_in, audio_out              audio tokens within prompt / completion (chat)
     web_search   web searches run: Responses `web_search_call` items, Anthropic server_tool_use
-    write_1h     Anthropic: the part of cache_write written for an hour (usage.cache_creation)
+    write_hour   Anthropic: the part of cache_write written for an hour (usage.cache_creation)
     junk         usage no real provider reports: 1 huge (10^30), 2 negative, 3 float,
                  4 string, 5 boolean prompt tokens; 6 every count at 10^9
     status       answer this HTTP status with the provider's error body
@@ -38,6 +38,7 @@ import asyncio
 import base64
 import collections
 import itertools
+import json
 import re
 import struct
 import threading
@@ -197,7 +198,9 @@ def _junk(usage: dict[str, Any], d: dict[str, int], prompt_key: str, details: tu
 
 
 def _chat_usage(prompt: int, completion: int, d: dict[str, int]) -> dict[str, Any]:
-    prompt = _prompt(prompt, d)
+    # Audio is counted within prompt and completion tokens, as OpenAI counts it.
+    prompt = _prompt(prompt, d) + d.get("audio_in", 0)
+    completion += d.get("audio_out", 0)
     cached = d.get("cached", 0)
     prompt = max(prompt, cached)
     details: dict[str, int] = {"cached_tokens": cached, "audio_tokens": d.get("audio_in", 0)}
@@ -243,10 +246,10 @@ def _anthropic_usage(prompt: int, output: int, d: dict[str, int]) -> dict[str, A
         "cache_read_input_tokens": d.get("cached", 0),
         "output_tokens": output,
     }
-    if "write_1h" in d:  # the TTL split Anthropic reports for prompt caching with `ttl: 1h`
+    if "write_hour" in d:  # the TTL split Anthropic reports for prompt caching with `ttl: 1h`
         usage["cache_creation"] = {
-            "ephemeral_5m_input_tokens": d.get("cache_write", 0) - d["write_1h"],
-            "ephemeral_1h_input_tokens": d["write_1h"],
+            "ephemeral_5m_input_tokens": d.get("cache_write", 0) - d["write_hour"],
+            "ephemeral_1h_input_tokens": d["write_hour"],
         }
     if "web_search" in d:
         usage["server_tool_use"] = {"web_search_requests": d["web_search"]}
@@ -258,8 +261,15 @@ def _anthropic_usage(prompt: int, output: int, d: dict[str, int]) -> dict[str, A
 # request plumbing
 
 
+def _dumps(obj: Any) -> bytes:
+    try:
+        return orjson.dumps(obj)
+    except TypeError:  # the `junk` directive's 10^30: past orjson's 64-bit integers
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+
 def _json(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(obj), status=status, headers=_JSON)
+    return web.Response(body=_dumps(obj), status=status, headers=_JSON)
 
 
 def _openai_error(status: int, message: str) -> web.Response:
@@ -353,11 +363,11 @@ async def _stream(
 
 
 def _data(obj: Any) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
+    return b"data: " + _dumps(obj) + b"\n\n"
 
 
 def _event(name: str, obj: Any) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
+    return b"event: " + name.encode() + b"\ndata: " + _dumps(obj) + b"\n\n"
 
 
 # ---------------------------------------------------------------------------
