@@ -56,3 +56,24 @@ def export_chargeback(
         fail(f"--focus-version: {', '.join(VERSIONS)}, not {focus_version!r}")
     options = {"focus_version": focus_version} if fmt in FOCUS_FORMATS else {}
     _export("chargeback", month_, fmt, out, config, **options)
+
+
+@export_app.command("statement")
+def export_statement(
+    month_: MonthOption,
+    department: Annotated[str, typer.Option("--department", help="department id (as in config.yaml)")],
+    fmt: Annotated[str, typer.Option("--format", help="pdf or html")] = "pdf",
+    out: Annotated[Path | None, typer.Option("--out", help="file to write (default: stdout)")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """One department's monthly statement: a printable, invoice-like document."""
+    from meterline.reports.statement import FORMATS, statement, statement_file
+
+    if fmt not in FORMATS:
+        fail(f"--format: a statement is {' or '.join(FORMATS)}, not {fmt!r}")
+    s = settings(config)
+    try:
+        st = statement(ledger(s), s, month(month_), department)
+        write_out([statement_file(st, fmt)], out)
+    except CostingError as e:  # an unknown department, no exchange rate for the month
+        fail(str(e))
