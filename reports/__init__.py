@@ -4,7 +4,7 @@ from .agents import CallNode, Run, ToolCost, call_tree, tool_costs, top_runs, to
 from .budgets_report import BudgetStatus, budget_status
 from .chargeback import ChargebackLine, ChargebackReport, chargeback_report
 from .drilldown import Drill, drilldown
-from .exports import EVENTS_CSV_COLUMNS, EXPORTS
+from .exports import EVENTS_CSV_COLUMNS, EXPORTS, FOCUS_FORMATS
 from .filters import Filters
 from .invoice import Invoice, chargeback_file, invoice
 from .overview import Overview, overview
@@ -13,6 +13,7 @@ from .showback import Showback, showback
 __all__ = [
     "EVENTS_CSV_COLUMNS",
     "EXPORTS",
+    "FOCUS_FORMATS",
     "CallNode",
     "Run",
     "ToolCost",

@@ -117,9 +117,17 @@ X_COLUMNS = [
 ]
 COLUMNS = {"1.2": [*_COMMON, *X_COLUMNS], "1.3": [*_COMMON, *_V13, *X_COLUMNS]}
 FOCUS_COLUMNS = COLUMNS["1.2"]
-MONEY_COLUMNS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "x_UsageCost", "x_AllocatedCost", "x_Markup")
+MONEY_COLUMNS = (
+    "BilledCost",
+    "EffectiveCost",
+    "ListCost",
+    "ContractedCost",
+    "x_UsageCost",
+    "x_AllocatedCost",
+    "x_Markup",
+)
 QUANTITY_COLUMNS = ("ConsumedQuantity", "PricingQuantity")
-INTEGER_COLUMNS = ("x_Requests", "x_InputTokens", "x_CachedInputTokens", "x_OutputTokens", "x_ReasoningTokens", "x_ToolCalls")
+INTEGER_COLUMNS = tuple(X_COLUMNS[X_COLUMNS.index("x_Requests") : X_COLUMNS.index("x_ToolCalls") + 1])
 TIME_COLUMNS = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd")
 
 # One ServiceName per kind, each with the one ServiceSubcategory that fits it best
@@ -164,7 +172,12 @@ def _pool(cb: Chargeback) -> Decimal:
 
 
 def focus_record(
-    cb: Chargeback, ln: ChargebackLine, names: dict[str, str], *, version: str = "1.2", allocation: str = "proportional",
+    cb: Chargeback,
+    ln: ChargebackLine,
+    names: dict[str, str],
+    *,
+    version: str = "1.2",
+    allocation: str = "proportional",
     pool: Decimal | None = None,
 ) -> dict[str, Any]:
     start, end = _month_bounds(cb.period)
@@ -252,17 +265,23 @@ def _method_details(ln: ChargebackLine, pool: Decimal) -> str:
     JSON numbers need no float on the way out)."""
     ratio = (ln.allocated_usd / pool).quantize(Decimal("0.000000001"))
     unit = f"{ln.cost_usd.quantize(Q6):f}"
-    return f'{{"Elements":[{{"AllocatedRatio":{ratio:f},"UsageUnit":"USD","UsageQuantity":{unit}}}]}}'
+    return (
+        f'{{"Elements":[{{"AllocatedRatio":{ratio:f},"UsageUnit":"USD","UsageQuantity":{unit}}}]}}'
+    )
 
 
-def focus_records(cb: Chargeback, *, version: str = "1.2", allocation: str = "proportional") -> Iterator[dict[str, Any]]:
+def focus_records(
+    cb: Chargeback, *, version: str = "1.2", allocation: str = "proportional"
+) -> Iterator[dict[str, Any]]:
     names = {d.department: d.name for d in cb.departments}
     pool = _pool(cb)
     for ln in cb.lines:
         yield focus_record(cb, ln, names, version=version, allocation=allocation, pool=pool)
 
 
-def focus_rows(cb: Chargeback, *, version: str = "1.2", allocation: str = "proportional") -> Iterator[list[Any]]:
+def focus_rows(
+    cb: Chargeback, *, version: str = "1.2", allocation: str = "proportional"
+) -> Iterator[list[Any]]:
     columns = COLUMNS[version]
     for rec in focus_records(cb, version=version, allocation=allocation):
         yield [rec[c] for c in columns]

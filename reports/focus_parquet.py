@@ -43,7 +43,9 @@ def _time(value: str) -> datetime:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
-def focus_parquet(cb: Chargeback, *, version: str = "1.2", allocation: str = "proportional") -> bytes:
+def focus_parquet(
+    cb: Chargeback, *, version: str = "1.2", allocation: str = "proportional"
+) -> bytes:
     import pyarrow as pa  # only this export needs it
     import pyarrow.parquet as pq
 

@@ -22,6 +22,7 @@ What it shows, and how it ties to the chargeback CSV:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -97,13 +98,24 @@ class Statement:
         return change_percent(self.total, self.previous_total)
 
 
-def statement(engine: sa.Engine, settings: Settings, period: str, department: str, *, now: datetime | None = None) -> Statement:
+def statement(
+    engine: sa.Engine,
+    settings: Settings,
+    period: str,
+    department: str,
+    *,
+    now: datetime | None = None,
+) -> Statement:
     """The statement of `department` for `period` (CostingError for an unknown department)."""
     rep = chargeback_report(engine, settings, period, now=now)
     cb = rep.chargeback
-    known = {d.id for d in settings.departments} | {d.department for d in cb.departments if d.department}
+    known = {d.id for d in settings.departments} | {
+        d.department for d in cb.departments if d.department
+    }
     if not department or department not in known:
-        raise CostingError(f"no department {department!r} (departments: {', '.join(sorted(known)) or 'none configured'})")
+        raise CostingError(
+            f"no department {department!r} (departments: {', '.join(sorted(known)) or 'none configured'})"
+        )
     charge = next((d for d in cb.departments if d.department == department), None)
     cfg = next((d for d in settings.departments if d.id == department), None)
     lines = [ln for ln in cb.lines if ln.department == department]
@@ -150,7 +162,9 @@ def statement(engine: sa.Engine, settings: Settings, period: str, department: st
         charge_usd=charge.charge_usd if charge else ZERO,
         previous_total=rep.previous_billed.get(department),
         # A closed month's statement is final: it carries the closing time, not the print time.
-        issued=_issued(cb.closed_at) if cb.closed_at else (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
+        issued=_issued(cb.closed_at)
+        if cb.closed_at
+        else (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
         closed_at=cb.closed_at,
         shared_names=", ".join(s.name for s in settings.chargeback.shared_costs),
     )
@@ -186,7 +200,10 @@ def _environment() -> Any:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True, lstrip_blocks=True
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     env.filters["amount"] = amount
     env.filters["count"] = count
@@ -230,4 +247,22 @@ def file_name(st: Statement, fmt: str) -> str:
     return f"statement-{st.number}.{fmt}"
 
 
-__all__ = ["FORMATS", "Item", "Statement", "file_name", "render_html", "render_pdf", "statement", "statement_file"]
+def pdf_download(
+    engine: sa.Engine, settings: Settings, period: str, department: str, *, now: datetime | None = None
+) -> tuple[str, Callable[[], bytes]]:
+    """A PDF statement's file name, and what makes it (run only when someone downloads it:
+    rendering takes about a second)."""
+    name = f"statement-{statement_number(period, department)}.pdf"
+    return name, lambda: render_pdf(statement(engine, settings, period, department, now=now))
+
+
+__all__ = [
+    "FORMATS",
+    "Item",
+    "Statement",
+    "file_name",
+    "render_html",
+    "render_pdf",
+    "statement",
+    "statement_file",
+]

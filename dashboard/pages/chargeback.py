@@ -23,6 +23,7 @@ from meterline.dashboard.format import (
 )
 from meterline.reports import chargeback_report
 from meterline.reports.invoice import FILES, chargeback_file, invoice, lines_of
+from meterline.reports.statement import pdf_download
 
 v = view()
 st.title(f"Chargeback · {v.period}")
@@ -112,6 +113,11 @@ if choices:
         "markup_usd": money_col("Markup", cur), "charge_usd": money_col("Charge", cur),
         "adjustment": text_col("Adjustment", width="small", help="usage of a closed month, billed here"), "tags": text_col("Tags"),
     }, key="cb_lines")  # fmt: skip
+    pdf_name, make_pdf = pdf_download(v.engine, v.settings, v.period, dept, now=v.now)
+    st.download_button(
+        f"Download {names[dept]}'s statement (PDF)", make_pdf, file_name=pdf_name, mime="application/pdf", key="dl_statement",
+        help="as `meterline export statement`: the printable monthly statement to send the department",
+    )
 
 st.subheader("Files for finance")
 scope = "" if v.department is None else f" (your department's lines only: {v.department})"

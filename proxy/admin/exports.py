@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from meterline.costing import PeriodNotEnded, close_period, usd
 from meterline.costing.months import MONTH_PATTERN, ensure_ended
-from meterline.reports import EXPORTS
+from meterline.reports import EXPORTS, FOCUS_FORMATS
 
 from ..auth import check_admin
 from ..errors import ProxyError, invalid_request
@@ -28,19 +28,20 @@ from .models import Month, PeriodClosedOut
 
 router = APIRouter(tags=["exports"])
 
-MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "focus": "text/csv; charset=utf-8", "json": "application/json", "jsonl": "application/x-ndjson"}
-SUFFIX = {"focus": "focus.csv", "jsonl": "jsonl", "json": "json", "csv": "csv"}
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "focus": "text/csv; charset=utf-8", "json": "application/json", "jsonl": "application/x-ndjson",
+               "focus-parquet": "application/vnd.apache.parquet"}  # fmt: skip
+SUFFIX = {"focus": "focus.csv", "focus-parquet": "focus.parquet", "jsonl": "jsonl", "json": "json", "csv": "csv"}
 
 
 def _formats(kind: str) -> str:
     return "^(" + "|".join(EXPORTS[kind]) + ")$"
 
 
-async def _stream(rt: Runtime, kind: str, fmt: str, month: str) -> Response:
+async def _stream(rt: Runtime, kind: str, fmt: str, month: str, **options: str) -> Response:
     exporter = EXPORTS[kind].get(fmt)
     if exporter is None:
         raise invalid_request(f"format: {kind} exports as {', '.join(EXPORTS[kind])}, not {fmt!r}", "format")
-    chunks: Iterator[str | bytes] = iter(exporter(rt.engine, rt.settings, month))
+    chunks: Iterator[str | bytes] = iter(exporter(rt.engine, rt.settings, month, **options))
     first = await asyncio.to_thread(next, chunks, None)
     body = chain([] if first is None else [first], chunks)
     name = f"{kind}-{month}.{SUFFIX.get(fmt, fmt)}"
@@ -58,12 +59,16 @@ _FILE = {200: {"content": {"text/csv": {}, "application/x-ndjson": {}, "applicat
 async def export_chargeback(
     request: Request,
     month: Month,
-    format: Annotated[str, Query(pattern=_formats("chargeback"), description="csv, focus (FinOps FOCUS) or json")] = "csv",
+    format: Annotated[
+        str, Query(pattern=_formats("chargeback"), description="csv, focus (FinOps FOCUS), focus-parquet or json")
+    ] = "csv",
+    focus_version: Annotated[str, Query(pattern=r"^1\.[23]$", description="FOCUS version of the focus formats")] = "1.2",
 ) -> Response:
-    """The monthly chargeback file, as `meterline export chargeback --format ...` writes it."""
+    """The monthly chargeback file, as `meterline export chargeback --format ... --focus-version ...` writes it."""
     rt: Runtime = request.app.state.runtime
     check_admin(rt, request, finance=True)
-    return await _stream(rt, "chargeback", format, month)
+    options = {"focus_version": focus_version} if format in FOCUS_FORMATS else {}
+    return await _stream(rt, "chargeback", format, month, **options)
 
 
 @router.get("/exports/events", responses=_FILE)  # type: ignore[arg-type]

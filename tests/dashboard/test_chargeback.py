@@ -114,3 +114,9 @@ def test_a_viewer_cannot_close_a_month(ledger):
     assert at.title[0].value == f"Chargeback · {ledger.previous}"
     assert not [b for b in at.button if b.key == "close_month"]
     assert not is_closed(ledger.engine, ledger.previous)
+
+
+def test_the_chargeback_page_offers_the_selected_departments_statement(ledger):
+    at = page(signed_in("product-lead", VIEWER_PASSWORD), "chargeback")
+    buttons = [b for b in at.get("download_button") if "statement" in b.proto.label]
+    assert [b.proto.label for b in buttons] == ["Download Product's statement (PDF)"]

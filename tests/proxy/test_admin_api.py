@@ -144,7 +144,7 @@ def test_the_finance_key_reads_and_closes_months_but_cannot_manage_keys(p, api):
         assert (r.status_code, r.json()["error"]["code"]) == (401, "invalid_api_key")
 
 
-def test_usage_equals_showback_and_the_chargeback_export_to_the_cent(p, api):
+def test_usage_equals_showback_and_the_chargeback_export_to_the_cent(p, api, tmp_path):
     ts = datetime(2026, 7, 7, 10, tzinfo=UTC)
     seed(p.engine, [
         event("1.234567891", ts, key_id="key_a"), event("2.5", ts + timedelta(days=1), key_id="key_b", project="x"),
@@ -169,6 +169,11 @@ def test_usage_equals_showback_and_the_chargeback_export_to_the_cent(p, api):
         live = api.get(f"/admin/exports/{kind}", params={"month": "2026-07", "format": fmt})
         assert live.status_code == 200 and "attachment" in live.headers["content-disposition"]
         assert live.text == run_cli("export", kind, "--month", "2026-07", "--format", fmt, "--config", cfg).stdout, (kind, fmt)
+    for fmt in ("focus", "focus-parquet"):  # FOCUS 1.3 and Parquet: the CLI's bytes too
+        live = api.get("/admin/exports/chargeback", params={"month": "2026-07", "format": fmt, "focus_version": "1.3"})
+        out = tmp_path / f"chargeback.{fmt}"
+        run_cli("export", "chargeback", "--month", "2026-07", "--format", fmt, "--focus-version", "1.3", "--out", str(out), "--config", cfg)
+        assert live.status_code == 200 and live.content == out.read_bytes(), fmt
 
     closed = api.post("/admin/periods/2026-07/close")
     assert closed.status_code == 200 and closed.json()["total"] == "3.73"

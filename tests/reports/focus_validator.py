@@ -40,7 +40,11 @@ def _python312() -> str:
     for cand in (os.environ.get("METERLINE_PYTHON312", ""), *PYTHON_CANDIDATES):
         found = cand and (shutil.which(cand) or (Path(cand).is_file() and cand))
         if found:
-            out = subprocess.run([found, "-c", "import sys; print(sys.version_info >= (3, 12))"], capture_output=True, text=True)
+            out = subprocess.run(
+                [found, "-c", "import sys; print(sys.version_info >= (3, 12))"],
+                capture_output=True,
+                text=True,
+            )
             if out.stdout.strip() == "True":
                 return str(found)
     raise RuntimeError("focus-validator needs Python >= 3.12: set METERLINE_PYTHON312 to one")
@@ -74,7 +78,11 @@ class Report:
 
     @property
     def must_failures(self) -> list[str]:
-        return sorted(r for r in self.failed if self.keywords.get(r, "").startswith("MUST") and r not in CONTRADICTIONS)
+        return sorted(
+            r
+            for r in self.failed
+            if self.keywords.get(r, "").startswith("MUST") and r not in CONTRADICTIONS
+        )
 
     @property
     def passed(self) -> int:
@@ -92,13 +100,23 @@ def validate(data_file: Path, out_dir: Path) -> Report:
         cwd=site, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )  # fmt: skip
     if not junit.exists():
-        raise AssertionError(f"focus-validator wrote no report (exit {res.returncode}): {res.stderr[-2000:]}")
+        raise AssertionError(
+            f"focus-validator wrote no report (exit {res.returncode}): {res.stderr[-2000:]}"
+        )
     root = ET.parse(junit).getroot()
-    failed = sorted({f.get("name", "") for f in root.iter("failure")} | {e.get("name", "") for e in root.iter("error")})
+    failed = sorted(
+        {f.get("name", "") for f in root.iter("failure")}
+        | {e.get("name", "") for e in root.iter("error")}
+    )
     model = next((site / "focus_validator" / "rules").glob("model-1.2*.json"))
     rules = json.loads(model.read_text())["ModelRules"]
     keywords = {rid: r.get("ValidationCriteria", {}).get("Keyword", "") for rid, r in rules.items()}
-    return Report(total=int(root.get("tests", 0)), failed=failed, skipped=int(root.get("skipped", 0)), keywords=keywords)
+    return Report(
+        total=int(root.get("tests", 0)),
+        failed=failed,
+        skipped=int(root.get("skipped", 0)),
+        keywords=keywords,
+    )
 
 
 if __name__ == "__main__":  # .ci/run: build the environment before the tests

@@ -74,7 +74,10 @@ def demo_month(folder: Path, calls: int = 400, seed_: int = 1) -> Month:
 
 HARD_RULES = {
     "markup_percent": {"product": "12.5", "research": "-3"},
-    "shared_costs": [{"name": "platform on-call", "monthly_usd": "1250"}, {"name": "vector store", "monthly_usd": "0.333333"}],
+    "shared_costs": [
+        {"name": "platform on-call", "monthly_usd": "1250"},
+        {"name": "vector store", "monthly_usd": "0.333333"},
+    ],
     "allocation": "even",  # so the department without usage takes a share too
 }
 
@@ -82,7 +85,10 @@ HARD_RULES = {
 def hard_month(folder: Path) -> Month:
     """This month (open) after last month was closed; see the module docstring."""
     cfg = base_config(folder, "http://127.0.0.1:9", chargeback=HARD_RULES)
-    cfg["departments"] = [*cfg["departments"], {"id": "legal", "name": "Legal & Compliance", "cost_center": "CC-700"}]
+    cfg["departments"] = [
+        *cfg["departments"],
+        {"id": "legal", "name": "Legal & Compliance", "cost_center": "CC-700"},
+    ]
     path = _write(folder, cfg)
     engine = create_engine(cfg["database"])
     create_schema(engine)

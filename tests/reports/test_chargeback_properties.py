@@ -44,6 +44,15 @@ rules_st = st.fixed_dictionaries(
 )
 
 
+def seed_drawn(engine, rows):
+    """Write the events drawn by `events_st` (the statement's property test draws them too)."""
+    seed(engine, [
+        event(Decimal(pico) / 10**12, START + timedelta(hours=h), department=TEAM_DEPT[team], team=team,
+              project=project, tags=tags, adjustment=adj)
+        for pico, team, project, tags, adj, h in rows
+    ])  # fmt: skip
+
+
 def _csv(text):
     return list(csv.DictReader(io.StringIO(text)))
 
@@ -54,11 +63,7 @@ def test_csv_focus_and_totals_agree_with_the_ledger_for_any_month(tmp_path_facto
     path = tmp_path_factory.mktemp("ledger") / "ledger.db"
     engine = create_engine(f"sqlite:///{path}")
     create_schema(engine)
-    seed(engine, [
-        event(Decimal(pico) / 10**12, START + timedelta(hours=h), department=TEAM_DEPT[team], team=team,
-              project=project, tags=tags, adjustment=adj)
-        for pico, team, project, tags, adj, h in rows
-    ])  # fmt: skip
+    seed_drawn(engine, rows)
     s = settings_from_dict({"departments": DEPTS, "chargeback": rules}, environ={})
     period = "2026-06"
 

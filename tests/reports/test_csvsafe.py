@@ -70,14 +70,21 @@ def test_a_lone_cr_and_every_other_line_break_are_quoted():
 
 @pytest.fixture
 def hostile_ledger(tmp_path):
-    cfg = base_config(tmp_path, "http://127.0.0.1:9", chargeback={"shared_costs": [{"name": "=platform", "monthly_usd": "10"}]})
+    cfg = base_config(
+        tmp_path,
+        "http://127.0.0.1:9",
+        chargeback={"shared_costs": [{"name": "=platform", "monthly_usd": "10"}]},
+    )
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     engine = create_engine(cfg["database"])
     create_schema(engine)
     ts = (datetime.now(UTC).replace(day=1) - timedelta(days=1)).replace(day=10, hour=12)
     rows = [event("0.01", ts, model=v, project=v, user=v, tags=f"k={v}") for v in HOSTILE]
-    rows += [event("0.002", ts, kind="mcp", provider="github", model="", tool=v, method="tools/call") for v in HOSTILE]
+    rows += [
+        event("0.002", ts, kind="mcp", provider="github", model="", tool=v, method="tools/call")
+        for v in HOSTILE
+    ]
     seed(engine, rows)
     engine.dispose()
     return str(path), ts.strftime("%Y-%m")
@@ -95,14 +102,20 @@ def _cells_as_spreadsheets_read_them(text: str):
 
 @pytest.mark.parametrize(
     "args",
-    [("chargeback", "--format", "csv"), ("chargeback", "--format", "focus"), ("events", "--format", "csv")],
+    [
+        ("chargeback", "--format", "csv"),
+        ("chargeback", "--format", "focus"),
+        ("events", "--format", "csv"),
+    ],
     ids=["chargeback", "focus", "events"],
 )
 def test_no_export_cell_opens_as_a_formula(hostile_ledger, args):
     cfg, month = hostile_ledger
     text = run_cli("export", args[0], "--month", month, "--config", cfg, *args[1:]).stdout
     assert "calc" in text  # the hostile names are there, as text
-    bad = [c for c in _cells_as_spreadsheets_read_them(text) if formula_like(c) and not _is_number(c)]
+    bad = [
+        c for c in _cells_as_spreadsheets_read_them(text) if formula_like(c) and not _is_number(c)
+    ]
     assert bad == []
 
 

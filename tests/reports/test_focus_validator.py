@@ -18,7 +18,18 @@ def validator_env():
 
 
 def _export(month, out, fmt="focus"):
-    run_cli("export", "chargeback", "--month", month.period, "--format", fmt, "--out", str(out), "--config", str(month.config))
+    run_cli(
+        "export",
+        "chargeback",
+        "--month",
+        month.period,
+        "--format",
+        fmt,
+        "--out",
+        str(out),
+        "--config",
+        str(month.config),
+    )
     return out
 
 
@@ -32,12 +43,20 @@ def test_the_demo_month_passes_every_must_rule(validator_env, tmp_path):
     report = focus_validator.validate(_export(month, tmp_path / "demo.csv"), tmp_path)
     _check(report)
     # The three findings of issue 15 are gone, the SHOULD rule on service names included.
-    for rule in ("BilledCost-C-005-C", "PricingQuantity-C-001-M", "ServiceName-C-008-C", "CostAndUsage-D-033-O", "CostAndUsage-D-042-O"):
+    for rule in (
+        "BilledCost-C-005-C",
+        "PricingQuantity-C-001-M",
+        "ServiceName-C-008-C",
+        "CostAndUsage-D-033-O",
+        "CostAndUsage-D-042-O",
+    ):
         assert rule not in report.failed
 
 
 @pytest.mark.parametrize("fmt,suffix", [("focus", "csv"), ("focus-parquet", "parquet")])
-def test_a_month_with_shared_costs_markup_adjustments_and_unpriced_calls_passes_every_must_rule(validator_env, tmp_path, fmt, suffix):
+def test_a_month_with_shared_costs_markup_adjustments_and_unpriced_calls_passes_every_must_rule(
+    validator_env, tmp_path, fmt, suffix
+):
     month = hard_month(tmp_path)
     report = focus_validator.validate(_export(month, tmp_path / f"hard.{suffix}", fmt), tmp_path)
     _check(report)
