@@ -9,7 +9,8 @@ A call is checked before anything reaches an upstream, without a query per reque
 
 A call is admitted while `spent < budget` for every scope it is charged to (its department,
 team and key); it then reserves an estimate of its cost until its event is recorded, when the
-reservation gives way to the actual cost. A refused call is recorded with status `rejected`.
+reservation gives way to the actual cost. A refused call is recorded (status `rejected`) by
+the proxy route that asked.
 
 The bound this gives, per process: a scope's month can pass its budget by less than the
 actual cost of the last call admitted plus the amount by which the calls in flight at that
@@ -86,11 +87,13 @@ class Admissible(Protocol):
     tool: str
     request_bytes: int
     ts: datetime
-    reserved: Decimal
     payer: _Payer
     key: _Key
 
-    def finish(self, *, status: str, http_status: int = ..., error: str = ...) -> Any: ...
+    @property
+    def reserved(self) -> Decimal:
+        """A price known before the call (an MCP tool's): the least that is reserved."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,14 +204,15 @@ class Budgets:
         reserved = self._reserved.get(scope, ZERO) if with_reserved else ZERO
         return self._ledger.get(scope, ZERO) + recorded + reserved
 
-    def admit(self, call: Admissible) -> None:
-        """Reserve the call's estimate, or record it as rejected and raise BudgetExceeded.
+    def admit(self, call: Admissible) -> Decimal:
+        """Reserve the call's estimate and return it, or raise BudgetExceeded. Budgets answer and
+        never record: the caller records the refusal (status `rejected`).
 
-        A caller that knows the price beforehand (an MCP tool's price per call) sets
-        `call.reserved` to it; the larger of it and our own estimate is reserved."""
+        A caller that knows the price beforehand (an MCP tool's price per call) gives it as
+        `call.reserved`; the larger of it and our own estimate is reserved."""
         scopes = self.scopes(call.payer.department, call.payer.team, call.key.id)
         if not scopes:
-            return
+            return ZERO
         estimate = max(call.reserved or ZERO, self.estimate(call))
         with self._lock:
             over = next((s for s in scopes if self._spent(s, with_reserved=True) >= self._cap(s)), None)
@@ -216,11 +220,9 @@ class Budgets:
                 for s in scopes:
                     self._reserved[s] = self._reserved.get(s, ZERO) + estimate
                 self._reservations[call.call_id] = (scopes, estimate, time.monotonic())
-                call.reserved = estimate
-                return
+                return estimate
             spent = self._spent(over, with_reserved=True)
         error = BudgetExceeded(over[0], over[1], usd(self.limits[over], 2), usd(spent, 2))
-        call.finish(status="rejected", http_status=429, error=str(error))
         self._alert("budget_hard", over, spent)
         raise error
 

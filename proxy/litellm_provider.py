@@ -27,7 +27,7 @@ from starlette.responses import Response
 from meterline.costing.config import ProviderConfig
 
 from .errors import ProxyError
-from .meter import Call
+from .meter import Call, Meter
 from .responses import CALL_ID, error_event, meter_headers
 from .sse import data_event
 from .streaming import RelayResponse
@@ -58,6 +58,7 @@ class LiteLLMProviders:
 
     async def forward(
         self,
+        meter: Meter,
         call: Call,
         path: str,
         doc: dict[str, Any],
@@ -66,12 +67,13 @@ class LiteLLMProviders:
         *,
         strip_usage: bool = False,
     ) -> Response:
-        """Send one OpenAI-format request through litellm; record the call.
+        """Send one OpenAI-format request through litellm and record the call: here, once on
+        each way out, or for a stream by its relay.
 
         strip_usage: the client did not ask for the usage chunk (we did), so it is not sent on.
         """
         if path not in ("/chat/completions", "/embeddings"):
-            call.finish(status="rejected", http_status=400, error=f"{path} is not served through litellm")
+            meter.record(call, status="rejected", http_status=400, error=f"{path} is not served through litellm")
             raise ProxyError(
                 400,
                 "invalid_request",
@@ -97,7 +99,7 @@ class LiteLLMProviders:
                 result = await litellm.acompletion(**common, stream=stream, **params)
         except Exception as e:  # noqa: BLE001 - every litellm failure is recorded, known ones mapped
             err = to_proxy_error(e, call.provider)
-            call.finish(status="upstream_error", http_status=err.status if err else 500, error=str(e))
+            meter.record(call, status="upstream_error", http_status=err.status if err else 500, error=str(e))
             if err is None:
                 raise
             raise err from None
@@ -108,7 +110,8 @@ class LiteLLMProviders:
                 usage, source = estimate(doc, call.model, _message_text(result)), "estimated"
             else:
                 source = "reported"
-            cost = call.finish(
+            cost = meter.record(
+                call,
                 status="ok",
                 usage=usage,
                 usage_source=source,
@@ -117,7 +120,7 @@ class LiteLLMProviders:
             )
             return Response(data, 200, media_type="application/json", headers=meter_headers(call.call_id, cost))
         headers = {CALL_ID: call.call_id, "content-type": "text/event-stream", "cache-control": "no-cache"}
-        return RelayResponse(_relay(result, call, doc, strip_usage), 200, headers)
+        return RelayResponse(_relay(meter, result, call, doc, strip_usage), 200, headers)
 
 
 def _warm_up() -> None:
@@ -148,6 +151,11 @@ def to_proxy_error(e: Exception, provider: str) -> ProxyError | None:
         code = getattr(e, "code", None)
         return ProxyError(status, code if isinstance(code, str) and code else "upstream_error", _message(e))
     return None
+
+
+def _broken_off(e: Exception, provider: str) -> ProxyError:
+    """The error a stream litellm broke off ends with."""
+    return to_proxy_error(e, provider) or ProxyError(502, "upstream_unavailable", f"stream broke off: {e}")
 
 
 def _chain(e: BaseException) -> list[BaseException]:
@@ -187,40 +195,68 @@ def _sse(doc: Any) -> bytes:
     return data_event(orjson.dumps(doc))
 
 
-async def _relay(stream: Any, call: Call, doc: dict[str, Any], strip_usage: bool) -> AsyncGenerator[bytes, None]:
-    """litellm chunks as OpenAI SSE; the call is recorded before `[DONE]` leaves."""
+def _outgoing(out: dict[str, Any], strip_usage: bool) -> dict[str, Any] | None:
+    """The chunk as it leaves: without its usage when the client did not ask for it (None:
+    nothing left then)."""
+    if strip_usage and parse_usage(out.get("usage")) is not None:
+        del out["usage"]
+        if _is_empty(out):
+            return None
+    return out
+
+
+async def _relay(
+    meter: Meter, stream: Any, call: Call, doc: dict[str, Any], strip_usage: bool
+) -> AsyncGenerator[bytes, None]:
+    """litellm chunks as OpenAI SSE; the call's owner from its response's start.
+
+    The call is recorded once, on the way out of the part that reads chunks until one carries
+    usage: with that chunk (before it leaves), at the stream's end, broken off, or abandoned by
+    the client (the generator closed at a `yield`). Later chunks pass as they come, and `[DONE]`
+    leaves last."""
+    chunks = aiter(stream)
     text: list[str] = []
     size = 0
-
-    def finish_estimated(status: str, error: str = "") -> None:
-        usage = estimate(doc, call.model, "".join(text))
-        call.finish(status=status, usage=usage, usage_source="estimated", response_bytes=size, error=error)
-
+    status, usage, response_model, error = "client_closed", None, "", ""
+    held: dict[str, Any] | None = None  # the chunk that carried usage, leaving once the call is recorded
+    broken: ProxyError | None = None
     try:
         try:
-            async for chunk in stream:
+            async for chunk in chunks:
                 out = chunk.model_dump(exclude_none=True)
                 text.append(delta_text(out))
                 usage = parse_usage(out.get("usage"))
                 if usage is not None:
-                    call.finish(status="ok", usage=usage, response_model=out.get("model", ""), response_bytes=size)
-                    if strip_usage:
-                        del out["usage"]
-                        if _is_empty(out):
-                            continue
+                    status, response_model = "ok", out.get("model", "")
+                    held = _outgoing(out, strip_usage)
+                    break
                 data = _sse(out)
                 size += len(data)
                 yield data
+            else:
+                status = "ok"
         except Exception as e:  # noqa: BLE001 - a stream litellm broke off: record it, tell the client
-            err = to_proxy_error(e, call.provider) or ProxyError(502, "upstream_unavailable", f"stream broke off: {e}")
-            if not call.done:
-                finish_estimated("upstream_error", f"stream broke off: {err}")
-            yield error_event(err, "/chat/completions")
+            broken = _broken_off(e, call.provider)
+            status, error = "upstream_error", f"stream broke off: {broken}"
+        finally:
+            if usage is None:
+                usage = estimate(doc, call.model, "".join(text))
+                meter.record(call, status=status, usage=usage, usage_source="estimated", response_bytes=size, error=error)
+            else:
+                meter.record(call, status=status, usage=usage, response_model=response_model, response_bytes=size)
+        if broken is not None:
+            yield error_event(broken, "/chat/completions")
             return
-        if not call.done:
-            finish_estimated("ok")
+        if held is not None:
+            yield _sse(held)
+        try:
+            async for chunk in chunks:
+                later = _outgoing(chunk.model_dump(exclude_none=True), strip_usage)
+                if later is not None:
+                    yield _sse(later)
+        except Exception as e:  # noqa: BLE001 - broken off after the call was recorded: tell the client
+            yield error_event(_broken_off(e, call.provider), "/chat/completions")
+            return
         yield b"data: [DONE]\n\n"
     finally:
-        if not call.done:
-            finish_estimated("client_closed")
         await stream.aclose()  # stop reading from an upstream nobody listens to

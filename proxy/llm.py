@@ -14,6 +14,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from meterline.costing.errors import BudgetExceeded
 from meterline.costing.money import Usage
 
 from .auth import authenticate
@@ -21,7 +22,7 @@ from .body import read_json_body
 from .caps import DEFAULT as DEFAULT_CAPS
 from .caps import Caps
 from .errors import ProxyError, invalid_request
-from .meter import Call
+from .meter import Call, Meter
 from .openapi import body
 from .responses import CALL_ID, error_event, meter_headers
 from .runtime import Runtime
@@ -77,6 +78,8 @@ async def list_models(request: Request) -> Response:
 
 
 async def forward(request: Request, path: str, kind: str) -> Response:
+    """Serve one call. Its owner from admission on: a refusal is recorded here, every other
+    end in `_send` (for a stream, by the relay `_send` hands the call to)."""
     rt: Runtime = request.app.state.runtime
     key = await authenticate(rt, request)
     body = await read_json_body(request, rt.max_body_bytes)
@@ -92,12 +95,23 @@ async def forward(request: Request, path: str, kind: str) -> Response:
     if "stream" in doc and not isinstance(doc["stream"], bool):
         raise invalid_request("`stream` must be a boolean", "stream")
 
-    call = rt.meter.start(key, request.headers, kind=kind, method=path, body_user=doc.get("user"))
-    call.provider, call.model, call.request_bytes = route.provider, route.model, len(body)
-    call.max_output_tokens = _max_output_tokens(doc)
-    if route.upstream_model != route.model:
-        call.upstream_model = route.upstream_model
-    rt.admit(call)
+    call = rt.meter.start(
+        key,
+        request.headers,
+        kind=kind,
+        method=path,
+        provider=route.provider,
+        model=route.model,
+        upstream_model=route.upstream_model,
+        request_bytes=len(body),
+        max_output_tokens=_max_output_tokens(doc),
+        body_user=doc.get("user"),
+    )
+    try:
+        rt.admit(call)
+    except BudgetExceeded as e:
+        rt.meter.record(call, status="rejected", http_status=429, error=str(e))
+        raise
 
     strip_usage = False
     if route.upstream_model != model:
@@ -111,7 +125,7 @@ async def forward(request: Request, path: str, kind: str) -> Response:
         body = orjson.dumps(doc)
     try:
         if rt.litellm is not None and route.provider in rt.litellm.providers:
-            return await rt.litellm.forward(call, path, doc, route.upstream_model, stream, strip_usage=strip_usage)
+            return await rt.litellm.forward(rt.meter, call, path, doc, route.upstream_model, stream, strip_usage=strip_usage)
         return await _send(rt, request, call, path, body, doc, stream, strip_usage)
     except ProxyError as e:
         e.headers[CALL_ID] = call.call_id  # an error answer is a proxied response too
@@ -121,27 +135,35 @@ async def forward(request: Request, path: str, kind: str) -> Response:
 async def _send(
     rt: Runtime, request: Request, call: Call, path: str, body: bytes, doc: dict[str, Any], stream: bool, strip_usage: bool
 ) -> Response:
+    """Forward the call to its OpenAI-compatible provider and record how it ended: each path
+    out of here records it once, but a stream's, whose relay does."""
     try:
         resp = await rt.upstreams.send(call.provider, path, body, request.headers, call.traceparent)
     except ProxyError as e:
-        call.finish(status="upstream_error", http_status=e.status, error=str(e))
+        rt.meter.record(call, status="upstream_error", http_status=e.status, error=str(e))
         raise
-    headers = {CALL_ID: call.call_id}
     caps: Caps = rt.caps
-    if not 200 <= resp.status < 300:  # an error, or a redirect (not followed): no work was done
-        data = await _read(resp, call, caps.response_bytes)
-        call.finish(status="upstream_error", http_status=resp.status, response_bytes=len(data), error=data[:200].decode("utf-8", "replace"))
-        return Response(data, resp.status, headers=_headers(resp, headers))
-    if not stream:
-        data = await _read(resp, call, caps.response_bytes)
-        usage, response_model = usage_in_body(data)
-        source = "reported"
-        if usage is None:
-            usage, source = await rt.estimator.run(_estimate_body, doc, call.model, data), "estimated"
-        cost = call.finish(status="ok", usage=usage, usage_source=source, response_model=response_model, response_bytes=len(data))
-        return Response(data, resp.status, headers=_headers(resp, meter_headers(call.call_id, cost)))
-    relay = _relay(resp, call, doc, path, strip_usage, caps, rt.estimator)
-    return RelayResponse(relay, resp.status, _headers(resp, headers))
+    ok = 200 <= resp.status < 300  # else an error, or a redirect (not followed): no work was done
+    if ok and stream:
+        relay = _relay(rt.meter, resp, call, doc, path, strip_usage, caps, rt.estimator)
+        return RelayResponse(relay, resp.status, _headers(resp, {CALL_ID: call.call_id}))
+    try:
+        data = await _read(resp, call.provider, caps.response_bytes)
+    except _ReadFailed as e:
+        rt.meter.record(call, status="upstream_error", http_status=e.error.status, response_bytes=e.size, error=e.note)
+        raise e.error from None
+    if not ok:
+        error = data[:200].decode("utf-8", "replace")
+        rt.meter.record(call, status="upstream_error", http_status=resp.status, response_bytes=len(data), error=error)
+        return Response(data, resp.status, headers=_headers(resp, {CALL_ID: call.call_id}))
+    usage, response_model = usage_in_body(data)
+    source = "reported"
+    if usage is None:
+        usage, source = await rt.estimator.run(_estimate_body, doc, call.model, data), "estimated"
+    cost = rt.meter.record(
+        call, status="ok", usage=usage, usage_source=source, response_model=response_model, response_bytes=len(data)
+    )
+    return Response(data, resp.status, headers=_headers(resp, meter_headers(call.call_id, cost)))
 
 
 def _max_output_tokens(doc: dict[str, Any]) -> int:
@@ -197,7 +219,16 @@ def _duplicate_key(body: bytes) -> str | None:
     return found[0] if found else None
 
 
-async def _read(resp: aiohttp.ClientResponse, call: Call, limit: int) -> bytes:
+class _ReadFailed(Exception):
+    """An upstream body that could not be read whole: the error the client gets, and what the
+    call's ledger row says."""
+
+    def __init__(self, error: ProxyError, note: str, size: int = 0):
+        super().__init__(note)
+        self.error, self.note, self.size = error, note, size
+
+
+async def _read(resp: aiohttp.ClientResponse, provider: str, limit: int) -> bytes:
     """The whole body, refused (502 `upstream_too_large`) past `limit` bytes."""
     try:
         if resp.content_length is not None and resp.content_length <= limit:
@@ -207,16 +238,15 @@ async def _read(resp: aiohttp.ClientResponse, call: Call, limit: int) -> bytes:
             size += len(chunk)
             if size > limit:
                 resp.close()
-                call.finish(status="upstream_error", http_status=502, response_bytes=size, error="response too large")
-                raise ProxyError(502, "upstream_too_large", f"provider {call.provider!r} sent a response over the proxy's {limit}-byte limit")
+                err = ProxyError(502, "upstream_too_large", f"provider {provider!r} sent a response over the proxy's {limit}-byte limit")
+                raise _ReadFailed(err, "response too large", size)
             chunks.append(chunk)
         return b"".join(chunks)
     except (TimeoutError, aiohttp.ServerTimeoutError):
-        call.finish(status="upstream_error", http_status=504, error="read timed out")
-        raise ProxyError(504, "upstream_timeout", f"provider {call.provider!r} timed out") from None
+        raise _ReadFailed(ProxyError(504, "upstream_timeout", f"provider {provider!r} timed out"), "read timed out") from None
     except aiohttp.ClientError as e:
-        call.finish(status="upstream_error", http_status=502, error=type(e).__name__)
-        raise ProxyError(502, "upstream_unavailable", f"provider {call.provider!r} broke off ({type(e).__name__})") from None
+        err = ProxyError(502, "upstream_unavailable", f"provider {provider!r} broke off ({type(e).__name__})")
+        raise _ReadFailed(err, type(e).__name__) from None
     finally:
         resp.release()
 
@@ -251,6 +281,7 @@ def _text_of(data: bytes) -> str:
 
 
 async def _relay(
+    meter: Meter,
     resp: aiohttp.ClientResponse,
     call: Call,
     doc: dict[str, Any],
@@ -259,7 +290,13 @@ async def _relay(
     caps: Caps = DEFAULT_CAPS,
     estimator: Estimator | None = None,
 ) -> AsyncGenerator[bytes, None]:
-    """Pass SSE events through as they come; record the call before its final event leaves.
+    """Pass SSE events through as they come; the call's owner from its response's start.
+
+    Until the event that ends the call (its usage, else `[DONE]`, else the end of the stream)
+    every upstream read is cut into events and read. The call is recorded once, on the way out
+    of that part, whichever way it leaves: with that event (before it leaves), cut off, or
+    abandoned by the client (the generator closed at a `yield`). After that, bytes pass as
+    they come.
 
     A stream the upstream breaks off ends with an error event, as OpenAI ends its own failed
     streams, so that SDKs raise instead of handing over a silently truncated answer; so does
@@ -268,76 +305,100 @@ async def _relay(
     Until usage arrives the first `caps.estimate_sample_bytes` of the events are kept, should
     the stream end without it: its output is estimated from them and scaled to the rest.
     """
+    chunks = resp.content.iter_any()
     sse = SSEEvents(caps.sse_event_bytes)
     kept: list[bytes] = []
     kept_bytes = seen_bytes = size = 0
     deadline = time.monotonic() + caps.stream_seconds
-
-    async def finish_estimated(status: str, error: str = "") -> None:
-        args = (doc, call.model, kept, kept_bytes, seen_bytes)
-        usage = await estimator.run(estimate_stream, *args) if estimator else estimate_stream(*args)
-        call.finish(status=status, usage=usage, usage_source="estimated", response_bytes=size, error=error)
-
+    status, usage, response_model, error = "client_closed", None, "", ""
+    tail = b""  # what leaves once the call is recorded: the event that ended it and what came with it
+    cut = False  # the stream ends with an error event: broken off, or past a cap
     try:
-        async for chunk in resp.content.iter_any():
-            size += len(chunk)
-            if size > caps.response_bytes or time.monotonic() > deadline:
-                timeout = size <= caps.response_bytes
-                err = ProxyError(
-                    504 if timeout else 502,
-                    "upstream_timeout" if timeout else "upstream_too_large",
-                    f"provider {call.provider!r} stream passed the proxy's cap of "
-                    + (f"{caps.stream_seconds:g} seconds" if timeout else f"{caps.response_bytes} bytes"),
-                )
-                if not call.done:
-                    await finish_estimated("upstream_error", str(err))
-                yield error_event(err, path)
-                return
-            # The events of one upstream read leave in one write: a write per event cost a
-            # send(2) each and halved stream throughput (bench/RESULTS.md). The substring tests
-            # keep the parsing off the events that carry no usage and no [DONE].
-            out = []
-            for event in sse.feed(chunk):
-                if call.done:
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > caps.response_bytes or time.monotonic() > deadline:
+                    err = _past_cap(call.provider, caps, size)
+                    status, error, tail, cut = "upstream_error", str(err), error_event(err, path), True
+                    break
+                # The events of one upstream read leave in one write: a write per event cost a
+                # send(2) each and halved stream throughput (bench/RESULTS.md). The substring
+                # tests keep the parsing off the events that carry no usage and no [DONE].
+                out = []
+                ended = False
+                for event in sse.feed(chunk):
+                    if ended:
+                        out.append(event)
+                        continue
+                    if b'"usage"' in event and has_usage(event):
+                        usage, response_model, usage_only = usage_in_event(event)
+                        if usage is not None:
+                            status, ended = "ok", True
+                            if usage_only and strip_usage:
+                                continue
+                    elif b"[DONE]" in event and is_done(event):
+                        status, ended = "ok", True
+                    seen_bytes += len(event)
+                    if kept_bytes < caps.estimate_sample_bytes:
+                        kept.append(event)
+                        kept_bytes += len(event)
                     out.append(event)
-                    continue
-                if b'"usage"' in event and has_usage(event):
-                    usage, response_model, usage_only = usage_in_event(event)
-                    if usage is not None:
-                        call.finish(status="ok", usage=usage, response_model=response_model, response_bytes=size)
-                        if usage_only and strip_usage:
-                            continue
-                elif b"[DONE]" in event and is_done(event):
-                    await finish_estimated("ok")
-                seen_bytes += len(event)
-                if kept_bytes < caps.estimate_sample_bytes:
-                    kept.append(event)
-                    kept_bytes += len(event)
-                out.append(event)
-            if out:
-                yield out[0] if len(out) == 1 else b"".join(out)
-        rest = sse.rest()
-        if not call.done:
-            await finish_estimated("ok")
-        if rest:
-            yield rest
-    except (TimeoutError, aiohttp.ClientError) as e:
-        timeout = isinstance(e, asyncio.TimeoutError | aiohttp.ServerTimeoutError)
-        err = ProxyError(
-            504 if timeout else 502,
-            "upstream_timeout" if timeout else "upstream_unavailable",
-            f"provider {call.provider!r} {'timed out' if timeout else 'broke off'} mid-stream ({type(e).__name__})",
-        )
-        if not call.done:
-            await finish_estimated("upstream_error", str(err))
-        yield error_event(err, path)  # a partial event left in `sse` is dropped: it cannot be parsed
+                if ended:
+                    tail = b"".join(out) + sse.rest()
+                    break
+                if out:
+                    yield out[0] if len(out) == 1 else b"".join(out)
+            else:
+                status, tail = "ok", sse.rest()
+        except (TimeoutError, aiohttp.ClientError) as e:
+            err = _broken_off(call.provider, e)
+            # A partial event left in `sse` is dropped: it cannot be parsed.
+            status, error, tail, cut = "upstream_error", str(err), error_event(err, path), True
+        finally:
+            if usage is None:
+                args = (doc, call.model, kept, kept_bytes, seen_bytes)
+                # Shielded: when the client left, this task is being cancelled, and the
+                # estimate's wait for its thread would be cancelled too, leaving the call unrecorded.
+                with anyio.CancelScope(shield=True):
+                    estimated = await estimator.run(estimate_stream, *args) if estimator else estimate_stream(*args)
+                meter.record(call, status=status, usage=estimated, usage_source="estimated", response_bytes=size, error=error)
+            else:
+                meter.record(call, status=status, usage=usage, response_model=response_model, response_bytes=size)
+        if tail:
+            yield tail
+        if not cut:
+            try:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > caps.response_bytes or time.monotonic() > deadline:
+                        yield error_event(_past_cap(call.provider, caps, size), path)
+                        return
+                    yield chunk
+            except (TimeoutError, aiohttp.ClientError) as e:
+                yield error_event(_broken_off(call.provider, e), path)
     finally:
-        if not call.done:
-            # Shielded: when the client left, this task is being cancelled, and the estimate's
-            # wait for its thread would be cancelled too, leaving the call unrecorded.
-            with anyio.CancelScope(shield=True):
-                await finish_estimated("client_closed")
         if resp.content.at_eof():
             resp.release()  # back to the pool
         else:
             resp.close()  # stop reading from an upstream nobody listens to
+
+
+def _past_cap(provider: str, caps: Caps, size: int) -> ProxyError:
+    """The error a stream past one of `caps` is cut off with."""
+    timeout = size <= caps.response_bytes
+    return ProxyError(
+        504 if timeout else 502,
+        "upstream_timeout" if timeout else "upstream_too_large",
+        f"provider {provider!r} stream passed the proxy's cap of "
+        + (f"{caps.stream_seconds:g} seconds" if timeout else f"{caps.response_bytes} bytes"),
+    )
+
+
+def _broken_off(provider: str, e: BaseException) -> ProxyError:
+    """The error a stream the upstream broke off ends with."""
+    timeout = isinstance(e, asyncio.TimeoutError | aiohttp.ServerTimeoutError)
+    return ProxyError(
+        504 if timeout else 502,
+        "upstream_timeout" if timeout else "upstream_unavailable",
+        f"provider {provider!r} {'timed out' if timeout else 'broke off'} mid-stream ({type(e).__name__})",
+    )

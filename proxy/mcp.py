@@ -23,6 +23,7 @@ from starlette.responses import Response
 from meterline.costing.attribution import new_span_id, new_trace_id, parse_traceparent, traceparent
 from meterline.costing.errors import CostingError
 from meterline.costing.keys import KeyInfo
+from meterline.costing.money import ZERO
 
 from .auth import authenticate
 from .body import read_json_body
@@ -62,7 +63,9 @@ SMALL_BODY = 64 * 1024
 async def mcp_endpoint(server: str, request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     key = await authenticate(rt, request, challenge=WWW_AUTHENTICATE)
-    rt.mcp_resumed.expire()
+    for w in rt.mcp_resumed.expire():  # their owner since their stream ended without an answer
+        rt.meter.record(w.call, status="upstream_error", http_status=504, response_bytes=w.response_bytes,
+                        cost=ZERO, error="no response on a resumed stream")  # fmt: skip
     target = rt.mcp.targets.get(server)
     if target is None:
         raise ProxyError(404, "mcp_server_not_found", f"MCP server {server!r} is not configured (see `mcp_servers:`)")
@@ -139,16 +142,23 @@ def _start(
 ) -> Call:
     """The metered call of one JSON-RPC request: a new one, or the multi-round call it continues."""
     state = request_state(m)
-    parked = rt.mcp_rounds.resume(state, key.id) if state else None
+    parked = rt.mcp_rounds.resume(state, key.id, size) if state else None
     if parked is not None:
-        parked.call.request_bytes += size
         exchange.add(m, parked.call, parked.response_bytes)
         return parked.call
+    method, tool = m["method"], tool_name(m)
     call = rt.meter.start(
-        key, request.headers, kind="mcp", method=m["method"], traceparent=meta_traceparent(m), tracestate=meta_tracestate(m)
+        key,
+        request.headers,
+        kind="mcp",
+        method=method,
+        provider=target.name,
+        tool=tool,
+        request_bytes=size,
+        reserved=price(target.config, method, tool),
+        traceparent=meta_traceparent(m),
+        tracestate=meta_tracestate(m),
     )
-    call.provider, call.tool, call.request_bytes = target.name, tool_name(m), size
-    call.reserved = price(target.config, call.method, call.tool)
     exchange.add(m, call)
     rt.admit(call)
     return call
@@ -182,7 +192,7 @@ async def _pass_through(rt: Runtime, request: Request, target: MCPTarget) -> Res
 
 
 def _exchange(rt: Runtime, request: Request, target: MCPTarget) -> Exchange:
-    return Exchange(target.config, rt.mcp_rounds, rt.mcp_resumed, session=request.headers.get("mcp-session-id", ""))
+    return Exchange(target.config, rt.meter, rt.mcp_rounds, rt.mcp_resumed, session=request.headers.get("mcp-session-id", ""))
 
 
 def _is_sse(resp: httpx.Response) -> bool:

@@ -21,15 +21,15 @@ import itertools
 import json
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 from meterline.costing.config import MCPServerConfig
 from meterline.costing.money import ZERO
 
-from .meter import Call
+from .meter import Call, Meter
 from .sse import event_data, has_event_id, replace_event_data
 from .tracestate import merge
 
@@ -186,8 +186,8 @@ def price(server: MCPServerConfig, method: str, tool: str) -> Decimal:
     return server.method_prices.get(method, ZERO)
 
 
-def _set_trace(m: dict[str, Any], call: Call) -> bool:
-    return set_meta_traceparent(m, call.traceparent, call.meter.tracestate(call))
+def _set_trace(m: dict[str, Any], call: Call, meter: Meter) -> bool:
+    return set_meta_traceparent(m, call.traceparent, meter.tracestate(call))
 
 
 @dataclass(slots=True)
@@ -218,15 +218,17 @@ class Rounds:
         ):
             self._parked.popitem(last=False)
 
-    def resume(self, state: str, key_id: str) -> Parked | None:
-        """The parked call `state` continues, if this key started it."""
+    def resume(self, state: str, key_id: str, request_bytes: int = 0) -> Parked | None:
+        """The parked call `state` continues, if this key started it, with the `request_bytes`
+        of the round that continues it added."""
         parked = self._parked.get(state)
         if parked is None or parked.call.key.id != key_id:
             return None
         del self._parked[state]
+        call = parked.call
         # Latency is the proxy-side time of all rounds, not the time the client spent answering.
-        parked.call.started += time.perf_counter() - parked.since
-        return parked
+        started = call.started + time.perf_counter() - parked.since
+        return Parked(replace(call, started=started, request_bytes=call.request_bytes + request_bytes), parked.response_bytes)
 
 
 @dataclass(slots=True)
@@ -249,7 +251,6 @@ class Resumed:
         self._waiting: dict[str, dict[str, Waiting]] = {}
 
     def wait(self, session: str, key: str, call: Call, response_bytes: int, timeout: float) -> None:
-        self.expire()
         self._waiting.setdefault(session, {})[key] = Waiting(call, response_bytes, time.monotonic() + timeout)
 
     def has(self, session: str) -> bool:
@@ -271,24 +272,33 @@ class Resumed:
         for w in self._waiting.get(session, {}).values():
             w.deadline = max(w.deadline, time.monotonic() + timeout)
 
-    def expire(self) -> None:
+    def expire(self) -> Sequence[Waiting]:
+        """The calls past their deadline, no longer waiting: their owner records them."""
+        if not self._waiting:
+            return ()
         now = time.monotonic()
+        expired = []
         for session, calls in list(self._waiting.items()):
             for key, w in list(calls.items()):
                 if w.deadline < now:
                     del calls[key]
-                    w.call.finish(status="upstream_error", http_status=504, response_bytes=w.response_bytes,
-                                  cost=ZERO, error="no response on a resumed stream")  # fmt: skip
+                    expired.append(w)
             if not calls:
                 del self._waiting[session]
+        return expired
+
 
 
 @dataclass
 class Exchange:
     """The metered calls of one POST (or of a resumed GET stream), ended as their responses
-    pass through."""
+    pass through.
+
+    The owner of the calls it holds: a call is in one place at a time (open here, parked in
+    `Rounds`, waiting in `Resumed`), and is recorded, by `_finish`, as it leaves for good."""
 
     server: MCPServerConfig
+    meter: Meter
     rounds: Rounds
     resumed: Resumed | None = None
     session: str = ""  # Mcp-Session-Id of the handshake era
@@ -352,7 +362,7 @@ class Exchange:
             return call is not None and self._end(call, m, key)
         if is_request(m) and meta_traceparent(m) is None:
             call = self.first()
-            return call is not None and _set_trace(m, call)
+            return call is not None and _set_trace(m, call, self.meter)
         return False
 
     def on_sse_event(self, event: bytes) -> bytes:
@@ -393,12 +403,12 @@ class Exchange:
         rewritten = False
         for ask in asks.values() if isinstance(asks, dict) else ():
             if isinstance(ask, dict) and isinstance(ask.get("method"), str) and meta_traceparent(ask) is None:
-                rewritten = _set_trace(ask, call) or rewritten
+                rewritten = _set_trace(ask, call, self.meter) or rewritten
         return rewritten
 
     def _finish(self, call: Call, status: str, error: str, size: int) -> None:
         cost = price(self.server, call.method, call.tool) if status in CHARGED else ZERO
-        call.finish(status=status, http_status=self.http_status, response_bytes=size, cost=cost, error=error)
+        self.meter.record(call, status=status, http_status=self.http_status, response_bytes=size, cost=cost, error=error)
 
     def ended(self) -> None:
         """The stream ended cleanly: calls still open wait for a resumed stream if the client

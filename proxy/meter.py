@@ -1,8 +1,8 @@
 """The per-call work of the proxy, in one place: attribute at the start, price and record at the end.
 
-`Meter.start` runs before anything reaches an upstream (auth is done by then); `Call.finish`
-prices the call and appends its event to the spool, which makes it durable before the client
-gets the last bytes of the response.
+`Meter.start` runs before anything reaches an upstream (auth is done by then) and returns the
+call's complete, frozen `Call`; `Meter.record` prices the call and appends its event to the
+spool, which makes it durable before the client gets the last bytes of the response.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from meterline.costing.attribution import (
     clean,
@@ -47,6 +47,7 @@ from .tracestate import payer_member, verified_payer
 log = logging.getLogger("meterline.proxy")
 
 MAX_WARNED = 50  # models warned about as unpriced, one line each; then one line for all others
+NO_USAGE = Usage()  # shared: Usage is frozen
 
 
 
@@ -66,11 +67,13 @@ class Payer:
     cost_center: str
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Call:
-    """One metered call, from admission to its ledger event."""
+    """One metered call as it was admitted: who is charged, what was asked of which upstream,
+    where it sits in its trace. `Meter.start` returns it complete and nothing changes it after;
+    how it ended goes to `Meter.record`, once, from the one place that owns the call's end (the
+    route for an answer it gives whole, the relay for a stream)."""
 
-    meter: Meter
     call_id: str
     kind: str
     method: str
@@ -83,57 +86,26 @@ class Call:
     trace_id: str
     parent_span_id: str
     parent_call_id: str
-    provider: str = ""
-    model: str = ""
-    tool: str = ""
-    started: float = field(default_factory=time.perf_counter)
-    ts: datetime = field(default_factory=lambda: datetime.now(UTC))
-    request_bytes: int = 0
-    max_output_tokens: int = 0  # the request's own cap on output tokens (0: none), for budgets
-    reserved: Decimal = ZERO
-    done: bool = False
-    response_model: str = ""  # what the upstream said it ran, for observers (telemetry)
-    upstream_model: str = ""  # what the provider was asked for, when it differs from `model`
+    provider: str
+    model: str
+    tool: str
+    upstream_model: str  # what the provider was asked for, when it differs from `model`
+    request_bytes: int
+    max_output_tokens: int  # the request's own cap on output tokens (0: none), for budgets
+    reserved: Decimal  # a price known before the call (an MCP tool's): the least budgets reserve
+    ts: datetime
+    started: float  # perf_counter() at admission; a multi-round MCP call's is moved on per round
 
     @property
     def traceparent(self) -> str:
         """What the upstream gets: our span, child of the client's."""
         return traceparent(self.trace_id, self.call_id)
 
-    def finish(
-        self,
-        *,
-        status: str,
-        usage: Usage | None = None,
-        usage_source: str | None = None,
-        response_model: str = "",
-        http_status: int = 200,
-        response_bytes: int = 0,
-        cost: Decimal | None = None,
-        error: str = "",
-    ) -> Decimal | None:
-        """Price and record the call once; returns its cost (None: no price known).
 
-        `usage_source` defaults to `reported`, except for a failed or refused call without
-        usage (a provider that refused the connection, a budget's 429): nothing was reported,
-        so it is `estimated`, at 0 tokens."""
-        if self.done:
-            return None
-        if usage_source is None:
-            usage_source = "estimated" if usage is None and status in ("upstream_error", "rejected") else "reported"
-        self.done = True
-        self.response_model = response_model
-        return self.meter.record(
-            self,
-            status=status,
-            usage=usage or Usage(),
-            usage_source=usage_source,
-            response_model=response_model,
-            http_status=http_status,
-            response_bytes=response_bytes,
-            cost=cost,
-            error=error,
-        )
+class Observer(Protocol):
+    """Told of every recorded call, before its event is spooled (metrics, budgets, telemetry)."""
+
+    def __call__(self, event: dict[str, Any], call: Call, response_model: str, /) -> None: ...
 
 
 class Meter:
@@ -167,7 +139,7 @@ class Meter:
         self.org = org
         self.subcalls = subcalls
         self.store_prompts = store_prompts
-        self.on_record: list[Callable[[dict[str, Any], Call], None]] = []
+        self.on_record: list[Observer] = []
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._payers: dict[str, Payer] = {}
         self._warned: set[str] = set()
@@ -179,11 +151,23 @@ class Meter:
         *,
         kind: str,
         method: str,
-        body_user: Any = None,
+        provider: str,
+        model: str = "",
+        upstream_model: str = "",
+        tool: str = "",
+        request_bytes: int = 0,
+        max_output_tokens: int = 0,
+        reserved: Decimal = ZERO,
+        body_user: object = None,
         traceparent: str | None = None,
         tracestate: str | None = None,
     ) -> Call:
-        """`traceparent`, `tracestate`: trace context found in the body (an MCP request's
+        """The call, complete: attributed, placed in its trace, and carrying what the route
+        knows of it before anything reaches an upstream.
+
+        `upstream_model`: the provider's name for `model` (kept only when it differs).
+        `reserved`: a price known beforehand (an MCP tool's), the least budgets reserve.
+        `traceparent`, `tracestate`: trace context found in the body (an MCP request's
         `params._meta`), preferred to the HTTP headers because it belongs to this one message."""
         own = self._payer(key.team)
         ctx = parse_traceparent(traceparent)
@@ -200,7 +184,6 @@ class Meter:
         payer = parent_payer if parent_payer and self.subcalls == "root_caller" else own
         call_id = new_span_id()
         return Call(
-            meter=self,
             call_id=call_id,
             kind=kind,
             method=method,
@@ -213,7 +196,15 @@ class Meter:
             trace_id=ctx.trace_id if ctx else new_trace_id(),
             parent_span_id=parent,
             parent_call_id=parent if parent_payer else "",
+            provider=provider,
+            model=model,
+            tool=tool,
+            upstream_model=upstream_model if upstream_model != model else "",
+            request_bytes=request_bytes,
+            max_output_tokens=max_output_tokens,
+            reserved=reserved,
             ts=self.clock(),
+            started=time.perf_counter(),
         )
 
     def _payer(self, team_id: str) -> Payer:
@@ -260,16 +251,28 @@ class Meter:
         call: Call,
         *,
         status: str,
-        usage: Usage,
-        usage_source: str,
-        response_model: str,
-        http_status: int,
-        response_bytes: int,
-        cost: Decimal | None,
-        error: str,
+        usage: Usage | None = None,
+        usage_source: str | None = None,
+        response_model: str = "",
+        http_status: int = 200,
+        response_bytes: int = 0,
+        cost: Decimal | None = None,
+        error: str = "",
     ) -> Decimal | None:
+        """Price the call (unless `cost` is given) and append its event to the spool; returns
+        its cost (None: no price known). Once per call: each call's owner calls it on the one
+        path by which the call ends, and nothing here checks (a second record would be a
+        second event, and a bug in that owner).
+
+        `usage_source` defaults to `reported`, except for a failed or refused call without
+        usage (a provider that refused the connection, a budget's 429): nothing was reported,
+        so it is `estimated`, at 0 tokens."""
+        if usage_source is None:
+            usage_source = "estimated" if usage is None and status in ("upstream_error", "rejected") else "reported"
+        if usage is None:
+            usage = NO_USAGE
         # A failed call costs nothing unless tokens were used (a stream that broke mid-way).
-        billable = status not in ("upstream_error", "rejected") or usage != Usage()
+        billable = status not in ("upstream_error", "rejected") or usage != NO_USAGE
         p = Priced(cost, "", usage.flag, "" if call.kind == "mcp" else tier_of(usage.service_tier))
         if cost is None and billable and call.kind != "mcp":
             p = self.price(call, usage)
@@ -325,6 +328,6 @@ class Meter:
         # Observers first: once spooled, the event may reach the ledger (and the writer tell
         # budgets so) at any moment, and budgets must have counted it by then.
         for observer in self.on_record:
-            observer(event, call)
+            observer(event, call, response_model)
         self.spool.append(event)
         return cost

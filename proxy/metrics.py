@@ -72,7 +72,7 @@ class Metrics:
         self._series: dict[tuple[str, ...], Any] = {}
         self._models: set[str] = set()
 
-    def record(self, event: Mapping[str, Any], call: Call) -> None:
+    def record(self, event: Mapping[str, Any], call: Call, response_model: str) -> None:
         """A `Meter.on_record` observer (on the hot path: label lookups are cached)."""
         labels = tuple(event[k] or "" for k in LABELS)
         series = self._series.get(labels)

@@ -86,7 +86,7 @@ class Runtime:
         if self.budgets is not None:
             self.budgets.follow(self.writer)
             await asyncio.to_thread(self.budgets.start)
-            self.meter.on_record.append(self.budgets.settle)
+            self.meter.on_record.append(self._settle)
         await asyncio.to_thread(self.keys.refresh)
         await self.upstreams.start()
         await self.mcp.start()
@@ -121,6 +121,11 @@ class Runtime:
                 log.warning("key refresh failed: %s", e)
 
     def admit(self, call: Call) -> None:
-        """Refuse the call before it reaches an upstream if a budget says so."""
+        """Raise BudgetExceeded, before the call reaches an upstream, if a budget refuses it (the
+        route records the refusal)."""
         if self.budgets is not None:
             self.budgets.admit(call)
+
+    def _settle(self, event: dict[str, Any], call: Call, response_model: str) -> None:
+        assert self.budgets is not None
+        self.budgets.settle(event, call)

@@ -98,7 +98,7 @@ class Telemetry:
             exporter = OTLPSpanExporter(endpoint=traces_url(config.otlp_endpoint))
         return cls(BatchSpanProcessor(exporter), config.service_name)
 
-    def record(self, event: Mapping[str, Any], call: Call) -> None:
+    def record(self, event: Mapping[str, Any], call: Call | None, response_model: str = "") -> None:
         """A `Meter.on_record` observer: one finished span for the recorded call."""
         start = _ns(event["ts"])
         mcp = event["kind"] == "mcp"
@@ -130,7 +130,7 @@ class Telemetry:
         else:
             attrs |= {
                 "gen_ai.request.model": event["model"],
-                "gen_ai.response.model": call.response_model or event["model"],
+                "gen_ai.response.model": response_model or event["model"],
                 "gen_ai.usage.input_tokens": event["input_tokens"],
                 "gen_ai.usage.output_tokens": event["output_tokens"],
                 "gen_ai.usage.cache_read.input_tokens": event["cached_input_tokens"],

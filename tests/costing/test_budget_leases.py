@@ -52,7 +52,7 @@ class Fleet:
         self.n += 1
         call = FakeCall(f"{self.n:016x}", request_bytes=request_bytes)
         try:
-            b.admit(call)
+            call.reserved = b.admit(call)
         except BudgetExceeded:
             self.refused += 1
             return False

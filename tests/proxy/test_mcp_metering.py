@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -21,6 +22,7 @@ from meterline.proxy.mcp_metering import (
     price,
     set_meta_traceparent,
 )
+from meterline.proxy.meter import Call
 from meterline.proxy.sse import SSEEvents, event_data, replace_event_data
 
 
@@ -84,9 +86,17 @@ def test_prices_per_tool_then_per_call_then_per_method():
 
 def test_a_parked_round_resumes_only_for_the_key_that_started_it():
     rounds = Rounds()
-    call = SimpleNamespace(key=SimpleNamespace(id="k1"), started=0.0)
+    call = _call(key=SimpleNamespace(id="k1"), started=0.0, request_bytes=5)
     rounds.park("state", Parked(call, 10))
     assert rounds.resume("state", "k2") is None
-    parked = rounds.resume("state", "k1")
-    assert parked is not None and parked.call is call and call.started > 0  # idle time left out
+    parked = rounds.resume("state", "k1", 7)
+    assert parked is not None and parked.call.call_id == call.call_id and parked.response_bytes == 10
+    assert parked.call.started > 0  # idle time left out
+    assert parked.call.request_bytes == 12  # both rounds' requests
     assert rounds.resume("state", "k1") is None  # once
+
+
+def _call(**fields):
+    base = {f.name: "" for f in dataclasses.fields(Call)}
+    base |= {"call_id": "c1", "request_bytes": 0, "max_output_tokens": 0, "reserved": Decimal(0), "ts": None, "started": 0.0}
+    return Call(**(base | fields))

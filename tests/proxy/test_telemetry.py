@@ -138,8 +138,8 @@ def test_mcp_events_become_spans_named_for_their_method_and_tool():
         "department": "research", "status": "ok", "usage_source": "reported", "priced": True, "cost_pico": 10**9,
         "http_status": 200, "error": "", "latency_ms": 3,
     }  # fmt: skip
-    telemetry.record({**base, "method": "tools/call", "tool": "search"}, call=None)
-    telemetry.record({**base, "method": "tools/list", "tool": "", "call_id": "00f067aa0ba902b8"}, call=None)
+    telemetry.record({**base, "method": "tools/call", "tool": "search"}, None)
+    telemetry.record({**base, "method": "tools/list", "tool": "", "call_id": "00f067aa0ba902b8"}, None)
     call, listing = exporter.get_finished_spans()
     assert (call.name, call.attributes["gen_ai.operation.name"], call.attributes["gen_ai.tool.name"]) == (
         "tools/call search", "execute_tool", "search",
