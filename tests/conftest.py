@@ -98,6 +98,7 @@ class ProxyServer:
 
     def __init__(self, cfg: dict[str, Any], tmp_path: Path):
         from meterline.proxy.app import create_app
+        from meterline.proxy.http_server import uvicorn_options
 
         self.settings = settings_from_dict(cfg, environ=proxy_environ())
         self.config_path = tmp_path / "config.yaml"
@@ -108,7 +109,10 @@ class ProxyServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(self.settings)
         self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+            uvicorn.Config(
+                self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+                **uvicorn_options(self.settings.server),  # as `meterline serve` runs it
+            )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -35,6 +35,7 @@ def serve(
     import uvicorn
 
     from meterline.proxy.app import create_app
+    from meterline.proxy.http_server import uvicorn_options
 
     s = settings(config)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -57,6 +58,6 @@ def serve(
         log_level=log_level,
         access_log=False,
         loop="auto",
-        http="auto",
         timeout_graceful_shutdown=30,
+        **uvicorn_options(s.server),  # header size and time, keep-alive, connections (docs/security.md)
     )

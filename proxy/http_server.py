@@ -1,0 +1,96 @@
+"""How `meterline serve` runs uvicorn: the HTTP-level caps of docs/security.md.
+
+uvicorn's fast parser (httptools) has no limit on a request's headers (five 100 MB headers
+once held 800 MB and stalled the loop for 7 s), and no connection is timed out before its
+first request. `GuardedHttpTools` adds both: a request line and headers over
+`server.max_header_bytes` get 431 and the connection closed, and a client that has not sent
+them whole within `server.header_timeout_seconds` of connecting (or of starting its next
+request) is disconnected. Without httptools, uvicorn's h11 takes the size limit
+(`h11_max_incomplete_event_size`), not the timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from meterline.costing.config import ServerConfig
+
+TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+def uvicorn_options(server: ServerConfig) -> dict[str, Any]:
+    """The `uvicorn.run` / `uvicorn.Config` options that apply the caps."""
+    options: dict[str, Any] = {
+        "timeout_keep_alive": server.keep_alive_seconds,
+        "h11_max_incomplete_event_size": server.max_header_bytes,
+        "limit_concurrency": server.max_connections,
+    }
+    try:
+        options["http"] = guarded_httptools(server.max_header_bytes, server.header_timeout_seconds)
+    except ImportError:
+        options["http"] = "h11"
+    return options
+
+
+def guarded_httptools(max_head: int, head_timeout: float) -> type[asyncio.Protocol]:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class GuardedHttpTools(HttpToolsProtocol):
+        _reading_head = True
+        _head = 0
+        _tail = b""
+        _timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._start_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_timer()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._reading_head:
+                seen = self._head
+                self._head += len(data)
+                # The packet that ends the head may carry body bytes too: only a head still
+                # open past the limit is refused.
+                if self._head > max_head and b"\r\n\r\n" not in (self._tail + data)[: max_head - seen + len(self._tail)]:
+                    self._refuse()
+                    return
+                self._tail = data[-3:]
+            super().data_received(data)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if not self._reading_head:  # the next request on a kept-alive connection
+                self._reading_head, self._head, self._tail = True, 0, b""
+                self._start_timer()
+
+        def on_headers_complete(self) -> None:
+            self._reading_head = False
+            self._stop_timer()
+            super().on_headers_complete()
+
+        def _start_timer(self) -> None:
+            self._stop_timer()
+            self._timer = self.loop.call_later(head_timeout, self._too_slow)
+
+        def _stop_timer(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _too_slow(self) -> None:
+            self._timer = None
+            if self._reading_head and not self.transport.is_closing():
+                self.transport.close()
+
+        def _refuse(self) -> None:
+            self._stop_timer()
+            if not self.transport.is_closing():
+                self.transport.write(TOO_LARGE)
+                self.transport.close()
+
+    return GuardedHttpTools
