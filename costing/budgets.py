@@ -136,7 +136,9 @@ class Budgets:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.engine = engine
+        # Replaced, never changed in place (key_budget), so the refresh thread can read it unlocked.
         self.limits = configured_limits(settings)
+        self._configured = frozenset(self.limits)
         self.cfg = settings.budgets
         self.prices = prices
         self.now = now
@@ -164,9 +166,24 @@ class Budgets:
         self._thread = threading.Thread(target=self._run, name="meterline-budgets", daemon=True)
 
     @classmethod
-    def from_settings(cls, engine: sa.Engine, settings: Settings, prices: PriceBook) -> Budgets | None:
-        """Budgets for the config, or None when it sets none."""
-        return cls(engine, settings, prices) if configured_limits(settings) else None
+    def from_settings(cls, engine: sa.Engine, settings: Settings, prices: PriceBook) -> Budgets:
+        """Budgets for the config. With none configured they cost a check per call, until a
+        key with a budget of its own (`budget_usd_monthly`) makes its first call."""
+        return cls(engine, settings, prices)
+
+    def key_budget(self, key_id: str, budget: Decimal | None) -> None:
+        """A key's own monthly budget, from the keys table (None: it has none). The config's
+        `budgets.keys` entry for the key, if any, wins. Its spend is read at the next refresh."""
+        scope = ("key", key_id)
+        if scope in self._configured:
+            return
+        with self._lock:
+            limits = dict(self.limits)
+            if budget is None:
+                limits.pop(scope, None)
+            else:
+                limits[scope] = budget
+            self.limits = limits
 
     def start(self) -> None:
         try:
@@ -210,6 +227,11 @@ class Budgets:
 
         A caller that knows the price beforehand (an MCP tool's price per call) gives it as
         `call.reserved`; the larger of it and our own estimate is reserved."""
+        own = getattr(call.key, "budget_usd", None)  # a key issued with a budget of its own
+        if own is not None and self.limits.get(("key", call.key.id)) != own:
+            self.key_budget(call.key.id, own)
+        if not self.limits:
+            return ZERO
         scopes = self.scopes(call.payer.department, call.payer.team, call.key.id)
         if not scopes:
             return ZERO
@@ -234,6 +256,8 @@ class Budgets:
 
     def settle(self, event: dict[str, Any], call: Any = None) -> None:
         """Meter observer: a recorded call replaces its reservation with its actual cost."""
+        if not self.limits:
+            return
         cost = from_pico(event["cost_pico"])
         scopes = self.scopes(event["department"], event["team"], event["key_id"])
         with self._lock:
@@ -328,6 +352,10 @@ class Budgets:
     def refresh(self) -> None:
         """Re-read the month's spend per scope from the ledger."""
         period = period_of(self.now())
+        if not self.limits:
+            with self._lock:
+                self.period = period
+            return  # nothing to read, and no lease to take
         with self.engine.begin() as conn:
             lock_leases(conn)  # the ledger must be read under it for leases to add up
             # Which of our recorded calls the ledger has, known before the sums are read: a call

@@ -308,6 +308,10 @@ class KeyCache:
                     hashes.append(r.previous_hash)
                 self._hashes[r.id] = tuple(hashes)
 
+    def known(self) -> list[KeyInfo]:
+        """Every key the cache holds, once each."""
+        return list({e.info.id: e.info for e in list(self._by_hash.values())}.values())
+
     def check(self, digest: str) -> KeyInfo | None:
         """The key whose secret has this SHA-256, None when the cache cannot say; raises
         InvalidKey for a secret known to be wrong, expired, or replaced past its grace."""

@@ -51,7 +51,7 @@ class Runtime:
         self.litellm: Any = None  # set when a `kind: litellm` provider is configured
         self.metrics = Metrics()
         self.telemetry: Any = None  # set when `telemetry.otlp_endpoint` is configured
-        self.budgets: Budgets | None = None  # set when any budget is configured
+        self.budgets: Budgets | None = None  # set at start
         self.spool: Spool | None = None
         self.writer: LedgerWriter | None = None
         self.meter: Meter = None  # type: ignore[assignment]
@@ -82,12 +82,14 @@ class Runtime:
 
             self.telemetry = Telemetry.otlp(self.settings.telemetry)
             self.meter.on_record.append(self.telemetry.record)
-        self.budgets = Budgets.from_settings(self.engine, self.settings, self.prices)
-        if self.budgets is not None:
-            self.budgets.follow(self.writer)
-            await asyncio.to_thread(self.budgets.start)
-            self.meter.on_record.append(self._settle)
         await asyncio.to_thread(self.keys.refresh)
+        self.budgets = Budgets.from_settings(self.engine, self.settings, self.prices)
+        for key in self.keys.known():  # keys' own budgets, read with the rest at the first refresh
+            if key.budget_usd is not None:
+                self.budgets.key_budget(key.id, key.budget_usd)
+        self.budgets.follow(self.writer)
+        await asyncio.to_thread(self.budgets.start)
+        self.meter.on_record.append(self._settle)
         await self.upstreams.start()
         await self.mcp.start()
         if any(p.kind == "litellm" for p in self.settings.providers.values()):

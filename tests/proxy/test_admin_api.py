@@ -210,3 +210,13 @@ def test_a_key_holder_sees_its_own_spend_and_budgets_and_nothing_of_other_keys(p
     }
     assert other["id"] not in r.text and mine["key"] not in r.text
     assert httpx.get(p.url + "/v1/meterline/usage", headers=ADMIN).status_code == 401
+
+
+def test_a_key_issued_with_a_budget_is_refused_once_it_is_spent(p, api):
+    capped = api.post("/admin/keys", json={"team": "web", "budget_usd_monthly": "0.000001"}).json()
+    free = api.post("/admin/keys", json={"team": "web"}).json()
+    chat(p, capped["key"])  # nothing spent yet: admitted, and it costs more than the budget
+    with pytest.raises(openai.RateLimitError) as e:
+        chat(p, capped["key"])
+    assert e.value.body["code"] == "budget_exceeded" and capped["id"] in e.value.body["message"]
+    assert chat(p, free["key"])  # the team has no budget: only that key is refused
