@@ -18,9 +18,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from meterline.costing import ZERO, Event, exact, from_pico, usd
+from meterline.costing import ZERO, exact, from_pico, usd
 
-from .ledger_queries import rollup_sums
+from .ledger_queries import EVENTS, rollup_sums
 
 _COLUMNS = (
     "call_id", "parent_call_id", "trace_id", "ts", "kind", "method", "provider", "model", "tool",
@@ -178,7 +178,7 @@ def build_trees(rows: Iterable[Any]) -> list[CallNode]:
 
 
 def _select(period: str, department: str | None = None) -> sa.Select[Any]:
-    t = Event.__table__
+    t = EVENTS
     q = sa.select(*(t.c[c] for c in _COLUMNS)).where(_in_month(t, period), t.c.trace_id != "")
     return q if department is None else q.where(t.c.department == department)
 
@@ -192,13 +192,13 @@ def _in_month(t: Any, period: str) -> Any:
 def _linked_traces(period: str) -> sa.Select[Any]:
     """Traces of the month with a call that has a parent span, found through that index.
     Every trace of more than one call has one: a call without trace context starts its own."""
-    t = Event.__table__
+    t = EVENTS
     return sa.select(t.c.trace_id).where(t.c.parent_span_id > "", _in_month(t, period))
 
 
 def _traces(engine: sa.Engine, q: sa.Select[Any]) -> Iterator[list[CallNode]]:
     """The trees of each trace `q` selects (ordered by trace), one trace at a time."""
-    t = Event.__table__
+    t = EVENTS
     q = q.order_by(t.c.trace_id, t.c.ts)
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=5000).execute(q)
@@ -213,7 +213,7 @@ def _is_tool_call(t: Any) -> Any:
 def tool_costs(engine: sa.Engine, period: str, department: str | None = None) -> list[ToolCost]:
     """Per MCP server and tool: calls, own cost, the cost of their sub-call trees, by total.
     `department`: only calls charged to it."""
-    t = Event.__table__
+    t = EVENTS
     out: dict[tuple[str, str], ToolCost] = {}
     # Calls, errors and own cost of every tool call from the hourly rollups (only tool calls
     # carry a tool name); sub-calls from the trees of the traces that have any.
@@ -234,7 +234,7 @@ def tool_costs(engine: sa.Engine, period: str, department: str | None = None) ->
 
 def top_tool_calls(engine: sa.Engine, period: str, top: int = 20, tool: str | None = None) -> list[CallNode]:
     """The `top` tool calls of the month by total cost (own + sub-calls), each with its tree."""
-    t = Event.__table__
+    t = EVENTS
     calls = sa.select(t.c.trace_id).where(t.c.charge_period == period, _is_tool_call(t))
     if tool:
         calls = calls.where(t.c.tool == tool)
@@ -247,7 +247,7 @@ def top_tool_calls(engine: sa.Engine, period: str, top: int = 20, tool: str | No
 
 def call_tree(engine: sa.Engine, call_id: str) -> CallNode | None:
     """A call with everything made on its behalf (from its trace, any month)."""
-    t = Event.__table__
+    t = EVENTS
     with engine.connect() as conn:
         trace = conn.execute(sa.select(t.c.trace_id).where(t.c.call_id == call_id)).scalar()
         if trace is None:
@@ -285,7 +285,7 @@ def run_of(trace_id: str, roots: list[CallNode]) -> Run:
 def top_runs(engine: sa.Engine, period: str, top: int = 20, department: str | None = None) -> list[Run]:
     """The `top` agent runs (traces of more than one call) of the month by cost, with trees.
     `department`: only calls charged to it."""
-    t = Event.__table__
+    t = EVENTS
     total = sa.func.sum(t.c.cost_pico)
     best = (
         sa.select(t.c.trace_id)

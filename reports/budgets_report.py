@@ -93,8 +93,8 @@ def budget_status(
     key_team = {k.id: k.team for k in all_keys}
     daily: dict[tuple[str, str], dict[date, int]] = {}
     for r in rollup_sums(engine, period, ["hour", "department", "team"]):
-        for scope in (("department", r["department"]), ("team", r["team"])):
-            per_day = daily.setdefault(scope, {})
+        for spender in (("department", r["department"]), ("team", r["team"])):
+            per_day = daily.setdefault(spender, {})
             day = r["hour"].date()
             per_day[day] = per_day.get(day, 0) + r["cost_pico"]
     key_ids = [i for s, i in limits if s == "key"]

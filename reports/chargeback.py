@@ -69,7 +69,7 @@ def chargeback_report(
         before = None
     # A month without any usage (before Meterline ran) is no comparison, fixed costs or not.
     active = before is not None and (before.closed_at or any(ln.kind != "shared" for ln in before.lines))
-    previous = {d.department: d.billed for d in before.departments} if active else {}
+    previous = {d.department: d.billed for d in before.departments} if before is not None and active else {}
     fixed = cb.shared_costs
     usage_part = forecast(cb.total - fixed, period, now) if cb.closed_at is None else None
     return ChargebackReport(

@@ -9,6 +9,10 @@ import sqlalchemy as sa
 
 from meterline.costing import ROLLUP_SUMS, Event, Rollup
 
+# The tables the reports read. SQLModel's metaclass sets `__table__`, which type checkers cannot see.
+EVENTS: sa.Table = Event.__table__  # type: ignore[attr-defined]
+ROLLUPS: sa.Table = Rollup.__table__  # type: ignore[attr-defined]
+
 
 def rollup_sums(
     engine: sa.Engine,
@@ -22,7 +26,7 @@ def rollup_sums(
 
     `where`: column -> value (or a list of values); `tags`: `k=v` pairs the rows' tags must
     all carry. Group by `hour` for time series (the rollups are hourly)."""
-    t = Rollup.__table__
+    t = ROLLUPS
     cols = [t.c[d] for d in by]
     q = sa.select(*cols, *(sa.func.sum(t.c[s]).label(s) for s in ROLLUP_SUMS)).where(t.c.charge_period == period)
     for k, v in (where or {}).items():
@@ -49,7 +53,7 @@ def distinct_values(
     engine: sa.Engine, period: str, columns: Sequence[str], where: dict[str, Any] | None = None
 ) -> dict[str, list[str]]:
     """The values each rollup column takes in a month (for filter pickers), in one read."""
-    t = Rollup.__table__
+    t = ROLLUPS
     cols = [t.c[c] for c in columns]
     q = sa.select(*cols).where(t.c.charge_period == period).group_by(*cols)
     for k, v in (where or {}).items():
@@ -64,7 +68,7 @@ def distinct_values(
 
 def periods_with_usage(engine: sa.Engine) -> list[str]:
     """Billing months with any rollup, newest first."""
-    t = Rollup.__table__
+    t = ROLLUPS
     with engine.connect() as conn:
         return sorted((r[0] for r in conn.execute(sa.select(t.c.charge_period).distinct())), reverse=True)
 
@@ -81,7 +85,7 @@ def _rows(result: Iterable[Any], by: Sequence[str]) -> list[dict[str, Any]]:
 
 def key_spend(engine: sa.Engine, period: str, key_ids: Sequence[str]) -> dict[str, int]:
     """Pico-dollars per key in a billing month (keys are not in the rollups: read events)."""
-    t = Event.__table__
+    t = EVENTS
     q = (
         sa.select(t.c.key_id, sa.func.sum(t.c.cost_pico))
         .where(t.c.charge_period == period, t.c.key_id.in_(list(key_ids)))
@@ -93,7 +97,7 @@ def key_spend(engine: sa.Engine, period: str, key_ids: Sequence[str]) -> dict[st
 
 def events(engine: sa.Engine, period: str, batch: int = 5000) -> Iterator[dict[str, Any]]:
     """Every event billed in `period`, oldest first, streamed in batches."""
-    t = Event.__table__
+    t = EVENTS
     q = sa.select(t).where(t.c.charge_period == period).order_by(t.c.ts, t.c.call_id)
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)

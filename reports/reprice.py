@@ -23,7 +23,6 @@ from meterline.costing import (
     from_pico,
     is_closed,
 )
-
 from meterline.costing.money import COUNT_FIELDS
 
 from .ledger_queries import events

@@ -16,9 +16,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from meterline.costing import Event, Org, Settings, configured_limits, exact, from_pico
+from meterline.costing import Org, Settings, configured_limits, exact, from_pico
 
-from .ledger_queries import key_spend, rollup_sums
+from .ledger_queries import EVENTS, key_spend, rollup_sums
 
 GROUPS = ("day", "department", "team", "project", "model", "key")
 """What usage can be grouped by, in the order columns come out."""
@@ -83,8 +83,11 @@ def usage(engine: sa.Engine, period: str, group_by: Sequence[str]) -> Usage:
         for i, s in enumerate(_SUMS):
             acc[i] += int(r[s] or 0)
     rows = [
-        UsageRow({_COLUMN[g]: v for g, v in zip(by, values, strict=True)}, *acc[:-1], from_pico(acc[-1]))  # type: ignore[arg-type]
-        for values, acc in sorted(sums.items())
+        UsageRow(
+            {_COLUMN[g]: v for g, v in zip(by, values, strict=True)},
+            requests, input_tokens, cached, output_tokens, reasoning, from_pico(cost),
+        )  # fmt: skip
+        for values, (requests, input_tokens, cached, output_tokens, reasoning, cost) in sorted(sums.items())
     ]
     return Usage(period, by, rows)
 
@@ -107,8 +110,8 @@ def _rollups(engine: sa.Engine, period: str, by: tuple[str, ...]) -> list[dict[s
 
 
 def _events(engine: sa.Engine, period: str, by: tuple[str, ...]) -> list[dict[str, Any]]:
-    t = Event.__table__
-    cols = []
+    t = EVENTS
+    cols: list[sa.ColumnElement[Any]] = []
     for g in by:
         if g == "day":
             ts = sa.func.timezone("UTC", t.c.ts) if engine.dialect.name == "postgresql" else t.c.ts

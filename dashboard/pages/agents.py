@@ -7,7 +7,16 @@ import pandas as pd
 import streamlit as st
 
 from meterline.dashboard.context import report, view
-from meterline.dashboard.format import count_col, for_chart, money, money_col, table, text_col, usd_axis, usd_tooltip
+from meterline.dashboard.format import (
+    count_col,
+    for_chart,
+    money,
+    money_col,
+    table,
+    text_col,
+    usd_axis,
+    usd_tooltip,
+)
 from meterline.reports.agents import tool_costs, top_runs
 from meterline.reports.agents_view import fan_out_counts, icicle
 

@@ -57,7 +57,7 @@ if rows:
          "change": None if r.change_percent is None else float(r.change_percent)}
         for r in rows
         for c in [r.charge]
-    ), key=lambda d: d["department"].casefold())  # fmt: skip
+    ), key=lambda d: str(d["department"]).casefold())  # fmt: skip
     frame = pd.DataFrame(data)
     parts = for_chart(frame.melt(id_vars=["department"], value_vars=["usage", "shared_allocated", "markup"], var_name="part", value_name="usd"), "usd")
     parts["part"] = parts["part"].map({"usage": "Usage", "shared_allocated": "Shared costs", "markup": "Markup"})

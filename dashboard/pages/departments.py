@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -28,18 +30,22 @@ def shown(level: str, value: str) -> str:
     return value or "(none)"
 
 
+def reading_order(level: str, value: str) -> tuple[str, str]:
+    return shown(level, value).casefold(), value
+
+
 path: list[str] = []
 columns = st.columns(len(LEVELS))
 for i, level in enumerate(LEVELS):
     options = [r.value for r in report(drilldown, v.period, tuple(path), v.filters).rows]
     if level == "department" and v.department:
         options = [v.department]
-    options = sorted(options, key=lambda x, lv=level: (shown(lv, x).casefold(), x))
+    options = sorted(options, key=partial(reading_order, level))
     key = f"drill_{level}"
     if st.session_state.get(key, ALL) not in (ALL, *options):
         st.session_state[key] = ALL  # picked in another month, or under another parent
-    picked = columns[i].selectbox(TITLES[level], [ALL, *options], key=key, format_func=lambda x, lv=level: shown(lv, x))
-    if picked == ALL:
+    picked = columns[i].selectbox(TITLES[level], [ALL, *options], key=key, format_func=partial(shown, level))
+    if picked is None or picked == ALL:
         break
     path.append(picked)
 

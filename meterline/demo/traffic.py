@@ -20,6 +20,7 @@ import openai
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from openai.types.chat import ChatCompletionStreamOptionsParam
 
 from .org import TEAMS, TeamPlan
 
@@ -72,7 +73,7 @@ def plan(start: datetime, end: datetime, n: int, rng: random.Random) -> list[Pla
     """`n` calls between `start` and `end`, oldest first (an agent run counts as one)."""
     span = (end - start).total_seconds()
     weights = [t.share for t in TEAMS]
-    out = []
+    out: list[Planned] = []
     while len(out) < n:
         ts = start + timedelta(seconds=rng.random() * span)
         growth = 0.8 + 0.4 * (ts - start).total_seconds() / span
@@ -176,7 +177,7 @@ class Driver:
             {"role": "user", "content": prompt(n, directive)},
         ]
         if p.kind in ("stream", "estimated"):
-            options = {"include_usage": True} if p.kind == "stream" else None
+            options: ChatCompletionStreamOptionsParam | None = {"include_usage": True} if p.kind == "stream" else None
             stream = await c.chat.completions.create(
                 model=p.model, messages=messages, stream=True, stream_options=options, extra_headers=headers
             )

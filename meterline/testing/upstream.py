@@ -355,7 +355,8 @@ async def _stream(
         await resp.write(frame)
     if brk is not None:
         # Drop the TCP connection mid-body: the chunked stream never gets its terminating chunk.
-        request.transport.abort()
+        if request.transport is not None:  # None: the client has gone already
+            request.transport.abort()
         raise asyncio.CancelledError
     await resp.write(b"".join(tail))
     await resp.write_eof()
@@ -920,7 +921,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     # Bounded: a long benchmark against the foreground server must not grow memory without limit.
-    recorded = collections.deque(maxlen=args.max_requests)
+    recorded: collections.deque[dict[str, Any]] = collections.deque(maxlen=args.max_requests)
     web.run_app(
         create_app(args.api_key, record=not args.no_record, requests=recorded),
         host=args.host,
