@@ -76,4 +76,5 @@ def test_the_wheel_carries_the_migrations_and_dashboard_pages(installed: tuple[P
     assert list((site / "meterline" / "costing" / "migrations" / "versions").glob("0001_*.py"))
     assert (site / "meterline" / "dashboard" / "app.py").is_file()
     assert list((site / "meterline" / "dashboard" / "pages").glob("*.py"))
+    assert (site / "meterline" / "reports" / "templates" / "statement.html").is_file()  # the statement's template
 
