@@ -33,11 +33,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from .budget_accountant import Scope
 from .engine import dialect_insert
 from .money import PICO, ZERO, from_pico
 from .tables import BudgetLease
 
-Scope = tuple[str, str]
 LEASE_LOCK = 0x6D6C_6C65  # PostgreSQL advisory lock: renewals take turns
 
 

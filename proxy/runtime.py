@@ -16,6 +16,7 @@ from meterline.costing.prices import PriceBook
 from meterline.costing.redaction import Redactor
 from meterline.costing.spool import Spool
 
+from . import alerts
 from .auth import KeyLookups
 from .caps import Caps
 from .mcp_metering import Resumed, Rounds
@@ -83,7 +84,9 @@ class Runtime:
             self.telemetry = Telemetry.otlp(self.settings.telemetry)
             self.meter.on_record.append(self.telemetry.record)
         await asyncio.to_thread(self.keys.refresh)
-        self.budgets = Budgets.from_settings(self.engine, self.settings, self.prices)
+        self.budgets = Budgets.from_settings(
+            self.engine, self.settings, self.prices, on_alert=alerts.webhook(self.settings.budgets.webhook_url)
+        )
         for key in self.keys.known():  # keys' own budgets, read with the rest at the first refresh
             if key.budget_usd is not None:
                 self.budgets.key_budget(key.id, key.budget_usd)

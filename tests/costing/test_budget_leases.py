@@ -125,7 +125,7 @@ def test_a_replica_that_stopped_renewing_releases_its_share_after_the_ttl(engine
         r.now = lambda: clock["now"]
     a.refresh()  # a takes the whole budget's lease (it is alone)
     b.refresh()
-    assert b._cap(TEAM) == 0
+    assert b.accountant.cap(TEAM) == 0
     clock["now"] = NOW + a.lease_ttl * 2  # a is gone
     b.refresh()
-    assert b._cap(TEAM) == BUDGET
+    assert b.accountant.cap(TEAM) == BUDGET

@@ -1,0 +1,274 @@
+"""The budget accountant: admission and settlement in memory, no I/O, per process.
+
+    spent(scope) = ledger    the month's spend as the ledger had it at the last read
+                 + recorded  calls this process recorded that the last read did not include
+                 + reserved  estimates of the calls in flight
+
+A call is admitted while `spent < cap` for every scope it is charged to, where the cap is the
+budget or this replica's lease on it when lower (budget_leases.py); it then reserves an
+estimate of its cost until its event is recorded, when the reservation gives way to the
+actual cost. A refused call raises BudgetExceeded and nothing more: the caller records it
+(status `rejected`). Whoever reads the ledger (budgets.py) hands the read in with `reread`; the
+accountant itself never touches a database, so all of this is tested without one.
+
+Alerts are values (budget_alerts.Alert), queued once per scope and month for the caller to
+store and announce: `budget_soft` when a scope's spend reaches the soft threshold,
+`budget_hard` at its first refusal.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from decimal import Decimal
+from typing import Any
+
+from .budget_alerts import Alert
+from .budget_estimates import Admissible, Estimator
+from .config import Settings
+from .errors import BudgetExceeded
+from .money import ZERO, from_pico, usd
+from .months import period_of
+
+RESERVATION_MAX_AGE = 15 * 60.0  # seconds; a call not settled by then is assumed gone
+
+Scope = tuple[str, str]  # ("department" | "team" | "key", id)
+
+
+def configured_limits(settings: Settings) -> dict[Scope, Decimal]:
+    """The monthly budget of each department, team and key that has one."""
+    limits: dict[Scope, Decimal] = {}
+    for d in settings.departments:
+        if d.budget_usd_monthly is not None:
+            limits[("department", d.id)] = d.budget_usd_monthly
+        for t in d.teams:
+            if t.budget_usd_monthly is not None:
+                limits[("team", t.id)] = t.budget_usd_monthly
+    for key_id, amount in settings.budgets.keys.items():
+        limits[("key", key_id)] = amount
+    return limits
+
+
+class Accountant:
+    """Parameters:
+    limits: the monthly budget per scope (`configured_limits`).
+    estimator: guesses a call's cost before it is sent, learning from recorded calls.
+    soft_threshold_percent: the share of a budget at which `budget_soft` is alerted.
+    period: the month counted from the start (YYYY-MM); `reread` moves it on.
+    """
+
+    def __init__(self, limits: dict[Scope, Decimal], estimator: Estimator, soft_threshold_percent: Decimal, period: str):
+        # Replaced, never changed in place (key_budget), so readers need no lock.
+        self.limits = limits
+        self._configured = frozenset(limits)
+        self.estimator = estimator
+        self.soft_threshold_percent = soft_threshold_percent
+        self.period = period
+        self._ledger: dict[Scope, Decimal] = {}
+        self._recorded: dict[str, tuple[str, tuple[Scope, ...], Decimal]] = {}
+        # Running sums of `_recorded` per (month, scope): admit and settle read these on every
+        # call, and summing `_recorded` there instead cost O(calls since the last refresh) each.
+        self._recorded_sum: dict[tuple[str, Scope], Decimal] = {}
+        self._reserved: dict[Scope, Decimal] = {}
+        # This replica's lease per scope, as a ceiling on spend: ledger + committed (budget_leases.py).
+        self._ceiling: dict[Scope, Decimal] = {}
+        self._reservations: dict[str, tuple[tuple[Scope, ...], Decimal, float]] = {}
+        self._alerted: set[tuple[str, Scope, str]] = set()
+        # Recorded calls the ledger writer has committed since the last read (`follow_writer`);
+        # None without a writer to say so, and then the ledger is asked (`pending`).
+        self._landed: set[str] | None = None
+        self._alerts: queue.SimpleQueue[Alert] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+
+    def key_budget(self, key_id: str, budget: Decimal | None) -> None:
+        """A key's own monthly budget, from the keys table (None: it has none). The config's
+        `budgets.keys` entry for the key, if any, wins. Its spend is read at the next refresh."""
+        scope = ("key", key_id)
+        if scope in self._configured:
+            return
+        with self._lock:
+            limits = dict(self.limits)
+            if budget is None:
+                limits.pop(scope, None)
+            else:
+                limits[scope] = budget
+            self.limits = limits
+
+    # -- the request path ---------------------------------------------------------------------
+
+    def scopes(self, department: str, team: str, key_id: str) -> tuple[Scope, ...]:
+        found = (("department", department), ("team", team), ("key", key_id))
+        return tuple(s for s in found if s[1] and s in self.limits)
+
+    def spent(self, scope: Scope) -> Decimal:
+        """Spend of the current month as this process knows it, reservations included."""
+        with self._lock:
+            return self._spent(scope, with_reserved=True)
+
+    def reserved(self, scope: Scope) -> Decimal:
+        """What calls in flight in this process hold on a scope's budget."""
+        with self._lock:
+            return self._reserved.get(scope, ZERO)
+
+    def _spent(self, scope: Scope, *, with_reserved: bool) -> Decimal:
+        recorded = self._recorded_sum.get((self.period, scope), ZERO)
+        reserved = self._reserved.get(scope, ZERO) if with_reserved else ZERO
+        return self._ledger.get(scope, ZERO) + recorded + reserved
+
+    def estimate(self, call: Admissible) -> Decimal:
+        """A conservative guess of the call's cost, made before it is sent."""
+        return self.estimator.estimate(call)
+
+    def admit(self, call: Admissible) -> Decimal:
+        """Reserve the call's estimate and return it, or raise BudgetExceeded. Budgets answer and
+        never record: the caller records the refusal (status `rejected`).
+
+        A caller that knows the price beforehand (an MCP tool's price per call) gives it as
+        `call.reserved`; the larger of it and our own estimate is reserved."""
+        own = getattr(call.key, "budget_usd", None)  # a key issued with a budget of its own
+        if own is not None and self.limits.get(("key", call.key.id)) != own:
+            self.key_budget(call.key.id, own)
+        if not self.limits:
+            return ZERO
+        scopes = self.scopes(call.payer.department, call.payer.team, call.key.id)
+        if not scopes:
+            return ZERO
+        estimate = max(call.reserved or ZERO, self.estimator.estimate(call))
+        with self._lock:
+            over = next((s for s in scopes if self._spent(s, with_reserved=True) >= self.cap(s)), None)
+            if over is None:
+                for s in scopes:
+                    self._reserved[s] = self._reserved.get(s, ZERO) + estimate
+                self._reservations[call.call_id] = (scopes, estimate, time.monotonic())
+                return estimate
+            spent = self._spent(over, with_reserved=True)
+        error = BudgetExceeded(over[0], over[1], usd(self.limits[over], 2), usd(spent, 2))
+        self._alert("budget_hard", over, spent)
+        raise error
+
+    def cap(self, scope: Scope) -> Decimal:
+        """The budget, or this replica's lease on it when that is lower."""
+        limit = self.limits[scope]
+        ceiling = self._ceiling.get(scope)
+        return limit if ceiling is None else min(limit, ceiling)
+
+    def settle(self, event: dict[str, Any], call: Any = None) -> None:
+        """Meter observer: a recorded call replaces its reservation with its actual cost."""
+        if not self.limits:
+            return
+        cost = from_pico(event["cost_pico"])
+        scopes = self.scopes(event["department"], event["team"], event["key_id"])
+        with self._lock:
+            held = self._reservations.pop(event["call_id"], None)
+            if held is not None:
+                for s in held[0]:
+                    self._reserved[s] = self._reserved.get(s, ZERO) - held[1]
+            if event["status"] != "rejected":
+                self.estimator.learn(event, cost)
+            if not (cost and scopes):
+                return
+            self._forget(event["call_id"])
+            period = period_of(event["ts"])
+            self._recorded[event["call_id"]] = (period, scopes, cost)
+            for s in scopes:
+                self._recorded_sum[(period, s)] = self._recorded_sum.get((period, s), ZERO) + cost
+            crossed = [(s, self._spent(s, with_reserved=False)) for s in scopes]
+        self.check_soft(crossed)
+
+    def _forget(self, call_id: str) -> None:
+        held = self._recorded.pop(call_id, None)
+        if held is not None:
+            period, scopes, cost = held
+            for s in scopes:
+                left = self._recorded_sum[(period, s)] - cost
+                if left:
+                    self._recorded_sum[(period, s)] = left
+                else:
+                    del self._recorded_sum[(period, s)]
+
+    # -- what the ledger has ------------------------------------------------------------------
+
+    def follow_writer(self) -> None:
+        """From now on the ledger writer says which recorded calls it committed (`landed`)."""
+        with self._lock:
+            self._landed = set()
+
+    def landed(self, call_ids: list[str]) -> None:
+        """Ledger writer observer: these calls are committed."""
+        with self._lock:
+            if self._landed is not None and self.limits:  # with no budget nothing is recorded
+                self._landed.update(call_ids)
+
+    def take_landed(self) -> set[str] | None:
+        """The calls committed since the last call; None when no writer is followed."""
+        with self._lock:
+            landed, self._landed = self._landed, (set() if self._landed is not None else None)
+        return landed
+
+    def pending(self) -> list[str]:
+        """Recorded calls not yet known to be in the ledger."""
+        with self._lock:
+            return list(self._recorded)
+
+    def reread(
+        self, period: str, spend: dict[Scope, Decimal], landed: set[str]
+    ) -> tuple[dict[Scope, Decimal], list[tuple[Scope, Decimal]]]:
+        """Take in a fresh read of the ledger: `period`'s spend per scope, and which of our
+        recorded calls it includes (read before the sums, so a call written in between is
+        counted twice until the next read, never missed).
+
+        Returns our spend beyond that read per scope (for the lease) and each scope's spend
+        (for `check_soft`). Reservations older than RESERVATION_MAX_AGE are dropped."""
+        cutoff = time.monotonic() - RESERVATION_MAX_AGE
+        with self._lock:
+            if period != self.period:
+                self._alerted.clear()
+            self.period = period
+            self._ledger = spend
+            for cid in landed:
+                self._forget(cid)
+            for cid, (p, _, _) in list(self._recorded.items()):
+                if p != period:
+                    self._forget(cid)
+            for cid, (scopes, amount, t0) in list(self._reservations.items()):
+                if t0 < cutoff:
+                    del self._reservations[cid]
+                    for s in scopes:
+                        self._reserved[s] = self._reserved.get(s, ZERO) - amount
+            crossed = [(s, self._spent(s, with_reserved=False)) for s in self.limits]
+            mine = {s: self._spent(s, with_reserved=True) - spend.get(s, ZERO) for s in self.limits}
+        return mine, crossed
+
+    def set_ceilings(self, period: str, spend: dict[Scope, Decimal], committed: dict[Scope, Decimal]) -> None:
+        """This replica's leases for `period`: spend may reach the ledger read plus `committed`."""
+        with self._lock:
+            if self.period == period:
+                self._ceiling = {s: spend.get(s, ZERO) + c for s, c in committed.items()}
+
+    # -- alerts -------------------------------------------------------------------------------
+
+    def check_soft(self, spends: list[tuple[Scope, Decimal]]) -> None:
+        """Queue `budget_soft` for each scope whose spend reached the soft threshold."""
+        for s, spent in spends:
+            if spent * 100 >= self.limits[s] * self.soft_threshold_percent:
+                self._alert("budget_soft", s, spent)
+
+    def _alert(self, kind: str, scope: Scope, spent: Decimal) -> None:
+        key = (kind, scope, self.period)
+        if key in self._alerted:
+            return
+        self._alerted.add(key)
+        self._alerts.put(Alert(kind, scope, self.period, self.limits[scope], spent, self.soft_threshold_percent))
+
+    def alerts(self) -> list[Alert]:
+        """The alerts queued so far (each once), oldest first; the queue is emptied."""
+        out: list[Alert] = []
+        while True:
+            try:
+                out.append(self._alerts.get_nowait())
+            except queue.Empty:
+                return out
+
+
+__all__ = ["RESERVATION_MAX_AGE", "Accountant", "Scope", "configured_limits"]

@@ -1,0 +1,92 @@
+"""Budget estimates: a conservative guess of a call's cost, made before it is sent.
+
+For LLM calls, the request's bytes / 4 as input tokens (JSON overhead makes this an
+over-count) plus the largest output token count of the model's last 50 calls (before any:
+`budgets.default_output_tokens`), capped by the request's own `max_tokens` (or
+`max_completion_tokens`, `max_output_tokens`) when it sets one, at the price in force; for
+other calls, the largest cost of the last 50 calls of the same kind, provider and tool.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from .money import ZERO
+from .prices import PriceBook
+
+RECENT = 50  # calls per model/tool the estimate looks back on
+MAX_TOOLS = 10_000  # (kind, server, tool) whose recent costs are kept
+BYTES_PER_TOKEN = 4
+
+
+class _Payer(Protocol):
+    department: str
+    team: str
+
+
+class _Key(Protocol):
+    id: str
+
+
+class Admissible(Protocol):
+    """What budgets need of a call (the proxy's Call, for LLM and MCP calls alike)."""
+
+    call_id: str
+    kind: str
+    provider: str
+    model: str
+    tool: str
+    request_bytes: int
+    ts: datetime
+    payer: _Payer
+    key: _Key
+
+    @property
+    def reserved(self) -> Decimal:
+        """A price known before the call (an MCP tool's): the least that is reserved."""
+        ...
+
+
+class Estimator:
+    """Parameters:
+    prices: the price book the proxy prices calls with.
+    default_output_tokens: the output an LLM call is assumed to have before its model's
+        first recorded call (`budgets.default_output_tokens`).
+    """
+
+    def __init__(self, prices: PriceBook, default_output_tokens: int):
+        self.prices = prices
+        self.default_output_tokens = default_output_tokens
+        self._outputs: dict[str, deque[int]] = {}
+        self._costs: dict[tuple[str, str, str], deque[Decimal]] = {}
+
+    def estimate(self, call: Admissible) -> Decimal:
+        if call.kind in ("llm", "embedding"):
+            upstream = getattr(call, "upstream_model", "")  # the bundled map knows the provider's name
+            price = self.prices.lookup(call.model, *([upstream] if upstream else []), at=call.ts)
+            if price is None:
+                return ZERO  # unpriced calls are recorded at 0
+            recent = self._outputs.get(call.model)
+            output = max(recent) if recent else (self.default_output_tokens if call.kind == "llm" else 0)
+            cap = getattr(call, "max_output_tokens", 0)  # the request's max_tokens: output cannot pass it
+            if cap:
+                output = min(output, cap)
+            return (call.request_bytes // BYTES_PER_TOKEN) * price.input + output * price.output
+        recent_costs = self._costs.get((call.kind, call.provider, call.tool))
+        return max(recent_costs) if recent_costs else ZERO
+
+    def learn(self, event: dict[str, Any], cost: Decimal) -> None:
+        """Take in a recorded call (not a refused one): its output size or its cost."""
+        if event["kind"] in ("llm", "embedding"):
+            if event["usage_source"] == "reported" and event["status"] == "ok":
+                self._outputs.setdefault(event["model"], deque(maxlen=RECENT)).append(event["output_tokens"])
+        else:
+            k = (event["kind"], event["provider"], event["tool"])
+            if k in self._costs or len(self._costs) < MAX_TOOLS:  # tool names are the client's: bounded
+                self._costs.setdefault(k, deque(maxlen=RECENT)).append(cost)
+
+
+__all__ = ["BYTES_PER_TOKEN", "MAX_TOOLS", "RECENT", "Admissible", "Estimator"]
