@@ -202,7 +202,7 @@ def sidebar_filters(
 
     if viewer.department is None:
         dept_options = names.sorted_departments(choices("f_department", seen["department"]))
-        departments = tuple(sb.multiselect("Department", dept_options, key="f_department", format_func=names.department))
+        departments = tuple(sb.multiselect("Department", dept_options, key="f_department", format_func=names.department, placeholder="All departments"))
     else:
         departments = (viewer.department,)
         sb.caption(f"Department: **{names.department(viewer.department)}** (your view is limited to it)")
@@ -210,9 +210,9 @@ def sidebar_filters(
     if len(departments) == 1 and viewer.department is None:
         team_options = _options(engine, db, period, {"department": departments[0]})["team"]
     team_options = names.sorted_teams(choices("f_team", team_options))
-    teams = tuple(sb.multiselect("Team", team_options, key="f_team", format_func=names.team))
-    models = tuple(sb.multiselect("Model", choices("f_model", [m for m in seen["model"] if m]), key="f_model"))
-    providers = tuple(sb.multiselect("Provider", choices("f_provider", [p for p in seen["provider"] if p]), key="f_provider"))
+    teams = tuple(sb.multiselect("Team", team_options, key="f_team", format_func=names.team, placeholder="All teams"))
+    models = tuple(sb.multiselect("Model", choices("f_model", [m for m in seen["model"] if m]), key="f_model", placeholder="All models"))
+    providers = tuple(sb.multiselect("Provider", choices("f_provider", [p for p in seen["provider"] if p]), key="f_provider", placeholder="All providers"))
     _restore("f_tags", lambda v: ", ".join(v))
     raw_tags = sb.text_input("Tags", key="f_tags", placeholder="env=prod, feature=search", help="k=v pairs a call must all carry")
     tags = tuple(t.strip() for t in raw_tags.split(",") if "=" in t)

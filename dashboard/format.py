@@ -48,17 +48,22 @@ def count(n: int | None) -> str:
 # -- tables ---------------------------------------------------------------------------------
 
 
-def money_col(label: str, currency: str = "USD", help: str = EXACT_HELP, width: Any = "small") -> Any:
+# Column widths in px: room for "$12,345.67" and "12,345,678", and for the header above them.
+MONEY_WIDTH = 105
+COUNT_WIDTH = 105
+
+
+def money_col(label: str, currency: str = "USD", help: str = EXACT_HELP, width: Any = MONEY_WIDTH) -> Any:
     fmt = "dollar" if currency == "USD" else "%.2f"
     return st.column_config.NumberColumn(label if currency == "USD" else f"{label} ({currency})", format=fmt, help=help, width=width)
 
 
-def count_col(label: str, help: str | None = None, width: Any = "small") -> Any:
+def count_col(label: str, help: str | None = None, width: Any = COUNT_WIDTH) -> Any:
     return st.column_config.NumberColumn(label, format="localized", help=help, width=width)
 
 
 def percent_col(label: str, help: str | None = None) -> Any:
-    return st.column_config.NumberColumn(label, format="%.1f%%", help=help, width="small")
+    return st.column_config.NumberColumn(label, format="%.1f%%", help=help, width=80)
 
 
 def text_col(label: str, help: str | None = None, width: Any = "medium") -> Any:
@@ -123,9 +128,10 @@ def usd_axis(largest: float, title_ticks: int = 5) -> alt.Axis:
     return alt.Axis(format=fmt, tickCount=title_ticks, labelOverlap=True, grid=True)
 
 
-def bar_height(n: int, per_bar: int = 24) -> int:
-    """Height for `n` horizontal bars: one label per bar, with room, at 5 or at 50."""
-    return max(120, per_bar * n + 40)
+def bar_height(per_bar: int = 26) -> alt.Step:
+    """Height of horizontal bars: a fixed step per bar, so one label per bar has room at 5
+    bars or at 50 (the chart grows with them)."""
+    return alt.Step(per_bar)
 
 
 def ranked_bars(frame: pd.DataFrame, name: str, title: str, *extra: alt.Tooltip | str) -> alt.Chart:
@@ -140,5 +146,5 @@ def ranked_bars(frame: pd.DataFrame, name: str, title: str, *extra: alt.Tooltip 
             tooltip=[alt.Tooltip(f"{name}:N", title=title), alt.Tooltip("requests:Q", title="Requests", format=","), *extra,
                      exact_tooltip("cost_usd", "Cost (USD)")],
         )  # fmt: skip
-        .properties(height=bar_height(len(frame)))
+        .properties(height=bar_height())
     )

@@ -67,10 +67,10 @@ table([
      "tool_calls": r.tool_calls, "llm_calls": r.llm_calls, "depth": r.depth, "fan_out": r.fan_out, "cost_usd": r.cost_usd}
     for r in runs
 ], {
-    "trace_id": text_col("Trace id", width="medium"), "team": text_col("Team", width="medium"), "started": text_col("Started (UTC)", width="small"),
-    "calls": count_col("Calls"), "tool_calls": count_col("Tool calls"), "llm_calls": count_col("LLM calls"),
-    "depth": count_col("Depth"), "fan_out": count_col("Fan-out", help="most calls made by one caller in the run"),
-    "cost_usd": money_col("Cost"),
+    "trace_id": text_col("Trace id", width=150), "team": text_col("Team", width=190), "started": text_col("Started (UTC)", width=130),
+    "calls": count_col("Calls", width=70), "tool_calls": count_col("Tool calls", width=80), "llm_calls": count_col("LLM calls", width=80),
+    "depth": count_col("Depth", width=65), "fan_out": count_col("Fan-out", width=70, help="most calls made by one caller in the run"),
+    "cost_usd": money_col("Cost", width=90),
 }, key="top_runs")  # fmt: skip
 
 left, right = st.columns([1, 2])

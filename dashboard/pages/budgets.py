@@ -64,7 +64,7 @@ data = [
 frame = pd.DataFrame(data)
 shown = frame.assign(used=frame["used_percent"].clip(upper=150))  # a budget 40x over would flatten the rest
 st.altair_chart(
-    alt.Chart(shown)
+    (alt.Chart(shown)
     .mark_bar()
     .encode(
         x=alt.X("used:Q", title="% of the month's budget used", scale=alt.Scale(domain=[0, max(110.0, float(shown["used"].max()))]),
@@ -74,26 +74,23 @@ st.altair_chart(
         tooltip=[alt.Tooltip("label:N", title="Budget"), alt.Tooltip("state:N", title="State"),
                  alt.Tooltip("used_percent:Q", format=",.1f", title="% used")],
     )  # fmt: skip
-    .properties(height=bar_height(len(shown), 28))
-    + alt.Chart(pd.DataFrame({"x": [100]})).mark_rule(color="black", strokeDash=[4, 4]).encode(x="x:Q"),
+    + alt.Chart(pd.DataFrame({"x": [100]})).mark_rule(color="black", strokeDash=[4, 4]).encode(x="x:Q")
+).properties(height=bar_height(28)),
     width="stretch",
 )
 forecast_help = (
-    f"Month-end at the run rate, from day {FORECAST_MIN_DAYS + 1} of the open month; never past the budget, since calls "
-    "past it are refused (the run rate is in the next column)."
+    f"Month-end at the run rate, from day {FORECAST_MIN_DAYS + 1} of the open month; never past the limit, since calls "
+    "past it are refused (the burn chart's note says where the run rate alone would end)."
 )
 table(
     data,
     {
-        "scope": text_col("Scope", width="small"),
-        "budget": text_col("Budget", width="medium"),
-        "department": text_col("Department", width="medium"),
-        "state": text_col("State", width="medium"),
+        "label": text_col("Budget", width=280, help="what the budget is on: a department, a team (with its department) or a key"),
+        "state": text_col("State", width=150),
         "used_percent": percent_col("Used"),
         "budget_usd": money_col("Limit"),
         "spent_usd": money_col("Spent"),
         "forecast_usd": money_col("Forecast", help=forecast_help),
-        "run_rate_usd": money_col("At the run rate", help="Where the month would end if nothing were refused."),
     },
     key="budgets_table",
 )
@@ -125,7 +122,7 @@ chart = (
                 axis=alt.Axis(format="%b %d", labelOverlap=True)),
         y=alt.Y("usd:Q", title="Cost (USD, cumulative)", axis=usd_axis(top), scale=alt.Scale(domain=[0, top])),
         color=alt.Color("what:N", scale=alt.Scale(domain=["spent", "forecast", "limit"], range=["#1f77b4", "#1f77b4", "#d62728"]),
-                        legend=alt.Legend(title=None, orient="bottom")),
+                        legend=alt.Legend(title=None, orient="bottom", symbolType="stroke")),
         strokeDash=alt.StrokeDash("what:N", scale=alt.Scale(domain=["spent", "forecast", "limit"], range=[[1, 0], [6, 4], [2, 2]]), legend=None),
         tooltip=[alt.Tooltip("day:T", title="Day", format="%Y-%m-%d"), alt.Tooltip("what:N", title="Line"), exact_tooltip("usd", "Cost (USD)")],
     )  # fmt: skip

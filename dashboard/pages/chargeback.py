@@ -44,8 +44,10 @@ state_help = (f"closed {cb.closed_at} UTC: final" if cb.closed_at else
               "still changing" if month.is_open else "over, but late usage still lands in it until it is closed")  # fmt: skip
 c1, c2, c3, c4 = st.columns(4)
 c1.metric(month.billed_label, money(inv.billed, currency=cur), help=f"{inv.billed:f} {cur}")
-c2.metric("Last month", money(inv.previous_billed, currency=cur), delta=change(inv.change_percent), delta_color="inverse",
-          help="billed the month before; the change is against it")  # fmt: skip
+# An open month so far is not compared with the whole of the month before: no change until it ends.
+c2.metric("Last month", money(inv.previous_billed, currency=cur), delta=None if month.is_open else change(inv.change_percent),
+          delta_color="inverse", help=f"billed in {previous_period(v.period)}, the whole month" + (
+              "; the change is shown once this month has ended" if month.is_open else "; the change is against it"))  # fmt: skip
 c3.metric("Forecast to month-end", money(inv.forecast, currency=cur), help="run rate so far, for the open month from its 8th day")
 c4.metric("Month", state, help=state_help)
 
@@ -72,20 +74,21 @@ if rows:
             tooltip=[alt.Tooltip("department:N", title="Department"), alt.Tooltip("part:N", title="Part"),
                      exact_tooltip("sum(usd)", cur)],
         )  # fmt: skip
-        .properties(height=bar_height(len(frame), 30)),
+        .properties(height=bar_height(30)),
         width="stretch",
     )
     prev = f"Billed {previous_period(v.period)}"
     table(data, {
-        "department": text_col("Department", width="medium"),
-        "cost_center": text_col("Cost center", width="small"),
-        "usage": money_col("Usage", cur),
-        "shared_allocated": money_col("Shared costs", cur, help="Shared costs allocated by `chargeback.allocation`; exact amounts in the CSV."),
+        "department": text_col("Department", width=185),
+        "cost_center": text_col("Cost center", width=95),
+        "usage": money_col("Usage", cur, width=90),
+        "shared_allocated": money_col("Shared costs", cur, width=105,
+                                      help="Shared costs allocated by `chargeback.allocation`; exact amounts in the CSV."),
         "markup_percent": percent_col("Markup rate"),
-        "markup": money_col("Markup", cur),
+        "markup": money_col("Markup", cur, width=85),
         "billed": money_col(month.billed_label, cur),
-        "previous_billed": money_col(prev, cur),
-        "change": percent_col("Change", help="against the month before; – when it billed nothing"),
+        "previous_billed": money_col(prev, cur, width=110),
+        **({} if month.is_open else {"change": percent_col("Change", help="against the month before; – when it billed nothing")}),
     }, key="cb_departments")  # fmt: skip
 else:
     st.info("Nothing billed in this month.")
@@ -98,20 +101,20 @@ if choices:
         st.session_state["cb_department"] = choices[0]
     dept = st.selectbox("Department", choices, format_func=lambda d: names[d], key="cb_department")
     lines = lines_of(inv.chargeback, dept)  # in the export's order
+    late = any(ln.adjustment for ln in lines)
     table([
-        {"team": v.names.team(ln.team), "project": ln.project or None, "kind": ln.kind, "provider": ln.provider or None,
-         "model": ln.model or None, "tool": ln.tool or None, "requests": ln.requests, "input_tokens": ln.input_tokens,
-         "output_tokens": ln.output_tokens, "tool_calls": ln.tool_calls, "cost_usd": ln.cost_usd, "allocated_usd": ln.allocated_usd,
-         "markup_usd": ln.markup_usd, "charge_usd": ln.charge_usd, "adjustment": "late usage" if ln.adjustment else None,
-         "tags": ln.tags or None}
+        {"team": v.names.team(ln.team) + (f" / {ln.project}" if ln.project else ""),
+         "what": ln.model or ln.tool or None, "requests": ln.requests, "input_tokens": ln.input_tokens,
+         "output_tokens": ln.output_tokens, "cost_usd": ln.cost_usd, "allocated_usd": ln.allocated_usd,
+         "markup_usd": ln.markup_usd, "charge_usd": ln.charge_usd, "adjustment": "late usage" if ln.adjustment else None}
         for ln in lines
     ], {
-        "team": text_col("Team", width="small"), "project": text_col("Project", width="small"), "kind": text_col("Kind", width="small"),
-        "provider": text_col("Provider", width="small"), "model": text_col("Model", width="medium"), "tool": text_col("Tool", width="small"),
-        "requests": count_col("Requests"), "input_tokens": count_col("Input tokens"), "output_tokens": count_col("Output tokens"),
-        "tool_calls": count_col("Tool calls"), "cost_usd": money_col("Usage", cur), "allocated_usd": money_col("Shared", cur),
-        "markup_usd": money_col("Markup", cur), "charge_usd": money_col("Charge", cur),
-        "adjustment": text_col("Adjustment", width="small", help="usage of a closed month, billed here"), "tags": text_col("Tags"),
+        "team": text_col("Team / project", width=220), "what": text_col("Model or tool", width=150),
+        "requests": count_col("Requests", width=75), "input_tokens": count_col("Input tokens", width=95),
+        "output_tokens": count_col("Output tokens", width=95), "cost_usd": money_col("Usage", cur, width=80),
+        "allocated_usd": money_col("Shared", cur, width=70), "markup_usd": money_col("Markup", cur, width=65),
+        "charge_usd": money_col("Charge", cur, width=80),
+        **({"adjustment": text_col("Adjustment", width=95, help="usage of a closed month, billed here")} if late else {}),
     }, key="cb_lines")  # fmt: skip
     pdf_name, make_pdf = pdf_download(v.engine, v.settings, v.period, dept, now=v.now)
     st.download_button(

@@ -70,16 +70,16 @@ data = [
 st.subheader(f"By {name}" + (f" in {where}" if path else ""))
 tokens = [alt.Tooltip("input_tokens:Q", title="Input tokens", format=","), alt.Tooltip("output_tokens:Q", title="Output tokens", format=",")]
 st.altair_chart(ranked_bars(pd.DataFrame(data), "name", TITLES[name], *tokens), width="stretch")
-cols = {"name": text_col(TITLES[name], width="medium")}
+cols = {"name": text_col(TITLES[name], width=170)}
 if name in ("department", "team"):
-    cols["id"] = text_col("Id", width="small", help="as in the config and the exports")
+    cols["id"] = text_col("Id", width=90, help="as in the config and the exports")
 cols |= {
-    "requests": count_col("Requests"),
-    "input_tokens": count_col("Input tokens"),
-    "cached_input_tokens": count_col("Cached input", help="input tokens served from the provider's prompt cache"),
-    "output_tokens": count_col("Output tokens"),
-    "reasoning_tokens": count_col("Reasoning tokens", help="part of the output tokens, on reasoning models"),
-    "tool_calls": count_col("Tool calls"),
-    "cost_usd": money_col("Cost"),
+    "requests": count_col("Requests", width=85),
+    "input_tokens": count_col("Input tokens", width=105),
+    "cached_input_tokens": count_col("Cached input", width=105, help="input tokens served from the provider's prompt cache"),
+    "output_tokens": count_col("Output tokens", width=105),
+    "reasoning_tokens": count_col("Reasoning", width=95, help="reasoning tokens: part of the output tokens, on reasoning models"),
+    "tool_calls": count_col("Tool calls", width=80),
+    "cost_usd": money_col("Cost", width=95),
 }
 table(data, cols, key="drill_table")

@@ -88,11 +88,12 @@ else:
     order = sorted(data["department"].unique(), key=str.casefold)
     st.altair_chart(
         alt.Chart(data)
-        .mark_bar()
+        .mark_bar(width={"band": 0.8})
         .encode(
-            x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d", labelOverlap=True, tickCount={"interval": "day", "step": 2})),
+            x=alt.X("yearmonthdate(day):T", title=None, axis=alt.Axis(format="%b %d", labelOverlap=True, tickCount={"interval": "day", "step": 2})),
             y=alt.Y("sum(cost):Q", title="Cost (USD)", axis=usd_axis(largest)),
-            color=alt.Color("department:N", title="Department", sort=order, legend=alt.Legend(labelLimit=200)),
+            color=alt.Color("department:N", title="Department", sort=order, scale=alt.Scale(scheme="tableau10"),
+                            legend=alt.Legend(labelLimit=200)),
             tooltip=[alt.Tooltip("day:T", title="Day", format="%Y-%m-%d"), alt.Tooltip("department:N", title="Department"),
                      alt.Tooltip("requests:Q", title="Requests", format=","), exact_tooltip("cost", "Cost (USD)")],
         )  # fmt: skip
@@ -103,10 +104,10 @@ else:
         st.caption(f"{v.period} so far: {month.so_far}, to {v.now:%Y-%m-%d %H:%M} UTC.")
 
 COLUMNS = {
-    "requests": count_col("Requests"),
-    "input_tokens": count_col("Input tokens"),
-    "output_tokens": count_col("Output tokens"),
-    "cost_usd": money_col("Cost"),
+    "requests": count_col("Requests", width=110),
+    "input_tokens": count_col("Input tokens", width=130),
+    "output_tokens": count_col("Output tokens", width=130),
+    "cost_usd": money_col("Cost", width=120),
 }
 
 
@@ -117,12 +118,10 @@ def ranked(rows: list[Ranked], title: str, key: str) -> None:
     data = [{"name": r.label, "requests": r.requests, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
              "cost_usd": r.cost_usd} for r in rows]  # fmt: skip
     frame = pd.DataFrame(data)
-    left, right = st.columns([2, 3])
-    with left:
-        tokens = [alt.Tooltip("input_tokens:Q", title="Input tokens", format=","), alt.Tooltip("output_tokens:Q", title="Output tokens", format=",")]
-        st.altair_chart(ranked_bars(frame, "name", title, *tokens), width="stretch")
-    with right:
-        table(data, {"name": text_col(title, width="medium"), **COLUMNS}, key=key)
+    # The chart above the table, each the page's width: long names are never cut.
+    tokens = [alt.Tooltip("input_tokens:Q", title="Input tokens", format=","), alt.Tooltip("output_tokens:Q", title="Output tokens", format=",")]
+    st.altair_chart(ranked_bars(frame, "name", title, *tokens), width="stretch")
+    table(data, {"name": text_col(title, width=320), **COLUMNS}, key=key)
 
 
 st.subheader("Top spenders")

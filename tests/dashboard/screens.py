@@ -116,7 +116,16 @@ def screenshots(
                     for el in page.locator(BROKEN).all():
                         problems.append(f"{title} at {width}px shows: {el.inner_text()[:300]}")
                     path = out / f"{slug(title)}-{width}.png"
-                    page.screenshot(path=str(path), full_page=True)
+                    # Streamlit scrolls inside its main section, which a full-page shot does not
+                    # see: make the window as tall as the page instead, then take it.
+                    tall = page.evaluate(
+                        "() => { const m = document.querySelector('[data-testid=\"stMainBlockContainer\"]');"
+                        " return m ? m.scrollHeight + 160 : 1000; }"
+                    )
+                    page.set_viewport_size({"width": width, "height": max(1000, int(tall))})
+                    _settle(page)
+                    page.screenshot(path=str(path))
+                    page.set_viewport_size({"width": width, "height": 1000})
                     shots[(title, width)] = path
                 page.close()
         finally:
@@ -145,11 +154,13 @@ def deep_link(url: str, password: str, path: str, user: str = "admin") -> tuple[
 def _settle(page: Any) -> None:
     """Wait until Streamlit has finished the run and the charts have drawn."""
     page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"]')
-          && !document.querySelector('[data-testid="stSkeleton"]')
-          && [...document.querySelectorAll('[data-testid="stVegaLiteChart"], [data-testid="stArrowVegaLiteChart"]')]
-               .every(e => e.querySelector('canvas, svg'))
-          && [...document.querySelectorAll('[data-testid="stDataFrame"]')].every(e => e.querySelector('canvas'))""",
+        """() => {
+          const shown = sel => [...document.querySelectorAll(sel)].filter(e => e.offsetParent !== null);
+          return !document.querySelector('[data-testid="stStatusWidget"]')
+            && shown('[data-testid="stSkeleton"]').length === 0
+            && shown('[data-testid="stVegaLiteChart"]').every(e => e.querySelector('canvas, svg'))
+            && shown('[data-testid="stDataFrame"]').every(e => e.querySelector('canvas'));
+        }""",
         polling=250,
     )
     page.wait_for_timeout(1500)  # let transitions finish before the picture
