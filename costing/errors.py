@@ -7,7 +7,7 @@
     ├── InvalidKey           missing, unknown, revoked or expired virtual key
     ├── UnknownKey           no key with that id (managing keys, not calling with one)
     ├── KeyRequestError      a key cannot be made or changed as asked (names the field)
-    ├── LedgerWriteError     the ledger could not be written
+    ├── LedgerWriteError     the ledger refused rows for what they hold (retrying cannot help)
     ├── LedgerSchemaError    the ledger's schema is newer than this version of Meterline
     ├── InvalidMonth         not a month written YYYY-MM (also a ValueError, for validators)
     ├── PeriodNotEnded       a month cannot be closed before it is over
@@ -66,7 +66,14 @@ class BudgetExceeded(CostingError):
 
 
 class LedgerWriteError(CostingError):
-    pass
+    """Raised by write_events, with nothing written: the database (or the row handling before
+    it) refuses what the rows hold, so writing the same rows again cannot help. Write them one
+    by one to find those refused (the ledger writer keeps them in the spool's `rejected/`)."""
+
+    def __init__(self, reason: str, *, rows: int):
+        super().__init__(f"the ledger refused {rows} event{'s' if rows != 1 else ''}: {reason}")
+        self.reason = reason
+        self.rows = rows
 
 
 class InvalidMonth(CostingError, ValueError):

@@ -14,27 +14,13 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from .errors import LedgerWriteError
 from .ledger_writes import write_events
 from .months import charge_period
 from .spool import Spool, read_segment
 from .tables import Event
 
 log = logging.getLogger("meterline.ledger")
-
-
-# What a row can raise on being written; _refused_for_content tells these apart from trouble
-# reaching the database, after which the batch is retried whole.
-# (SQLite batches go straight through the driver, whose errors SQLAlchemy does not wrap.)
-_WRITE_ERRORS = (sa.exc.StatementError, sqlite3.Error, OverflowError, ValueError, TypeError, KeyError)
-
-
-def _refused_for_content(e: BaseException) -> bool:
-    """True when retrying cannot help: the database (or the driver) refuses what a row holds."""
-    if isinstance(e, sa.exc.DBAPIError):
-        return isinstance(e, sa.exc.DataError | sa.exc.IntegrityError)
-    if isinstance(e, sqlite3.Error):
-        return isinstance(e, sqlite3.DataError | sqlite3.IntegrityError)
-    return True
 
 
 @cache
@@ -129,9 +115,7 @@ class LedgerWriter:
             aside: set[str] = set()
             try:
                 n += write_events(self.engine, rows, periods=charge_period)
-            except _WRITE_ERRORS as e:
-                if not _refused_for_content(e):
-                    raise
+            except LedgerWriteError as e:  # anything else: the database is away, retry it whole
                 n += self._write_one_by_one(path, rows, e, aside)
             path.unlink()
             landed = [r.get("call_id") for r in rows if r.get("call_id") not in aside]
@@ -141,26 +125,24 @@ class LedgerWriter:
         self.written += n
         return n
 
-    def _write_one_by_one(self, path: Path, rows: list[dict[str, Any]], error: BaseException, aside: set[str]) -> int:
+    def _write_one_by_one(self, path: Path, rows: list[dict[str, Any]], error: LedgerWriteError, aside: set[str]) -> int:
         """Write a refused segment's events singly; keep those still refused in `rejected/`
         (their ids added to `aside`).
 
         A database that goes away meanwhile raises, and the segment is retried whole later.
         """
-        log.error("ledger refused a batch from %s (%s); writing its events one by one", path.name, _short(error))
+        log.error("ledger refused a batch from %s (%s); writing its events one by one", path.name, error.reason)
         n = 0
         for row in rows:
             try:
                 n += write_events(self.engine, [row], periods=charge_period)
-            except _WRITE_ERRORS as e:
-                if not _refused_for_content(e):
-                    raise
+            except LedgerWriteError as e:
                 rejected = self.spool.dir / "rejected"
                 rejected.mkdir(exist_ok=True)
                 with (rejected / path.name).open("ab") as f:
                     f.write(orjson.dumps(row) + b"\n")
                 aside.add(row.get("call_id"))
-                log.error("event %s kept aside in %s: %s", row.get("call_id"), rejected, _short(e))
+                log.error("event %s kept aside in %s: %s", row.get("call_id"), rejected, e.reason)
         return n
 
     def _run(self) -> None:

@@ -1,11 +1,14 @@
 """Writing events: each call once, its hourly rollup and its parent link in the same transaction.
 
 Writes are idempotent: a batch replayed after a crash inserts each call once, and only the
-rows actually inserted feed the rollups.
+rows actually inserted feed the rollups. A batch the ledger refuses for what its rows hold
+raises LedgerWriteError (writing it again cannot help; its rows one by one find the culprit);
+any other error means the database could not be reached, and the same batch can be retried.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -13,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .bulk_insert import postgres_insert, sqlite_insert
+from .errors import LedgerWriteError
 from .parents import link_parents
 from .period_lock import lock_periods
 from .tables import ROLLUP_DIMS, ROLLUP_SUMS, TOKEN_FIELDS, Event, Rollup
@@ -22,21 +26,45 @@ ROLLUP_MAX = 10**18
 and fail every later event of its hour. Far above any real hour of one team's spend ($1M)."""
 
 
-def write_events(
-    engine: sa.Engine,
-    rows: Iterable[dict[str, Any]],
-    *,
-    periods: Callable[[datetime, set[str]], tuple[str, bool]] | None = None,
-) -> int:
+# What writing a row can raise; _refused_for_content tells those about what the rows hold apart
+# from trouble reaching the database. (SQLite batches go straight through the driver, whose
+# errors SQLAlchemy does not wrap; a row missing a field or holding a wrong type fails in our
+# own code before any driver sees it.)
+_WRITE_ERRORS = (sa.exc.StatementError, sqlite3.Error, OverflowError, ValueError, TypeError, KeyError)
+
+Periods = Callable[[datetime, set[str]], tuple[str, bool]]
+
+
+def write_events(engine: sa.Engine, rows: Iterable[dict[str, Any]], *, periods: Periods | None = None) -> int:
     """Insert events once each and add the new ones to the rollups, in one transaction.
 
     Returns how many were new. Safe to call again with the same rows. With `periods`, each
     row's `charge_period` and `adjustment` are set inside the transaction from the months
-    closed at that moment (see lock_periods).
+    closed at that moment (see lock_periods). Raises LedgerWriteError, with nothing written,
+    when the ledger refuses what the rows hold; errors reaching the database as they are.
     """
     rows = list(rows)
     if not rows:
         return 0
+    try:
+        return _write(engine, rows, periods)
+    except _WRITE_ERRORS as e:
+        if not _refused_for_content(e):
+            raise
+        first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise LedgerWriteError(first, rows=len(rows)) from e
+
+
+def _refused_for_content(e: BaseException) -> bool:
+    """True when retrying cannot help: the database (or the driver) refuses what a row holds."""
+    if isinstance(e, sa.exc.DBAPIError):
+        return isinstance(e, sa.exc.DataError | sa.exc.IntegrityError)
+    if isinstance(e, sqlite3.Error):
+        return isinstance(e, sqlite3.DataError | sqlite3.IntegrityError)
+    return True
+
+
+def _write(engine: sa.Engine, rows: list[dict[str, Any]], periods: Periods | None) -> int:
     table = Event.__table__
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from meterline.costing import CostingError, LedgerWriteError, create_engine, write_events
 from meterline.costing.attribution import MAX_TAGS_CHARS, clean, parse_tags
 from meterline.costing.ingest import LedgerWriter
 from meterline.costing.spool import Spool
@@ -59,6 +60,27 @@ def test_an_event_the_database_refuses_is_kept_aside_and_the_rest_of_its_batch_l
     assert len(kept) == 1 and ("c" * 16) in kept[0].read_text()
     assert spool.pending() == 0
     assert "kept aside" in caplog.text
+
+
+@pytest.mark.parametrize("refused", [{"kind": None}, {"kind": KeyError}], ids=["the database", "before it"])
+def test_a_batch_refused_for_what_it_holds_raises_ledger_write_error_and_writes_nothing(engine, refused):
+    bad = event("0.01", call_id="d" * 16)
+    if refused["kind"] is KeyError:
+        del bad["kind"]
+    else:
+        bad.update(refused)  # NOT NULL
+    with pytest.raises(LedgerWriteError, match="the ledger refused 2 events") as caught:
+        write_events(engine, [event("0.01", call_id="e" * 16), bad])
+    assert isinstance(caught.value, CostingError) and caught.value.__cause__ is not None
+    assert stored(engine, "kind") == {}
+    assert write_events(engine, [event("0.01", call_id="e" * 16)]) == 1  # the good row alone lands
+
+
+def test_a_database_that_cannot_be_reached_is_not_a_refusal(tmp_path):
+    away = create_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'ledger.db'}")
+    with pytest.raises(sa.exc.OperationalError):
+        write_events(away, [event("0.01")])
+    away.dispose()
 
 
 def test_tags_from_a_header_fit_the_ledger_column_whole_pairs_only():
