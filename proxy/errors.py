@@ -1,8 +1,26 @@
-"""OpenAI-shaped errors: the one place costing errors become HTTP answers."""
+"""OpenAI-shaped errors: the one mapping from an exception to the answer a client gets.
+
+`respond` is the exception handler of every route: the app registers it for each type in
+`HANDLED`, and the fast path (fastpath.py) calls it for the same types. What it knows:
+
+    ProxyError                 as raised (status, code, type, param, headers)
+    CostingError               `from_costing`: 401 invalid key, 429 budget, 404 unknown key, ...
+    SQLAlchemyError            503 `ledger_unavailable` (only admin routes query on a request)
+    RequestValidationError     400 `invalid_request`, naming the first field at fault
+    HTTPException              its status: `not_found`, `method_not_allowed`, `invalid_request`
+
+Anything else is a bug and reaches the server's own 500 handler.
+"""
 
 from __future__ import annotations
 
+import logging
+
 import orjson
+import sqlalchemy as sa
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 
 from meterline.costing.errors import (
@@ -14,6 +32,8 @@ from meterline.costing.errors import (
     PeriodNotEnded,
     UnknownKey,
 )
+
+log = logging.getLogger("meterline.proxy")
 
 
 class ProxyError(Exception):
@@ -49,3 +69,31 @@ def from_costing(e: CostingError) -> ProxyError:
 def error_response(e: ProxyError, headers: dict[str, str] | None = None) -> Response:
     body = {"error": {"message": str(e), "type": e.type, "code": e.code, "param": e.param}}
     return Response(orjson.dumps(body), status_code=e.status, media_type="application/json", headers=e.headers | (headers or {}))
+
+
+HANDLED: tuple[type[Exception], ...] = (ProxyError, CostingError, sa.exc.SQLAlchemyError, RequestValidationError, HTTPException)
+
+
+def to_proxy_error(e: Exception) -> ProxyError:
+    """The error the client gets for `e`, one of the `HANDLED` types."""
+    if isinstance(e, ProxyError):
+        return e
+    if isinstance(e, CostingError):
+        return from_costing(e)
+    if isinstance(e, sa.exc.SQLAlchemyError):
+        return ProxyError(503, "ledger_unavailable", "the ledger database is unavailable; try again later")
+    if isinstance(e, RequestValidationError):
+        first = e.errors()[0] if e.errors() else {}
+        param = ".".join(str(x) for x in first.get("loc", ())[1:]) or None
+        return ProxyError(400, "invalid_request", first.get("msg", "invalid request"), param=param)
+    if isinstance(e, HTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "invalid_request")
+        return ProxyError(e.status_code, code, str(e.detail))
+    raise TypeError(f"no error response for {type(e).__name__}") from e
+
+
+async def respond(request: Request, e: Exception) -> Response:
+    """The exception handler of every route, the fast path's included."""
+    if isinstance(e, sa.exc.SQLAlchemyError):
+        log.warning("ledger unavailable for %s: %s", request.url.path, str(e).splitlines()[0][:200])
+    return error_response(to_proxy_error(e))

@@ -5,7 +5,8 @@ exceptions, exit stack), the router's matching and FastAPI's request handler bef
 reached `llm.forward`: about a quarter of the worker's CPU per call, more than the metering
 itself (bench/RESULTS.md). `MeterlineApp` sends POSTs to those paths straight to their
 endpoint, the same function FastAPI registers (so /openapi.json still lists it), and maps
-errors to responses as the app's exception handlers do. Everything else takes the usual way.
+errors to responses with the app's own exception handler (errors.respond). Everything else
+takes the usual way.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from meterline.costing.errors import CostingError
-
-from .errors import ProxyError, error_response, from_costing
+from .errors import HANDLED, respond
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -34,12 +33,11 @@ class MeterlineApp(FastAPI):
             endpoint = self.fast_routes.get(scope["path"])
             if endpoint is not None:
                 scope["app"] = self  # what Request.app reads
+                request = Request(scope, receive, send)
                 try:
-                    response = await endpoint(Request(scope, receive, send))
-                except ProxyError as e:
-                    response = error_response(e)
-                except CostingError as e:
-                    response = error_response(from_costing(e))
+                    response = await endpoint(request)
+                except HANDLED as e:
+                    response = await respond(request, e)
                 await response(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)

@@ -27,7 +27,7 @@ from meterline.costing.money import ZERO
 
 from .auth import authenticate
 from .body import read_json_body
-from .errors import ProxyError, from_costing, invalid_request
+from .errors import ProxyError, invalid_request
 from .mcp_metering import (
     BadRequest,
     Exchange,
@@ -104,9 +104,9 @@ async def _post(rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget) 
             first = first or call
             if m["method"] == "tools/call" or meta_traceparent(m) is not None:
                 rewritten = set_meta_traceparent(m, call.traceparent, rt.meter.tracestate(call)) or rewritten
-    except CostingError as e:
+    except CostingError as e:  # a budget's refusal: the calls of this POST are recorded rejected
         exchange.close("rejected", str(e), http_status=429)
-        raise from_costing(e) from None
+        raise
     if rewritten:
         try:
             body = dumps(doc)

@@ -35,36 +35,37 @@ class MCPTarget:
     auth: str | None  # the Authorization value the server gets (from auth_header_env)
 
 
+def new_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """The pooled client for MCP servers. `transport`: one to use instead of the network (a
+    test's `httpx.MockTransport`)."""
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=None,
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
 class MCPUpstreams:
-    """One httpx client shared by all MCP servers, created inside the running loop.
+    """One httpx client shared by all MCP servers.
 
     Parameters:
     servers: the `mcp_servers:` section (secrets resolved).
-    transport: an httpx transport to use instead of the network (tests).
+    client: the client that sends (`new_client()`), closed with the proxy.
     """
 
-    def __init__(self, servers: Mapping[str, MCPServerConfig], transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, servers: Mapping[str, MCPServerConfig], client: httpx.AsyncClient):
         self.targets = {
             name: MCPTarget(
                 name, s, s.url, s.auth_header.get_secret_value() if s.auth_header else None
             )
             for name, s in servers.items()
         }
-        self._transport = transport
-        self.client: httpx.AsyncClient | None = None
-
-    async def start(self) -> None:
-        self.client = httpx.AsyncClient(
-            transport=self._transport,
-            timeout=None,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
-            follow_redirects=False,
-            trust_env=False,
-        )
+        self.client = client
 
     async def close(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
+        await self.client.aclose()
 
     async def open(
         self,
@@ -102,7 +103,6 @@ class MCPUpstreams:
             pool=cfg.connect_timeout,
         )
         url = f"{target.url}?{query}" if query else target.url
-        assert self.client is not None, "MCPUpstreams.start() was not awaited"
         request = self.client.build_request(method, url, headers=out, content=body, timeout=timeout)
         try:
             return await self.client.send(request, stream=True)

@@ -108,8 +108,7 @@ class Metrics:
 async def metrics(request: Request) -> Response:
     rt = request.app.state.runtime
     m: Metrics = rt.metrics
-    if rt.spool is not None:
-        m.spooled.set(await asyncio.to_thread(rt.spool.pending))
-    m.degraded.set(1 if rt.writer is not None and rt.writer.degraded else 0)
+    m.spooled.set(await asyncio.to_thread(rt.spool.pending))
+    m.degraded.set(1 if rt.writer.degraded else 0)
     m.key_lookups.set(rt.keys.lookups)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

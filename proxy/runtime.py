@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import httpx
+import sqlalchemy as sa
 
 from meterline.costing.budgets import Budgets
 from meterline.costing.config import Settings
@@ -21,85 +25,114 @@ from .auth import KeyLookups
 from .caps import Caps
 from .mcp_metering import Resumed, Rounds
 from .mcp_sessions import Sessions
-from .mcp_upstream import MCPUpstreams
+from .mcp_upstream import MCPUpstreams, new_client
 from .meter import Call, Meter
 from .metrics import Metrics
 from .routing import Router
 from .tracestate import trace_secret
-from .upstream import Upstreams
+from .upstream import Upstreams, new_session
 from .usage import Estimator
+
+if TYPE_CHECKING:
+    from .litellm_provider import LiteLLMProviders
+    from .telemetry import Telemetry
 
 log = logging.getLogger("meterline.proxy")
 
 
 class Runtime:
-    def __init__(self, settings: Settings):
+    """Everything a running proxy holds, every part of it there from the first request on.
+
+    Built by `await Runtime.start(...)` inside the running loop (the app's lifespan), which
+    opens the spool and the ledger, replays what an earlier run left spooled, and starts the
+    background work; `stop()` closes it all. Optional parts are optional by configuration only:
+    `telemetry` without `telemetry.otlp_endpoint`, `litellm`
+    without a `kind: litellm` provider.
+
+    Parameters (of `start`):
+    settings: the loaded config.
+    upstream_client: the aiohttp session (or a stand-in with its `post`) that LLM calls go
+        to their providers through; its giver closes it. Default: the proxy's own pool.
+    mcp_transport: the httpx transport MCP requests go through (an `httpx.MockTransport` in
+        tests). Default: the network.
+    """
+
+    def __init__(
+        self, settings: Settings, engine: sa.Engine, spool: Spool, upstreams: Upstreams, mcp: MCPUpstreams
+    ) -> None:
+        server = settings.server
         self.settings = settings
-        self.max_body_bytes = settings.server.max_body_bytes
-        self.caps = Caps.from_settings(settings.server)
+        self.max_body_bytes = server.max_body_bytes
+        self.caps = Caps.from_settings(server)
         self.estimator = Estimator()
-        self.engine = create_engine(settings.database)
+        self.engine = engine
         self.router = Router(settings.models)
         self.org = Org(settings)
         self.prices = PriceBook(settings.prices)
-        self.keys = KeyCache(self.engine)
+        self.keys = KeyCache(engine)
         self.lookups = KeyLookups(self.keys)
-        self.upstreams = Upstreams(settings.providers)
-        self.mcp = MCPUpstreams(settings.mcp_servers)
+        self.upstreams = upstreams
+        self.mcp = mcp
         self.mcp_rounds = Rounds()
         self.mcp_resumed = Resumed()
         self.mcp_sessions = Sessions()
-        self.litellm: Any = None  # set when a `kind: litellm` provider is configured
         self.metrics = Metrics()
-        self.telemetry: Any = None  # set when `telemetry.otlp_endpoint` is configured
-        self.budgets: Budgets | None = None  # set at start
-        self.spool: Spool | None = None
-        self.writer: LedgerWriter | None = None
-        self.meter: Meter = None  # type: ignore[assignment]
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def start(self) -> None:
-        await asyncio.to_thread(create_schema, self.engine)
-        self.spool = Spool(self.settings.server.spool_dir)
-        self.writer = LedgerWriter(self.engine, self.spool, self.settings.server.flush_interval_ms / 1000)
-        # Replay whatever an earlier run left spooled before serving anything.
-        try:
-            await asyncio.to_thread(self.writer.flush)
-        except Exception as e:  # noqa: BLE001 - the database may be down; the writer retries
-            log.error("could not replay the spool yet: %s", e)
-        self.writer.start()
+        self.spool = spool
+        self.writer = LedgerWriter(engine, spool, server.flush_interval_ms / 1000)
         self.meter = Meter(
-            self.spool,
+            spool,
             self.prices,
             self.org,
-            subcalls=self.settings.chargeback.subcalls,
-            store_prompts=self.settings.server.store_prompts,
-            trace_secret=trace_secret(self.settings.server.trace_secret or self.settings.server.admin_key),
-            redact=Redactor(self.settings.secret_values()),
+            subcalls=settings.chargeback.subcalls,
+            store_prompts=server.store_prompts,
+            trace_secret=trace_secret(server.trace_secret or server.admin_key),
+            redact=Redactor(settings.secret_values()),
         )
         self.meter.on_record.append(self.metrics.record)
-        if self.settings.telemetry.otlp_endpoint:
+        self.telemetry: Telemetry | None = None
+        if settings.telemetry.otlp_endpoint:
             from .telemetry import Telemetry  # the OpenTelemetry SDK only when spans are exported
 
-            self.telemetry = Telemetry.otlp(self.settings.telemetry)
+            self.telemetry = Telemetry.otlp(settings.telemetry)
             self.meter.on_record.append(self.telemetry.record)
-        await asyncio.to_thread(self.keys.refresh)
         self.budgets = Budgets.from_settings(
-            self.engine, self.settings, self.prices, on_alert=alerts.webhook(self.settings.budgets.webhook_url)
+            engine, settings, self.prices, on_alert=alerts.webhook(settings.budgets.webhook_url)
         )
-        for key in self.keys.known():  # keys' own budgets, read with the rest at the first refresh
-            if key.budget_usd is not None:
-                self.budgets.key_budget(key.id, key.budget_usd)
-        self.budgets.follow(self.writer)
-        await asyncio.to_thread(self.budgets.start)
+        self.budgets.follow(self.writer)  # before any call is recorded
         self.meter.on_record.append(self._settle)
-        await self.upstreams.start()
-        await self.mcp.start()
-        if any(p.kind == "litellm" for p in self.settings.providers.values()):
+        self.litellm: LiteLLMProviders | None = None
+        if any(p.kind == "litellm" for p in settings.providers.values()):
             from .litellm_provider import LiteLLMProviders  # slow import, only when needed
 
-            self.litellm = LiteLLMProviders(self.settings.providers)
-        self._tasks.append(asyncio.create_task(self._refresh_keys()))
+            self.litellm = LiteLLMProviders(settings.providers)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        upstream_client: aiohttp.ClientSession | None = None,
+        mcp_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Runtime:
+        engine = create_engine(settings.database)
+        await asyncio.to_thread(create_schema, engine)
+        spool = Spool(settings.server.spool_dir)
+        upstreams = Upstreams(settings.providers, upstream_client or new_session(), owned=upstream_client is None)
+        rt = cls(settings, engine, spool, upstreams, MCPUpstreams(settings.mcp_servers, new_client(mcp_transport)))
+        # Replay whatever an earlier run left spooled before serving anything.
+        try:
+            await asyncio.to_thread(rt.writer.flush)
+        except Exception as e:  # noqa: BLE001 - the database may be down; the writer retries
+            log.error("could not replay the spool yet: %s", e)
+        rt.writer.start()
+        await asyncio.to_thread(rt.keys.refresh)
+        for key in rt.keys.known():  # keys' own budgets, read with the rest at the first refresh
+            if key.budget_usd is not None:
+                rt.budgets.key_budget(key.id, key.budget_usd)
+        await asyncio.to_thread(rt.budgets.start)
+        rt._tasks.append(asyncio.create_task(rt._refresh_keys()))
+        return rt
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -109,12 +142,9 @@ class Runtime:
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)  # exports the spans still buffered
         await self.mcp.close()
-        if self.budgets is not None:
-            await asyncio.to_thread(self.budgets.stop)
-        if self.writer:
-            await asyncio.to_thread(self.writer.stop)
-        if self.spool:
-            self.spool.close()
+        await asyncio.to_thread(self.budgets.stop)
+        await asyncio.to_thread(self.writer.stop)
+        self.spool.close()
         self.engine.dispose()
 
     async def _refresh_keys(self) -> None:
@@ -128,9 +158,7 @@ class Runtime:
     def admit(self, call: Call) -> None:
         """Raise BudgetExceeded, before the call reaches an upstream, if a budget refuses it (the
         route records the refusal)."""
-        if self.budgets is not None:
-            self.budgets.admit(call)
+        self.budgets.admit(call)
 
     def _settle(self, event: dict[str, Any], call: Call, response_model: str) -> None:
-        assert self.budgets is not None
         self.budgets.settle(event, call)

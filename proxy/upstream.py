@@ -35,10 +35,25 @@ class Target:
     timeout: aiohttp.ClientTimeout
 
 
-class Upstreams:
-    """One aiohttp session shared by all providers, created inside the running loop."""
+def new_session() -> aiohttp.ClientSession:
+    """The proxy's own pooled session (call it inside the running loop, which it binds to)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent",),
+    )
 
-    def __init__(self, providers: Mapping[str, ProviderConfig]):
+
+class Upstreams:
+    """One aiohttp session shared by all providers.
+
+    Parameters:
+    providers: the `providers:` section; those of `kind: openai` are served here.
+    session: the client that sends (`new_session()`, or one a test hands to `create_app`).
+    owned: close `session` with the proxy (False: its giver closes it).
+    """
+
+    def __init__(self, providers: Mapping[str, ProviderConfig], session: aiohttp.ClientSession, *, owned: bool = True):
         self.targets = {
             name: Target(
                 name=name,
@@ -49,17 +64,11 @@ class Upstreams:
             for name, p in providers.items()
             if p.kind == "openai"
         }
-        self.session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
-        )
+        self.session = session
+        self._owned = owned
 
     async def close(self) -> None:
-        if self.session:
+        if self._owned:
             await self.session.close()
 
     async def send(
@@ -72,7 +81,6 @@ class Upstreams:
         out["traceparent"] = traceparent
         if target.auth:
             out["authorization"] = target.auth
-        assert self.session is not None, "Upstreams.start() was not awaited"
         try:
             # Never follow a redirect: a 307/308 would re-send the prompt (and our provider key's
             # request) to wherever the upstream points; the client gets the 3xx as sent.

@@ -22,7 +22,6 @@ async def flush_ledger(request: Request) -> Response:
     """Write everything spooled so far to the database now (the writer does it every 200 ms)."""
     rt: Runtime = request.app.state.runtime
     check_admin(rt, request)
-    assert rt.writer is not None
     written = await asyncio.to_thread(rt.writer.flush)
     return JSONResponse({"written": written})
 
