@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 PICO = Decimal("1e-12")
 MTOK = Decimal(1_000_000)
@@ -43,19 +44,9 @@ def tier_of(service_tier: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Usage:
-    """What one call used, each count on its own, as providers report them.
+class Extra:
+    """The rarer dimensions of a call's usage; a text-only call at the default tier has none."""
 
-    cached, cache writes, audio and image input are parts of `input_tokens`; reasoning, audio
-    and image output parts of `output_tokens`; `cache_write_1h_tokens` is the part of
-    `cache_write_tokens` written for an hour. Tool counts are uses, not tokens.
-    """
-
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_tokens: int = 0
-    cache_write_tokens: int = 0  # Anthropic's cache_creation_input_tokens, also within input
     cache_write_1h_tokens: int = 0
     input_audio_tokens: int = 0
     output_audio_tokens: int = 0
@@ -64,25 +55,78 @@ class Usage:
     web_search_calls: int = 0
     file_search_calls: int = 0
     code_interpreter_calls: int = 0
-    service_tier: str = ""  # as the response reported it; "" when it did not say
+    service_tier: str = ""  # as the response reported it; "" when it did not say or said default
     flag: str = ""  # INVALID_USAGE when the upstream's counts were out of range
+
+
+EXTRA_FIELDS = tuple(f.name for f in fields(Extra))
+NO_EXTRA = Extra()
+
+
+def _extra(name: str) -> property:
+    return property(lambda self: getattr(self.extra or NO_EXTRA, name), doc=f"Extra.{name}")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one call used, each count on its own, as providers report them.
+
+    cached, cache writes, audio and image input are parts of `input_tokens`; reasoning, audio
+    and image output parts of `output_tokens`; `cache_write_1h_tokens` is the part of
+    `cache_write_tokens` written for an hour. Tool counts are uses, not tokens. The rarer
+    dimensions live in `extra` (None for a text-only call, which keeps the common call as
+    cheap to build as before); read them as attributes of the Usage all the same.
+    """
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_write_tokens: int = 0  # Anthropic's cache_creation_input_tokens, also within input
+    extra: Extra | None = None
+
+    cache_write_1h_tokens = _extra("cache_write_1h_tokens")
+    input_audio_tokens = _extra("input_audio_tokens")
+    output_audio_tokens = _extra("output_audio_tokens")
+    input_image_tokens = _extra("input_image_tokens")
+    output_image_tokens = _extra("output_image_tokens")
+    web_search_calls = _extra("web_search_calls")
+    file_search_calls = _extra("file_search_calls")
+    code_interpreter_calls = _extra("code_interpreter_calls")
+    service_tier = _extra("service_tier")
+    flag = _extra("flag")
+
+    @classmethod
+    def of(
+        cls,
+        input_tokens: int = 0,
+        cached_input_tokens: int = 0,
+        output_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        **extra: Any,
+    ) -> Usage:
+        """A Usage from every count by name (the Extra fields too), `extra` only if needed."""
+        e = Extra(**extra) if any(extra.values()) else None
+        return cls(input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, cache_write_tokens, e)
 
     def is_plain(self) -> bool:
         """Text in and out only, at the default tier: the common call, priced on the fast path."""
-        return not (
-            self.service_tier
-            or self.cache_write_1h_tokens
-            or self.input_audio_tokens
-            or self.output_audio_tokens
-            or self.input_image_tokens
-            or self.output_image_tokens
-            or self.web_search_calls
-            or self.file_search_calls
-            or self.code_interpreter_calls
+        e = self.extra
+        return e is None or not (
+            e.service_tier
+            or e.cache_write_1h_tokens
+            or e.input_audio_tokens
+            or e.output_audio_tokens
+            or e.input_image_tokens
+            or e.output_image_tokens
+            or e.web_search_calls
+            or e.file_search_calls
+            or e.code_interpreter_calls
         )
 
 
-COUNT_FIELDS = tuple(f.name for f in fields(Usage) if f.type == "int")
+COUNT_FIELDS = (*(f.name for f in fields(Usage) if f.type == "int"), *(f.name for f in fields(Extra) if f.type == "int"))
 """Every count of a Usage, in order: the ledger has a column for each."""
 
 
@@ -155,10 +199,11 @@ class Price:
     def cache_write(self) -> Decimal:
         return self.rates.cache_write
 
-    @property
-    def simple(self) -> bool:
-        """Text-only pricing: no context tiers and no reasoning rate (the fast path applies)."""
-        return not self.long_context and self.rates.reasoning is None
+    # Text-only pricing: no context tiers and no reasoning rate (the fast path applies).
+    simple: bool = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "simple", not self.long_context and self.rates.reasoning is None)
 
     @classmethod
     def per_mtok(
@@ -286,15 +331,18 @@ def breakdown(usage: Usage, price: Price) -> Breakdown:
     return Breakdown(parts, tier, above, ",".join(flags))
 
 
+def text_cost(usage: Usage, r: Rates) -> Decimal:
+    """The cost of a text-only call (Usage.is_plain) at simple rates (Price.simple)."""
+    inp = usage.input_tokens
+    cached = min(usage.cached_input_tokens, inp)
+    write = min(usage.cache_write_tokens, inp - cached)
+    return (inp - cached - write) * r.input + cached * r.cached_input + write * r.cache_write + usage.output_tokens * r.output
+
+
 def priced(usage: Usage, price: Price) -> tuple[Decimal, str]:
     """(exact cost, flag) of one call; text-only calls skip the breakdown."""
     if price.simple and usage.is_plain():
-        r = price.rates
-        inp = usage.input_tokens
-        cached = min(usage.cached_input_tokens, inp)
-        write = min(usage.cache_write_tokens, inp - cached)
-        cost = (inp - cached - write) * r.input + cached * r.cached_input + write * r.cache_write + usage.output_tokens * r.output
-        return cost, usage.flag
+        return text_cost(usage, price.rates), usage.flag
     b = breakdown(usage, price)
     return b.total, b.flag
 

@@ -42,6 +42,9 @@ DIMENSION_FIELDS = (
 BILLING_COLUMNS = (*DIMENSION_FIELDS, "service_tier", "long_context_above", "usage_flag", "cost_detail")
 """What the events export adds after the contract's columns: the counts and how the call was billed."""
 
+DETAILED = "cost_detail != '' OR usage_flag != ''"
+"""Events whose cost is broken down by dimension or whose usage is flagged (a partial index)."""
+
 # Columns added after the first release have server defaults: an event spooled by an older
 # version (replayed by `meterline db recover`) lacks them.
 _ZERO = {"server_default": "0"}
@@ -59,6 +62,8 @@ class Event(SQLModel, table=True):
         sa.Index("ix_events_ts", "ts"),
         sa.Index("ix_events_trace", "trace_id"),
         sa.Index("ix_events_parent_span", "parent_span_id"),
+        # The few calls billed along more than text, or flagged: reports break their cost down.
+        sa.Index("ix_events_detailed", "charge_period", postgresql_where=sa.text(DETAILED), sqlite_where=sa.text(DETAILED)),
     )
 
     call_id: str = Field(primary_key=True, max_length=32)

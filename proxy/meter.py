@@ -28,12 +28,14 @@ from meterline.costing.attribution import (
 from meterline.costing.keys import KeyInfo
 from meterline.costing.money import (
     DEFAULT_TIER,
+    MAX_CALL_COST,
+    NO_EXTRA,
     ZERO,
     Usage,
     breakdown,
     capped,
     cost_detail,
-    priced,
+    text_cost,
     tier_of,
     to_pico,
 )
@@ -240,7 +242,9 @@ class Meter:
                     )
             return Priced(None, "", usage.flag, tier_of(usage.service_tier))
         if p.simple and usage.is_plain():  # the common call: text only, nothing to break down
-            cost, flag = capped(*priced(usage, p))
+            cost, flag = text_cost(usage, p.rates), usage.flag
+            if cost > MAX_CALL_COST:
+                cost, flag = capped(cost, flag)
             return Priced(cost, p.version, flag, DEFAULT_TIER)
         b = breakdown(usage, p)
         cost, flag = capped(b.total, b.flag)
@@ -273,7 +277,8 @@ class Meter:
             usage = NO_USAGE
         # A failed call costs nothing unless tokens were used (a stream that broke mid-way).
         billable = status not in ("upstream_error", "rejected") or usage != NO_USAGE
-        p = Priced(cost, "", usage.flag, "" if call.kind == "mcp" else tier_of(usage.service_tier))
+        extra = usage.extra or NO_EXTRA
+        p = Priced(cost, "", extra.flag, "" if call.kind == "mcp" else tier_of(extra.service_tier))
         if cost is None and billable and call.kind != "mcp":
             p = self.price(call, usage)
             cost = p.cost
@@ -299,14 +304,14 @@ class Meter:
             "output_tokens": usage.output_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
             "cache_write_tokens": usage.cache_write_tokens,
-            "cache_write_1h_tokens": usage.cache_write_1h_tokens,
-            "input_audio_tokens": usage.input_audio_tokens,
-            "output_audio_tokens": usage.output_audio_tokens,
-            "input_image_tokens": usage.input_image_tokens,
-            "output_image_tokens": usage.output_image_tokens,
-            "web_search_calls": usage.web_search_calls,
-            "file_search_calls": usage.file_search_calls,
-            "code_interpreter_calls": usage.code_interpreter_calls,
+            "cache_write_1h_tokens": extra.cache_write_1h_tokens,
+            "input_audio_tokens": extra.input_audio_tokens,
+            "output_audio_tokens": extra.output_audio_tokens,
+            "input_image_tokens": extra.input_image_tokens,
+            "output_image_tokens": extra.output_image_tokens,
+            "web_search_calls": extra.web_search_calls,
+            "file_search_calls": extra.file_search_calls,
+            "code_interpreter_calls": extra.code_interpreter_calls,
             "service_tier": p.tier,
             "long_context_above": p.above,
             "cost_detail": p.detail,

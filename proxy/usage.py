@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import orjson
 
 from meterline.costing.estimate import count_input, count_text
-from meterline.costing.money import INVALID_USAGE, MAX_TOKENS, Usage
+from meterline.costing.money import INVALID_USAGE, MAX_TOKENS, Extra, Usage
 
 from .sse import event_data
 
@@ -23,24 +23,12 @@ _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _TOOL_ITEMS = {"web_search_call": 0, "file_search_call": 1, "code_interpreter_call": 2}
 
 
-class _Counts:
-    """Reads counts out of an upstream's usage object; an out-of-range one (negative, past
-    MAX_TOKENS, a float, a string, a boolean) counts 0 and marks the usage invalid, so it is
-    neither priced nor silently zeroed (issue 20)."""
-
-    __slots__ = ("bad",)
-
-    def __init__(self) -> None:
-        self.bad = False
-
-    def __call__(self, d: Any, key: str) -> int:
-        v = d.get(key) if type(d) is dict else None
-        if v is None:
-            return 0
-        if type(v) is int and 0 <= v <= MAX_TOKENS:
-            return v
-        self.bad = True
-        return 0
+def _count(v: Any) -> int:
+    """A count as reported: -1 when out of range (negative, past MAX_TOKENS, a float, a
+    string, a boolean), which the caller records as 0 and flags (issue 20)."""
+    if type(v) is int:
+        return v if 0 <= v <= MAX_TOKENS else -1
+    return 0 if v is None else -1
 
 
 def _sub(d: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -51,69 +39,77 @@ def _sub(d: dict[str, Any], key: str) -> dict[str, Any] | None:
 def parse_usage(u: Any, service_tier: Any = None, output: Any = None) -> Usage | None:
     """Usage in any of the shapes OpenAI-compatible APIs report it (chat, completions,
     embeddings, Responses), with what Anthropic- and Gemini-backed servers (litellm) add:
-    cache writes and their 1-hour part, server tool uses, the service tier.
+    cache writes and their 1-hour part, server tool uses, the service tier. A count out of
+    range is recorded as 0 and the usage flagged `invalid_usage`: neither priced nor free.
 
     service_tier: the response's own `service_tier`; output: a Responses API `output`, whose
     tool-call items are counted.
     """
     if type(u) is not dict:
         return None
-    n = _Counts()
-    audio_in = image_in = audio_out = image_out = write_1h = 0
     if "input_tokens" in u or "output_tokens" in u:  # Responses API
-        inp = n(u, "input_tokens")
-        out = n(u, "output_tokens")
+        inp, out = _count(u.get("input_tokens")), _count(u.get("output_tokens"))
         pd, cd = _sub(u, "input_tokens_details"), _sub(u, "output_tokens_details")
     else:
-        inp = n(u, "prompt_tokens")
-        out = n(u, "completion_tokens")
+        inp, out = _count(u.get("prompt_tokens")), _count(u.get("completion_tokens"))
         pd, cd = _sub(u, "prompt_tokens_details"), _sub(u, "completion_tokens_details")
-    cached = reasoning = write = 0
+    bad = inp < 0 or out < 0
+    cached = reasoning = write = write_1h = audio_in = image_in = audio_out = image_out = 0
+    # The details are read only when present, and their rarer fields only when named: a
+    # text-only call does a handful of dict lookups here.
     if pd is not None:
-        cached = n(pd, "cached_tokens")
-        write = n(pd, "cache_write_tokens") or n(pd, "cache_creation_tokens")
-        if "audio_tokens" in pd:
-            audio_in = n(pd, "audio_tokens")
-        if "image_tokens" in pd:
-            image_in = n(pd, "image_tokens")
+        cached = _count(pd.get("cached_tokens"))
+        write = _count(pd.get("cache_write_tokens") or pd.get("cache_creation_tokens"))
+        if pd.get("audio_tokens"):
+            audio_in = _count(pd["audio_tokens"])
+        if pd.get("image_tokens"):
+            image_in = _count(pd["image_tokens"])
         if "cache_creation_token_details" in pd:
-            write_1h = n(_sub(pd, "cache_creation_token_details") or {}, "ephemeral_1h_input_tokens")
+            write_1h = _count((_sub(pd, "cache_creation_token_details") or {}).get("ephemeral_1h_input_tokens"))
     if cd is not None:
-        reasoning = n(cd, "reasoning_tokens")
-        if "audio_tokens" in cd:
-            audio_out = n(cd, "audio_tokens")
-        if "image_tokens" in cd:
-            image_out = n(cd, "image_tokens")
+        reasoning = _count(cd.get("reasoning_tokens"))
+        if cd.get("audio_tokens"):
+            audio_out = _count(cd["audio_tokens"])
+        if cd.get("image_tokens"):
+            image_out = _count(cd["image_tokens"])
     if not cached and "cache_read_input_tokens" in u:
-        cached = n(u, "cache_read_input_tokens")
+        cached = _count(u["cache_read_input_tokens"])
     if "cache_creation_input_tokens" in u:
-        write = n(u, "cache_creation_input_tokens") or write
-    tools = [0, 0, 0]
+        write = _count(u["cache_creation_input_tokens"]) or write
+    searches = files = code = 0
     if "server_tool_use" in u:  # Anthropic's, as litellm passes it on
-        tools[0] = n(_sub(u, "server_tool_use") or {}, "web_search_requests")
-    if type(output) is list:
+        searches = _count((_sub(u, "server_tool_use") or {}).get("web_search_requests"))
+    if type(output) is list and len(output) > 1:  # a lone message item has no tool use
         for item in output:
-            i = _TOOL_ITEMS.get(item.get("type")) if type(item) is dict else None
-            if i is not None:
-                tools[i] += 1
+            kind = item.get("type") if type(item) is dict else None
+            if kind == "web_search_call":
+                searches += 1
+            elif kind == "file_search_call":
+                files += 1
+            elif kind == "code_interpreter_call":
+                code += 1
+    counts = [inp, cached, out, reasoning, write, write_1h, audio_in, audio_out, image_in, image_out, searches]
+    if bad or min(counts) < 0:
+        counts = [max(c, 0) for c in counts]
+        inp, cached, out, reasoning, write, write_1h, audio_in, audio_out, image_in, image_out, searches = counts
+        bad = True
     tier = service_tier if service_tier is not None else u.get("service_tier")
-    return Usage(
-        inp,
-        min(cached, inp),
-        out,
-        min(reasoning, out),
-        min(write, inp),
-        cache_write_1h_tokens=min(write_1h, write),
-        input_audio_tokens=min(audio_in, inp),
-        output_audio_tokens=min(audio_out, out),
-        input_image_tokens=min(image_in, inp),
-        output_image_tokens=min(image_out, out),
-        web_search_calls=tools[0],
-        file_search_calls=tools[1],
-        code_interpreter_calls=tools[2],
-        service_tier=_tier(tier),
-        flag=INVALID_USAGE if n.bad else "",
-    )
+    tier = "" if tier is None or tier == "default" else _tier(tier)
+    extra = None
+    if write_1h or audio_in or audio_out or image_in or image_out or searches or files or code or tier or bad:
+        extra = Extra(
+            min(write_1h, write, inp),
+            min(audio_in, inp),
+            min(audio_out, out),
+            min(image_in, inp),
+            min(image_out, out),
+            searches,
+            files,
+            code,
+            tier,
+            INVALID_USAGE if bad else "",
+        )
+    return Usage(inp, min(cached, inp), out, min(reasoning, out), min(write, inp), extra)
 
 
 def _tier(value: Any) -> str:

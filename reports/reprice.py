@@ -101,7 +101,7 @@ def reprice(engine: sa.Engine, settings: Settings, period: str, book: PriceBook 
             names = (ev["model"], upstream[ev["model"]]) if ev["model"] in upstream else (ev["model"],)
             price = book.lookup(*names, at=ev["ts"])
             if price is not None:
-                usage = Usage(**{f: ev[f] for f in COUNT_FIELDS}, service_tier=ev["service_tier"])
+                usage = Usage.of(**{f: ev[f] for f in COUNT_FIELDS}, service_tier="" if ev["service_tier"] == "default" else ev["service_tier"])
                 new, version = cost_of(usage, price).quantize(PICO), price.version
         row.requests += 1
         row.old_usd += old

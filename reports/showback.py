@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from meterline.costing import ZERO, Org, from_pico, previous_period
 
+from .dimensions import DimensionCosts, dimension_costs
 from .ledger_queries import rollup_sums
 from .trend import change_percent, forecast
 
@@ -56,6 +57,7 @@ class Showback:
     previous_total_usd: Decimal = ZERO  # the month before
     forecast_usd: Decimal | None = None  # month-end at the run rate so far; open month only
     unpriced: list[UnpricedUsage] = field(default_factory=list)  # by model
+    dimensions: DimensionCosts = field(default_factory=DimensionCosts)  # cost by billed dimension
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -67,6 +69,7 @@ class Showback:
             "previous_total_usd": str(self.previous_total_usd),
             "change_percent": _str(change_percent(self.total_usd, self.previous_total_usd)),
             "forecast_usd": _str(self.forecast_usd),
+            **self.dimensions.as_dict(),
             "unpriced": [
                 {"model": u.model, "requests": u.requests, "input_tokens": u.input_tokens, "output_tokens": u.output_tokens}
                 for u in self.unpriced
@@ -152,4 +155,5 @@ def showback(engine: sa.Engine, org: Org, period: str, *, now: datetime | None =
         ]
         if unpriced
         else [],
+        dimensions=dimension_costs(engine, period, total),
     )

@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 
 from meterline.costing import PriceBook, Usage, breakdown, cost_of
 from meterline.costing.config import PriceConfig
-from meterline.costing.money import INVALID_USAGE, MAX_CALL_COST, PARTLY_PRICED, capped, priced
+from meterline.costing.money import (
+    COUNT_FIELDS,
+    INVALID_USAGE,
+    MAX_CALL_COST,
+    PARTLY_PRICED,
+    capped,
+    priced,
+)
 
 
 @cache
@@ -42,17 +49,17 @@ def test_gpt5_is_billed_at_the_tier_the_response_reports():
             + 200 * rate("gpt-5", f"cache_read_input_token_cost{suffix}")
             + 300 * rate("gpt-5", f"output_cost_per_token{suffix}")
         )
-        b = breakdown(Usage(**u, service_tier=tier), p)
-        assert b.total == cost_of(Usage(**u, service_tier=tier), p) == want
+        b = breakdown(Usage.of(**u, service_tier=tier), p)
+        assert b.total == cost_of(Usage.of(**u, service_tier=tier), p) == want
         assert b.tier == (tier or "default") and b.flag == ""
 
 
 def test_gemini_25_pro_above_200k_reprices_the_whole_call():
     p = BOOK.lookup("gemini/gemini-2.5-pro")
     m = "gemini/gemini-2.5-pro"
-    below = Usage(input_tokens=200_000, output_tokens=1000)
+    below = Usage.of(input_tokens=200_000, output_tokens=1000)
     assert cost_of(below, p) == 200_000 * rate(m, "input_cost_per_token") + 1000 * rate(m, "output_cost_per_token")
-    above = Usage(input_tokens=200_001, cached_input_tokens=1, output_tokens=1000)
+    above = Usage.of(input_tokens=200_001, cached_input_tokens=1, output_tokens=1000)
     b = breakdown(above, p)
     assert b.above == 200_000
     assert b.total == (
@@ -64,7 +71,7 @@ def test_gemini_25_pro_above_200k_reprices_the_whole_call():
 
 def test_claude_one_hour_cache_writes_have_their_own_rate():
     m = "claude-haiku-4-5"
-    u = Usage(input_tokens=1500, cached_input_tokens=300, cache_write_tokens=500, cache_write_1h_tokens=200, output_tokens=40)
+    u = Usage.of(input_tokens=1500, cached_input_tokens=300, cache_write_tokens=500, cache_write_1h_tokens=200, output_tokens=40)
     b = breakdown(u, BOOK.lookup(m))
     assert b.parts == {
         "input": 700 * rate(m, "input_cost_per_token"),
@@ -78,7 +85,7 @@ def test_claude_one_hour_cache_writes_have_their_own_rate():
 
 def test_audio_tokens_in_and_out_have_their_own_rates():
     m = "gpt-audio"
-    u = Usage(input_tokens=500, input_audio_tokens=300, output_tokens=400, output_audio_tokens=350)
+    u = Usage.of(input_tokens=500, input_audio_tokens=300, output_tokens=400, output_audio_tokens=350)
     assert cost_of(u, BOOK.lookup(m)) == (
         200 * rate(m, "input_cost_per_token")
         + 300 * rate(m, "input_cost_per_audio_token")
@@ -89,7 +96,7 @@ def test_audio_tokens_in_and_out_have_their_own_rates():
 
 def test_web_searches_are_billed_per_use():
     m = "gpt-5"
-    u = Usage(input_tokens=100, output_tokens=10, web_search_calls=2)
+    u = Usage.of(input_tokens=100, output_tokens=10, web_search_calls=2)
     b = breakdown(u, BOOK.lookup(m))
     assert b.parts["web_search"] == 2 * rate(m, "search_context_cost_per_query")["search_context_size_medium"]
 
@@ -97,14 +104,14 @@ def test_web_searches_are_billed_per_use():
 def test_a_count_without_a_rate_is_priced_at_the_nearest_known_one_and_flagged():
     m = "gpt-4o-mini"  # no audio rates, no file search price, no flex tier
     p = BOOK.lookup(m)
-    u = Usage(input_tokens=100, input_audio_tokens=40, output_tokens=10)
+    u = Usage.of(input_tokens=100, input_audio_tokens=40, output_tokens=10)
     cost, flag = priced(u, p)
     assert cost == 100 * rate(m, "input_cost_per_token") + 10 * rate(m, "output_cost_per_token")
     assert flag == PARTLY_PRICED
-    assert priced(Usage(input_tokens=1, file_search_calls=3), p)[1] == PARTLY_PRICED
-    flex = breakdown(Usage(input_tokens=10, service_tier="flex"), p)
+    assert priced(Usage.of(input_tokens=1, file_search_calls=3), p)[1] == PARTLY_PRICED
+    flex = breakdown(Usage.of(input_tokens=10, service_tier="flex"), p)
     assert (flex.tier, flex.flag) == ("default", PARTLY_PRICED)
-    assert priced(Usage(input_tokens=10, output_tokens=5), p)[1] == ""
+    assert priced(Usage.of(input_tokens=10, output_tokens=5), p)[1] == ""
 
 
 def test_overrides_set_every_rate():
@@ -128,9 +135,9 @@ def test_overrides_set_every_rate():
     )
     p = book.lookup("m")
     mt = Decimal(1_000_000)
-    assert cost_of(Usage(input_tokens=100, output_tokens=10, service_tier="priority"), p) == (200 + 80) / mt
-    assert cost_of(Usage(input_tokens=1001, output_tokens=10), p) == (3003 + 60) / mt
-    u = Usage(input_tokens=100, cache_write_tokens=50, cache_write_1h_tokens=50, input_audio_tokens=10, output_tokens=20, output_image_tokens=20, web_search_calls=3)
+    assert cost_of(Usage.of(input_tokens=100, output_tokens=10, service_tier="priority"), p) == (200 + 80) / mt
+    assert cost_of(Usage.of(input_tokens=1001, output_tokens=10), p) == (3003 + 60) / mt
+    u = Usage.of(input_tokens=100, cache_write_tokens=50, cache_write_1h_tokens=50, input_audio_tokens=10, output_tokens=20, output_image_tokens=20, web_search_calls=3)
     assert cost_of(u, p) == (40 * 1 + 50 * 2 + 10 * 40 + 20 * 30) / mt + 3 * Decimal(10) / 1000
 
 
@@ -149,11 +156,11 @@ counts = st.integers(min_value=0, max_value=400_000)
     st.lists(counts, min_size=13, max_size=13),
 )
 def test_a_calls_cost_is_the_sum_of_its_dimensions_costs_exactly(model, tier, n):
-    u = Usage(*n[:5], *(v % 1000 for v in n[5:]), service_tier=tier)
+    u = Usage.of(*n[:5], **dict(zip(COUNT_FIELDS[5:], (v % 1000 for v in n[5:]), strict=True)), service_tier=tier)
     p = BOOK.lookup(model)
     b = breakdown(u, p)
     assert cost_of(u, p) == sum(b.parts.values()) == b.total
     assert all(v >= 0 for v in b.parts.values())
     # The fast path for text-only calls agrees with the breakdown.
-    plain = Usage(*n[:5])
+    plain = Usage.of(*n[:5])
     assert priced(plain, p)[0] == breakdown(plain, p).total

@@ -4,12 +4,16 @@ from the bundled map's own rates (tests/costing/test_dimensions.py reads the JSO
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from decimal import Decimal
 
 import pytest
 
+from meterline.costing import BILLING_COLUMNS, EVENT_COLUMNS
 from meterline.costing.money import to_pico
-from tests.conftest import PROVIDER_KEY
+from tests.conftest import PROVIDER_KEY, run_cli
 from tests.costing.test_dimensions import rate
 from tests.proxy.test_chat import client
 
@@ -168,3 +172,27 @@ def test_anthropic_web_searches_without_a_price_are_counted_and_flagged_partly_p
     m = "claude-haiku-4-5"  # the bundled map has no search price for it
     assert event["web_search_calls"] == 3 and event["usage_flag"] == "partly_priced"
     assert_cost(event, usage.prompt_tokens * rate(m, "input_cost_per_token") + usage.completion_tokens * rate(m, "output_cost_per_token"))
+
+
+def test_showback_and_the_events_export_break_costs_down_by_dimension(billing_proxy):
+    chat(billing_proxy, "gpt-5", "plain text", False)
+    chat(billing_proxy, "gpt-5", "fast sim:tier=1", False)
+    chat(billing_proxy, "gpt-audio", "speak sim:audio_in=30,audio_out=12,chunks=10", True)
+    client(billing_proxy, billing_proxy.key()).responses.create(model="gpt-5", input="find sim:web_search=2")
+    events = {(e["model"], e["service_tier"], e["web_search_calls"]): e for e in billing_proxy.events()}
+    period = next(iter(events.values()))["charge_period"]
+    cfg = str(billing_proxy.config_path)
+
+    sb = json.loads(run_cli("report", "showback", "--month", period, "--json", "--config", cfg).stdout)
+    dims = {k: Decimal(v) for k, v in sb["cost_by_dimension"].items()}
+    assert sum(dims.values()) == Decimal(sb["total_usd"]) == sum(Decimal(e["cost_pico"]) for e in events.values()) / 10**12
+    assert dims["text"] == Decimal(events[("gpt-5", "default", 0)]["cost_pico"]) / 10**12
+    assert dims["web_search"] == 2 * rate("gpt-5", "search_context_cost_per_query")["search_context_size_medium"]
+    assert {"input_audio", "output_audio"} <= set(dims)
+    assert Decimal(sb["cost_by_service_tier"]["priority"]) == Decimal(events[("gpt-5", "priority", 0)]["cost_pico"]) / 10**12
+
+    rows = list(csv.DictReader(io.StringIO(run_cli("export", "events", "--month", period, "--config", cfg).stdout)))
+    header = list(rows[0])
+    assert header[: len(EVENT_COLUMNS)] == EVENT_COLUMNS and set(BILLING_COLUMNS) <= set(header[len(EVENT_COLUMNS) :])
+    audio = next(r for r in rows if r["model"] == "gpt-audio")
+    assert (audio["input_audio_tokens"], audio["output_audio_tokens"], audio["service_tier"]) == ("30", "12", "default")

@@ -27,6 +27,7 @@ COUNTS = (
     "code_interpreter_calls",
     "long_context_above",
 )
+DETAILED = "cost_detail != '' OR usage_flag != ''"  # as in costing/tables.py when written
 TEXTS = (("service_tier", 16), ("cost_detail", 512), ("usage_flag", 32))
 
 
@@ -41,9 +42,14 @@ def upgrade() -> None:
     for name, length in TEXTS:
         if name not in have:
             op.add_column("events", sa.Column(name, sa.String(length=length), nullable=False, server_default=""))
+    indexes = {i["name"] for i in insp.get_indexes("events")} if insp is not None else set()
+    if "ix_events_detailed" not in indexes:
+        where = sa.text(DETAILED)
+        op.create_index("ix_events_detailed", "events", ["charge_period"], postgresql_where=where, sqlite_where=where)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_events_detailed", table_name="events")
     with op.batch_alter_table("events") as batch:
         for name, _ in reversed(TEXTS):
             batch.drop_column(name)
