@@ -35,6 +35,7 @@ from .tables import VirtualKey, utcnow
 KEY_PREFIX = "sk-ml-"
 VISIBLE = 10  # characters of the key shown in listings
 DEFAULT_GRACE = timedelta(hours=24)
+_KEYS: sa.Table = VirtualKey.__table__  # type: ignore[attr-defined]
 
 
 def hash_key(key: str) -> str:
@@ -156,6 +157,7 @@ def create_key(
         models=",".join(models),
         expires_at=expires_at,
         budget_pico=None if budget_usd is None else to_pico(budget_usd),
+        previous_hash=None,
     )
     with Session(engine, expire_on_commit=False) as s:
         s.add(row)
@@ -339,7 +341,7 @@ class KeyCache:
             return
         wanted = list(digests)
         q = select(VirtualKey).where(
-            sa.or_(VirtualKey.key_hash.in_(wanted), VirtualKey.previous_hash.in_(wanted))  # type: ignore[union-attr]
+            sa.or_(_KEYS.c.key_hash.in_(wanted), _KEYS.c.previous_hash.in_(wanted))
         )
         with Session(self.engine) as s:
             rows = s.exec(q).all()
