@@ -16,6 +16,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from meterline.reports.csvsafe import safe_text
+
 MISSING = "–"
 EXACT_HELP = "Rounded to the cent; the exact amount (six decimals) is in the downloads and the chart's tooltip."
 
@@ -74,6 +76,10 @@ CENT = Decimal("0.01")
 
 
 def _cell(x: Any, cents: bool) -> Any:
+    if isinstance(x, str):
+        # The table's own "Download as CSV" writes cells as shown, with no formula escaping:
+        # names clients chose are shown as the exports write them (reports/csvsafe.py).
+        return safe_text(x)
     if isinstance(x, Decimal):
         # Rounded here, exactly, before it becomes a float: $1.815 as a float is 1.81499..., which
         # the browser would show as $1.81 next to a card saying $1.82.

@@ -123,3 +123,16 @@ def test_the_chargeback_page_offers_the_selected_departments_statement(ledger):
     at = page(signed_in("product-lead", VIEWER_PASSWORD), "chargeback")
     buttons = [b for b in at.get("download_button") if "statement" in b.proto.label]
     assert [b.proto.label for b in buttons] == ["Download Product's statement (PDF)"]
+
+
+def test_a_name_a_spreadsheet_would_run_is_shown_as_the_exports_write_it(ledger):
+    from datetime import UTC, datetime
+
+    from tests.seed import event, seed
+
+    ts = datetime.strptime(ledger.period + "-02 10:00", "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+    seed(ledger.engine, [event("0.01", ts, department="product", team="web", project="\u200b=HYPERLINK(1)")])
+    at = page(signed_in(), "chargeback")
+    at.selectbox(key="cb_department").set_value("product").run()
+    # The table's own CSV download writes what it shows: with the leading quote, like the CSV.
+    assert "'\u200b=HYPERLINK(1)" in [r["Project"] for r in cells(at, 1)]
