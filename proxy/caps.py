@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 from meterline.costing.config import ServerConfig
 
+# A request body this large is parsed (and written back) on the Estimator's threads, not on
+# the event loop: tens of ms of CPU for 8 MB of JSON would stall every call in flight.
+OFF_LOOP_BYTES = 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Caps:

@@ -20,7 +20,7 @@ from meterline.costing.money import Usage
 from .auth import authenticate
 from .body import read_json_body
 from .caps import DEFAULT as DEFAULT_CAPS
-from .caps import Caps
+from .caps import OFF_LOOP_BYTES, Caps
 from .errors import ProxyError, invalid_request
 from .meter import Call, Meter
 from .openapi import body
@@ -83,7 +83,9 @@ async def forward(request: Request, path: str, kind: str) -> Response:
     rt: Runtime = request.app.state.runtime
     key = await authenticate(rt, request)
     body = await read_json_body(request, rt.max_body_bytes)
-    doc = _parse(body)
+    # A large body is parsed (and written back) on a thread: 8 MB of JSON is tens of ms of
+    # CPU that would stall every call in flight. The usual body is parsed right here.
+    doc = _parse(body) if len(body) < OFF_LOOP_BYTES else await rt.estimator.run(_parse, body)
     model = doc.get("model")
     if not isinstance(model, str) or not model:
         raise invalid_request("`model` must be a non-empty string", "model")
@@ -122,7 +124,7 @@ async def forward(request: Request, path: str, kind: str) -> Response:
             doc["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
             strip_usage = True
     if route.upstream_model != model or strip_usage:
-        body = orjson.dumps(doc)
+        body = orjson.dumps(doc) if len(body) < OFF_LOOP_BYTES else await rt.estimator.run(orjson.dumps, doc)
     try:
         if rt.litellm is not None and route.provider in rt.litellm.providers:
             return await rt.litellm.forward(rt.meter, call, path, doc, route.upstream_model, stream, strip_usage=strip_usage)
@@ -156,7 +158,8 @@ async def _send(
         error = data[:200].decode("utf-8", "replace")
         rt.meter.record(call, status="upstream_error", http_status=resp.status, response_bytes=len(data), error=error)
         return Response(data, resp.status, headers=_headers(resp, {CALL_ID: call.call_id}))
-    usage, response_model = usage_in_body(data)
+    small = len(data) < OFF_LOOP_BYTES  # a large body is read for usage on a thread
+    usage, response_model = usage_in_body(data) if small else await rt.estimator.run(usage_in_body, data)
     source = "reported"
     if usage is None:
         usage, source = await rt.estimator.run(_estimate_body, doc, call.model, data), "estimated"
@@ -180,9 +183,10 @@ def _max_output_tokens(doc: dict[str, Any]) -> int:
 # so a body naming one of these twice is refused: it would be priced as one model, run as another.
 METERED_KEYS = frozenset(("model", "stream", "stream_options", "include_usage", "user", "max_tokens",
                           "max_completion_tokens", "max_output_tokens"))  # fmt: skip
-# Only a body that might name one twice is parsed again, slowly: one that has a second
-# `"model"` (or `"stream"`, ...), or an escaped ASCII letter that could spell one (`"mod\\u0065l"`).
-_COUNTED = (b'"model"', b'"stream"', b'"stream_options"', b'"include_usage"')
+# Only a body that might name one twice is parsed again, slowly: one with a second `"model"`,
+# a second `"stream...` (`stream` and `stream_options` both, or either twice; the slow path then
+# checks `include_usage` inside), or an escaped ASCII letter that could spell one
+# (`"mod\\u0065l"`). Three scans of the body's bytes on the usual call.
 _ESCAPED_LETTERS = (b"\\u004", b"\\u005", b"\\u006", b"\\u007")
 
 
@@ -193,7 +197,11 @@ def _parse(body: bytes) -> dict[str, Any]:
         raise invalid_request("request body is not valid JSON") from None
     if not isinstance(doc, dict):
         raise invalid_request("request body must be a JSON object")
-    if any(body.count(k) > 1 for k in _COUNTED) or any(e in body for e in _ESCAPED_LETTERS):
+    if (
+        body.count(b'"model"') > 1
+        or body.count(b'"stream') > 1
+        or (b"\\u00" in body and any(e in body for e in _ESCAPED_LETTERS))
+    ):
         twice = _duplicate_key(body)
         if twice is not None:
             raise invalid_request(f"request body names {twice!r} twice: send each field once", twice)

@@ -27,6 +27,7 @@ from meterline.costing.money import ZERO
 
 from .auth import authenticate
 from .body import read_json_body
+from .caps import OFF_LOOP_BYTES
 from .errors import ProxyError, invalid_request
 from .mcp_metering import (
     BadRequest,
@@ -88,7 +89,8 @@ async def mcp_endpoint(server: str, request: Request) -> Response:
 async def _post(rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget) -> Response:
     body = await read_json_body(request, rt.max_body_bytes)
     try:
-        doc = parse_request(body)
+        # stdlib json (exact big integers) is slow: a large body is parsed on a thread.
+        doc = parse_request(body) if len(body) < OFF_LOOP_BYTES else await rt.estimator.run(parse_request, body)
     except BadRequest as e:
         raise invalid_request(str(e)) from None
     msgs = messages(doc)
