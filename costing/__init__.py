@@ -17,6 +17,7 @@ from .errors import (
     UnknownKey,
     UnknownModelPrice,
 )
+from .ingest import Recovered, adopt_orphans, recover_spool
 from .keys import create_key, get_key, key_record, list_keys, revoke_key, rotate_key
 from .ledger_writes import write_events
 from .money import (
@@ -92,6 +93,7 @@ __all__ = [
     "PeriodClosed",
     "PeriodNotEnded",
     "PeriodSnapshot",
+    "Recovered",
     "Price",
     "PriceBook",
     "Rollup",
@@ -101,6 +103,7 @@ __all__ = [
     "UnknownModelPrice",
     "Usage",
     "VirtualKey",
+    "adopt_orphans",
     "charge_period",
     "close_period",
     "closed_periods",
@@ -127,6 +130,7 @@ __all__ = [
     "parse_month",
     "period_of",
     "previous_period",
+    "recover_spool",
     "revoke_key",
     "rotate_key",
     "settings_from_dict",

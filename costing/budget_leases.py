@@ -26,6 +26,7 @@ its previous lease.
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -42,8 +43,10 @@ LEASE_LOCK = 0x6D6C_6C65  # PostgreSQL advisory lock: renewals take turns
 
 
 def replica_id(spool_dir: str) -> str:
-    """A replica's name that survives its restarts: its host and its spool folder."""
-    where = f"{socket.gethostname()}:{Path(spool_dir).resolve()}"
+    """A serving process's name: its host, its spool root and its pid (the processes of a host
+    share one spool root, each with a folder and a lease of its own). A restarted process is
+    a new replica; the lease of the one before it runs out after `ttl`."""
+    where = f"{socket.gethostname()}:{Path(spool_dir).resolve()}:{os.getpid()}"
     return hashlib.sha256(where.encode()).hexdigest()[:32]
 
 

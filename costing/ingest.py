@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,16 @@ import sqlalchemy as sa
 from .errors import LedgerWriteError
 from .ledger_writes import write_events
 from .months import charge_period
-from .spool import Spool, read_segment
+from .spool import (
+    LOCK,
+    REJECTED,
+    Spool,
+    candidates,
+    orphaned,
+    read_segment,
+    remove_if_spent,
+    segments,
+)
 from .tables import Event
 
 log = logging.getLogger("meterline.ledger")
@@ -62,10 +73,17 @@ class LedgerWriter:
     says so once a flush has gone `stall_seconds` without committing a segment.
     """
 
-    def __init__(self, engine: sa.Engine, spool: Spool, interval: float = 0.2):
+    ADOPT_SECONDS = 2.0  # how often the spool root is scanned for dead processes' folders
+
+    def __init__(self, engine: sa.Engine, spool: Spool, interval: float = 0.2, root: str | os.PathLike[str] | None = None):
+        """Parameters:
+        root: the spool root this process's folder lies in; every ADOPT_SECONDS the writer also
+            writes in the folders of this host's processes that are gone (see adopt_orphans).
+        """
         self.engine = engine
         self.spool = spool
         self.interval = interval
+        self.root = root
         self.degraded = False
         self.last_error = ""
         self.written = 0
@@ -104,53 +122,32 @@ class LedgerWriter:
                 self._progress = None
 
     def _flush(self) -> int:
-        segments = self.spool.seal()
-        if not segments:
-            return 0
         n = 0
-        for path in segments:
-            rows = [fit_to_columns(r) for r in read_segment(path)]
-            # Periods are assigned in the insert's transaction, so a month being closed
-            # meanwhile gets each event either in its snapshot or as a later adjustment.
-            aside: set[str] = set()
-            try:
-                n += write_events(self.engine, rows, periods=charge_period)
-            except LedgerWriteError as e:  # anything else: the database is away, retry it whole
-                n += self._write_one_by_one(path, rows, e, aside)
+        for path in self.spool.seal():
+            written, landed = write_segment(self.engine, path, self.spool.dir / REJECTED)
             path.unlink()
-            landed = [r.get("call_id") for r in rows if r.get("call_id") not in aside]
+            n += written
             for observer in self.on_written:
                 observer(landed)
             self._progress = time.monotonic()
         self.written += n
         return n
 
-    def _write_one_by_one(self, path: Path, rows: list[dict[str, Any]], error: LedgerWriteError, aside: set[str]) -> int:
-        """Write a refused segment's events singly; keep those still refused in `rejected/`
-        (their ids added to `aside`).
-
-        A database that goes away meanwhile raises, and the segment is retried whole later.
-        """
-        log.error("ledger refused a batch from %s (%s); writing its events one by one", path.name, error.reason)
-        n = 0
-        for row in rows:
-            try:
-                n += write_events(self.engine, [row], periods=charge_period)
-            except LedgerWriteError as e:
-                rejected = self.spool.dir / "rejected"
-                rejected.mkdir(exist_ok=True)
-                with (rejected / path.name).open("ab") as f:
-                    f.write(orjson.dumps(row) + b"\n")
-                aside.add(row.get("call_id"))
-                log.error("event %s kept aside in %s: %s", row.get("call_id"), rejected, e.reason)
+    def adopt(self) -> int:
+        """Write the spools of this host's dead processes into the ledger (see adopt_orphans)."""
+        n = adopt_orphans(self.engine, self.root) if self.root is not None else 0
+        self.written += n
         return n
 
     def _run(self) -> None:
         backoff = self.interval
-        last_sync = time.monotonic()
+        last_sync = last_adopt = time.monotonic()
         while not self._stop.wait(backoff):
             try:
                 self.flush()
+                if time.monotonic() - last_adopt > self.ADOPT_SECONDS:
+                    last_adopt = time.monotonic()
+                    self.adopt()
             except (sa.exc.SQLAlchemyError, sqlite3.Error, OSError) as e:
                 if not self.degraded:
                     log.error("ledger database unavailable, spooling to %s: %s", self.spool.dir, _short(e))
@@ -170,8 +167,87 @@ class LedgerWriter:
             self.degraded, self.last_error, backoff = False, "", self.interval
 
 
+def write_segment(engine: sa.Engine, path: Path, rejected: Path) -> tuple[int, list[str]]:
+    """Write one segment's events once each; returns how many were new and the ids that landed.
+
+    A segment the database refuses for what a row holds is written event by event, and the
+    events still refused are kept in `rejected` so they cannot hold up the ones behind them.
+    Periods are assigned in the insert's transaction, so a month being closed meanwhile gets
+    each event either in its snapshot or as a later adjustment.
+    """
+    rows = [fit_to_columns(r) for r in read_segment(path)]
+    aside: set[str] = set()
+    try:
+        n = write_events(engine, rows, periods=charge_period)
+    except LedgerWriteError as e:  # anything else: the database is away, retry it whole
+        n = _write_one_by_one(engine, path, rows, e, rejected, aside)
+    return n, [r["call_id"] for r in rows if r.get("call_id") not in aside]
+
+
+def _write_one_by_one(
+    engine: sa.Engine, path: Path, rows: list[dict[str, Any]], error: LedgerWriteError, rejected: Path, aside: set[str]
+) -> int:
+    """A database that goes away meanwhile raises, and the segment is retried whole later."""
+    log.error("ledger refused a batch from %s (%s); writing its events one by one", path.name, error.reason)
+    n = 0
+    for row in rows:
+        try:
+            n += write_events(engine, [row], periods=charge_period)
+        except LedgerWriteError as e:
+            rejected.mkdir(exist_ok=True)
+            with (rejected / path.name).open("ab") as f:
+                f.write(orjson.dumps(row) + b"\n")
+            aside.add(row.get("call_id"))
+            log.error("event %s kept aside in %s: %s", row.get("call_id"), rejected, e.reason)
+    return n
+
+
+def adopt_orphans(engine: sa.Engine, root: str | os.PathLike[str]) -> int:
+    """Write into the ledger every spool folder under `root` whose process is gone, then delete
+    it; returns how many events were new. Folders of live processes (their lock is held) are
+    left alone, so any number of processes may call this at once, each folder going to one.
+    """
+    n = 0
+    for folder in candidates(root):
+        with orphaned(folder) as ours:
+            if not ours:
+                continue
+            for path in segments(folder):
+                n += write_segment(engine, path, folder / REJECTED)[0]
+                path.unlink()
+            if folder != Path(root):
+                remove_if_spent(folder)
+    if n:
+        log.warning("wrote %d events left in the spool of a meterline process that is gone", n)
+    return n
+
+
+@dataclass(frozen=True)
+class Recovered:
+    events: int  # events read from the spool
+    new: int  # of which were not in the ledger yet
+    busy: list[Path]  # folders a live process holds: left alone
+
+
+def recover_spool(engine: sa.Engine, spool: str | os.PathLike[str]) -> Recovered:
+    """Write the events of a spool (a process folder, or a root of them, copied from a dead
+    host, say) into the ledger, once each; the files are left as they are.
+    """
+    events = new = 0
+    busy: list[Path] = []
+    for folder in candidates(spool):
+        with orphaned(folder) as free:
+            if not free and (folder / LOCK).exists():
+                busy.append(folder)
+                continue
+            for path in segments(folder):
+                written, landed = write_segment(engine, path, folder / REJECTED)
+                events, new = events + len(landed), new + written
+    return Recovered(events, new, busy)
+
+
 def _short(e: BaseException) -> str:
     return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
-__all__ = ["LedgerWriter"]
+__all__ = ["LedgerWriter", "Recovered", "adopt_orphans", "recover_spool", "write_segment"]

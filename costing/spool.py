@@ -7,43 +7,54 @@ and deletes them only once committed, so a database outage or a crash loses noth
 idempotent inserts mean a replayed segment is never counted twice. The active segment is
 fsynced every `fsync_interval` seconds, which bounds what a power loss (not a process crash)
 could take.
+
+`server.spool_dir` is a root shared by every serving process of a host: each process
+`claim`s a folder of its own inside it and holds that folder's lock while it lives. A folder
+whose lock is free belongs to a process that is gone; `orphans` hands such folders, locked, to
+whoever writes them into the ledger (a live proxy, or any command that reads the ledger), so a
+call acknowledged before a SIGKILL reaches every report on that host without a restart.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import secrets
+import shutil
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
 from .errors import ConfigError
 
 SUFFIX = ".jsonl"
+LOCK = ".lock"
+REJECTED = "rejected"
 
 
 class Spool:
     """Parameters:
     directory: this process's own spool folder; a second process using it is refused.
+    held_lock: the folder's lock file, already held (`claim` passes it, so the folder is
+        never unlocked between being made and being used).
     """
 
-    def __init__(self, directory: str | os.PathLike[str]):
+    def __init__(self, directory: str | os.PathLike[str], *, held_lock: IO[str] | None = None):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._lockfile = open(self.dir / ".lock", "w")  # noqa: SIM115 - held for our lifetime
-        try:
-            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lockfile.close()
-            raise ConfigError(
-                "spool folder is in use by another meterline process; give each replica its own",
-                key="server.spool_dir",
-            ) from None
+        lockfile = held_lock or _try_lock(self.dir)
+        if lockfile is None:
+            raise ConfigError("spool folder is in use by another meterline process", key="server.spool_dir")
+        self._lockfile = lockfile
+        # A folder `claim` made is removed on a clean close once everything in it is written.
+        self.remove_when_spent = False
         self._lock = threading.Lock()
         self._seq = 0
         self._fd = -1
@@ -99,7 +110,82 @@ class Spool:
             os.close(self._fd)
             if not self._count:
                 self._active.unlink(missing_ok=True)
+        if self.remove_when_spent:
+            remove_if_spent(self.dir)  # still under our lock
         self._lockfile.close()
+
+
+def claim(root: str | os.PathLike[str]) -> Spool:
+    """A new folder of this process's own inside `root`, locked for as long as the Spool lives.
+
+    The folder is made and locked under a hidden name, then renamed: an adopter scanning the
+    root never sees a folder whose owner has not locked it yet.
+    """
+    base = Path(root)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        staging = base / f".claim-{name}"
+        staging.mkdir()
+        lockfile = _try_lock(staging)
+        assert lockfile is not None  # nobody else knows the hidden name
+        staging.rename(base / name)
+    except OSError as e:
+        raise ConfigError(f"cannot create a spool folder in {base}: {e.strerror or e}", key="server.spool_dir") from None
+    spool = Spool(base / name, held_lock=lockfile)
+    spool.remove_when_spent = True
+    return spool
+
+
+@contextmanager
+def orphaned(folder: Path) -> Iterator[bool]:
+    """Lock `folder` if its owner is gone; yields whether it was (the lock is held inside)."""
+    lockfile = _try_lock(folder, create=False)
+    try:
+        yield lockfile is not None
+    finally:
+        if lockfile is not None:
+            lockfile.close()
+
+
+def candidates(root: str | os.PathLike[str]) -> list[Path]:
+    """The folders under `root` that may hold another process's events, oldest name first.
+
+    The root itself is one: a spool written before folders were per process keeps its
+    segments there.
+    """
+    base = Path(root)
+    try:
+        subdirs = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != REJECTED)
+    except FileNotFoundError:
+        return []
+    return [base, *subdirs]
+
+
+def segments(folder: Path) -> list[Path]:
+    return sorted(folder.glob(f"*{SUFFIX}"))
+
+
+def remove_if_spent(folder: Path) -> None:
+    """Delete an adopted folder once it holds nothing but its lock (events set aside stay)."""
+    if any(p.name != LOCK for p in folder.iterdir()):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _try_lock(folder: Path, create: bool = True) -> IO[str] | None:
+    """The folder's lock file, held; None if another process holds it (or, with create=False,
+    if there is no lock file: not a spool folder, or one being removed)."""
+    try:
+        f = open(folder / LOCK, "a" if create else "r+")  # noqa: SIM115 - the caller holds it
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
 
 
 def read_segment(path: Path) -> list[dict[str, Any]]:

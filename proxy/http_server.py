@@ -12,6 +12,8 @@ request) is disconnected. Without httptools, uvicorn's h11 takes the size limit
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 from typing import Any
 
 from meterline.costing.config import ServerConfig
@@ -33,7 +35,11 @@ def uvicorn_options(server: ServerConfig) -> dict[str, Any]:
     return options
 
 
+@functools.cache
 def guarded_httptools(max_head: int, head_timeout: float) -> type[asyncio.Protocol]:
+    """The protocol class for these caps, named after them in this module: `--workers` hands
+    uvicorn's config to new processes by pickling, which finds a class by its module and name
+    (see `__getattr__`)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class GuardedHttpTools(HttpToolsProtocol):
@@ -93,4 +99,13 @@ def guarded_httptools(max_head: int, head_timeout: float) -> type[asyncio.Protoc
                 self.transport.write(TOO_LARGE)
                 self.transport.close()
 
+    GuardedHttpTools.__name__ = GuardedHttpTools.__qualname__ = f"GuardedHttpTools_{max_head}_{round(head_timeout * 1000)}"
     return GuardedHttpTools
+
+
+def __getattr__(name: str) -> type[asyncio.Protocol]:
+    """The guarded protocol class a pickle names, made again in a new worker process."""
+    m = re.fullmatch(r"GuardedHttpTools_(\d+)_(\d+)", name)
+    if m is None:
+        raise AttributeError(name)
+    return guarded_httptools(int(m[1]), int(m[2]) / 1000)

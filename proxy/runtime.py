@@ -18,7 +18,7 @@ from meterline.costing.keys import KeyCache
 from meterline.costing.org import Org
 from meterline.costing.prices import PriceBook
 from meterline.costing.redaction import Redactor
-from meterline.costing.spool import Spool
+from meterline.costing.spool import Spool, claim
 
 from . import alerts
 from .auth import KeyLookups
@@ -44,7 +44,7 @@ class Runtime:
     """Everything a running proxy holds, every part of it there from the first request on.
 
     Built by `await Runtime.start(...)` inside the running loop (the app's lifespan), which
-    opens the spool and the ledger, replays what an earlier run left spooled, and starts the
+    opens the spool and the ledger, writes in what dead processes left spooled, and starts the
     background work; `stop()` closes it all. Optional parts are optional by configuration only:
     `telemetry` without `telemetry.otlp_endpoint`, `litellm`
     without a `kind: litellm` provider.
@@ -78,7 +78,7 @@ class Runtime:
         self.mcp_sessions = Sessions()
         self.metrics = Metrics()
         self.spool = spool
-        self.writer = LedgerWriter(engine, spool, server.flush_interval_ms / 1000)
+        self.writer = LedgerWriter(engine, spool, server.flush_interval_ms / 1000, root=server.spool_dir)
         self.meter = Meter(
             spool,
             self.prices,
@@ -117,12 +117,12 @@ class Runtime:
     ) -> Runtime:
         engine = create_engine(settings.database)
         await asyncio.to_thread(create_schema, engine)
-        spool = Spool(settings.server.spool_dir)
+        spool = claim(settings.server.spool_dir)  # a folder of this process's own in the shared root
         upstreams = Upstreams(settings.providers, upstream_client or new_session(), owned=upstream_client is None)
         rt = cls(settings, engine, spool, upstreams, MCPUpstreams(settings.mcp_servers, new_client(mcp_transport)))
-        # Replay whatever an earlier run left spooled before serving anything.
+        # Write in whatever this host's processes that are gone left spooled, before serving.
         try:
-            await asyncio.to_thread(rt.writer.flush)
+            await asyncio.to_thread(rt.writer.adopt)
         except Exception as e:  # noqa: BLE001 - the database may be down; the writer retries
             log.error("could not replay the spool yet: %s", e)
         rt.writer.start()

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import meterline.costing  # noqa: F401 - registers every ledger table on SQLModel.metadata
 import sqlalchemy as sa
 from alembic import context
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
-
-import meterline.costing  # noqa: F401 - registers every ledger table on SQLModel.metadata
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -14,6 +14,7 @@ from meterline.costing import (
     CostingError,
     InvalidMonth,
     Settings,
+    adopt_orphans,
     create_engine,
     create_schema,
     load_settings,
@@ -39,12 +40,23 @@ def settings(config: Path | None) -> Settings:
 
 
 def ledger(s: Settings) -> sa.Engine:
+    """The ledger, with whatever this host's dead serving processes left spooled written in
+    first: a call acknowledged before a SIGKILL is in every report at once, no restart needed.
+    """
     engine = create_engine(s.database)
     try:
         create_schema(engine)
     except sa.exc.OperationalError as e:
         fail(f"cannot open the ledger database: {str(e.orig).splitlines()[0]}")
+    try:
+        adopt_orphans(engine, s.server.spool_dir)
+    except (sa.exc.SQLAlchemyError, OSError) as e:  # report what the ledger holds; say what it lacks
+        warn(f"events spooled under {s.server.spool_dir} could not be written in: {str(e).splitlines()[0]}")
     return engine
+
+
+def warn(message: str) -> None:
+    typer.echo(f"meterline: warning: {message}", err=True)
 
 
 def month(value: str) -> str:
@@ -66,10 +78,15 @@ def write_out(chunks: object, out: Path | None) -> None:
         sys.stdout.flush()
         return
     tmp = out.with_name(out.name + ".part")
-    with tmp.open("wb") as f:
-        for chunk in chunks:  # type: ignore[attr-defined]
-            f.write(chunk if isinstance(chunk, bytes) else chunk.encode("utf-8"))
-    tmp.replace(out)
+    try:
+        with tmp.open("wb") as f:
+            for chunk in chunks:  # type: ignore[attr-defined]
+                f.write(chunk if isinstance(chunk, bytes) else chunk.encode("utf-8"))
+        tmp.replace(out)
+    except OSError as e:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        fail(f"--out: cannot write {out}: {e.strerror or e}")
 
 
-__all__ = ["ConfigOption", "CostingError", "MonthOption", "fail", "ledger", "month", "settings", "write_out"]
+__all__ = ["ConfigOption", "CostingError", "MonthOption", "fail", "ledger", "month", "settings", "warn", "write_out"]

@@ -1,19 +1,20 @@
-"""`meterline db`: the ledger's schema."""
+"""`meterline db`: the ledger database: its schema, retention and recovery."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import sqlalchemy as sa
 import typer
 
-from meterline.costing import create_engine
+from meterline.costing import create_engine, recover_spool
 from meterline.costing.migrate import current, head, upgrade
 from meterline.costing.retention import prune_events
 
-from .common import ConfigOption, fail, settings
+from .common import ConfigOption, fail, ledger, settings
 
-db_app = typer.Typer(no_args_is_help=True, help="The ledger database's schema.")
+db_app = typer.Typer(no_args_is_help=True, help="The ledger database: schema, retention, recovery.")
 
 
 @db_app.command("upgrade")
@@ -69,3 +70,25 @@ def db_prune(
         typer.echo(f"nothing to prune: no closed month ended before {pruned.cutoff:%Y-%m-%d}")
     for period, n in pruned.months.items():
         typer.echo(f"{period}: {n} raw events deleted")
+
+
+@db_app.command("recover")
+def db_recover(
+    spool: Annotated[Path, typer.Option("--spool", help="a spool folder, or a spool root of several, e.g. copied from a dead host")],
+    config: ConfigOption = None,
+) -> None:
+    """Write the events of a spool folder into the ledger, once each (safe to run again)."""
+    if not spool.is_dir():
+        fail(f"--spool: {spool} is not a folder")
+    engine = ledger(settings(config))
+    try:
+        r = recover_spool(engine, spool)
+    except sa.exc.SQLAlchemyError as e:
+        fail(f"cannot write to the ledger database: {str(e).splitlines()[0]}")
+    except OSError as e:
+        fail(f"--spool: cannot read {spool}: {e.strerror or e}")
+    finally:
+        engine.dispose()
+    for folder in r.busy:
+        typer.echo(f"meterline: warning: {folder} is in use by a running meterline process; left to it", err=True)
+    typer.echo(f"{r.events} events read from {spool}: {r.new} written, {r.events - r.new} already in the ledger")
