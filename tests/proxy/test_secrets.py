@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import yaml
 
 from meterline.costing import create_engine
-from tests.conftest import ADMIN_KEY, MCP_AUTH, PROVIDER_KEY, base_config, free_port
+from tests.conftest import ADMIN_KEY, FINANCE_KEY, MCP_AUTH, PROVIDER_KEY, base_config, free_port
 from tests.replicas.fleet import Replica, wait_for
 
 PROMPT = "the-secret-plan-" + secrets.token_hex(4)
@@ -32,12 +32,22 @@ def test_secrets_and_prompts_stay_out_of_logs_error_bodies_and_the_ledger(tmp_pa
         models = replica.url + "/v1/models"
         wait_for("the key to be known", lambda: httpx.get(models, headers={"Authorization": f"Bearer {key}"}).status_code == 200)
         answers = list(failing_calls(replica, key))
+        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        issued = httpx.post(replica.url + "/admin/keys", json={"team": "nlp"}, headers=admin).json()
+        rotated = httpx.post(replica.url + f"/admin/keys/{issued['id']}/rotate", headers=admin).json()
+        for secret in (issued["key"], rotated["key"]):
+            assert httpx.get(models, headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+        listed = [httpx.get(replica.url + path, headers=admin) for path in ("/admin/keys", f"/admin/keys/{issued['id']}")]
+        answers += [f"{r.status_code} {dict(r.headers)} {r.text}" for r in listed]  # only create and rotate show a secret
         r = httpx.post(replica.url + "/admin/ledger/flush", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
         assert r.status_code == 200
     finally:
         replica.stop()
 
-    secrets_ = {"provider key": PROVIDER_KEY, "virtual key": key, "admin key": ADMIN_KEY, "MCP credential": MCP_AUTH.split()[1], "prompt": PROMPT}
+    secrets_ = {
+        "provider key": PROVIDER_KEY, "virtual key": key, "admin key": ADMIN_KEY, "MCP credential": MCP_AUTH.split()[1], "prompt": PROMPT,
+        "key issued over the API": issued["key"], "its rotated secret": rotated["key"], "finance key": FINANCE_KEY,
+    }  # fmt: skip
     engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
     with engine.connect() as conn:
         ledger = repr(conn.execute(sa.text("SELECT * FROM events")).all())
