@@ -23,26 +23,39 @@ BYTES_PER_TOKEN = 4
 
 
 class _Payer(Protocol):
-    department: str
-    team: str
+    @property
+    def department(self) -> str: ...
+    @property
+    def team(self) -> str: ...
 
 
 class _Key(Protocol):
-    id: str
+    @property
+    def id(self) -> str: ...
 
 
 class Admissible(Protocol):
     """What budgets need of a call (the proxy's Call, for LLM and MCP calls alike)."""
 
-    call_id: str
-    kind: str
-    provider: str
-    model: str
-    tool: str
-    request_bytes: int
-    ts: datetime
-    payer: _Payer
-    key: _Key
+    # Read-only (properties): the proxy's Call is frozen.
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def tool(self) -> str: ...
+    @property
+    def request_bytes(self) -> int: ...
+    @property
+    def ts(self) -> datetime: ...
+    @property
+    def payer(self) -> _Payer: ...
+    @property
+    def key(self) -> _Key: ...
 
     @property
     def reserved(self) -> Decimal:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
 from starlette.responses import JSONResponse, Response
 
 from meterline.costing.config import Settings
@@ -46,7 +47,7 @@ def create_app(
 
     app = MeterlineApp(title="Meterline", version="0.1.0", lifespan=lifespan)
     # The metered routes, served ahead of the middleware stack (see fastpath.py).
-    app.fast_routes = {r.path: r.endpoint for r in llm.router.routes if "POST" in getattr(r, "methods", ())}
+    app.fast_routes = {r.path: r.endpoint for r in llm.router.routes if isinstance(r, APIRoute) and "POST" in (r.methods or ())}
     app.include_router(llm.router)
     app.include_router(mcp.router)
     app.include_router(admin.router)

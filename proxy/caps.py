@@ -33,4 +33,4 @@ class Caps:
         )
 
 
-DEFAULT = Caps.from_settings(ServerConfig())
+DEFAULT = Caps.from_settings(ServerConfig.model_validate({}))

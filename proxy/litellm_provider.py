@@ -176,9 +176,9 @@ def _message(e: Exception) -> str:
 def _message_text(result: Any) -> str:
     parts = []
     for choice in getattr(result, "choices", None) or ():
-        msg = getattr(choice, "message", None)
-        if isinstance(getattr(msg, "content", None), str):
-            parts.append(msg.content)
+        content = getattr(getattr(choice, "message", None), "content", None)
+        if isinstance(content, str):
+            parts.append(content)
     return "".join(parts)
 
 

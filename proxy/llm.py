@@ -275,12 +275,14 @@ def _text_of(data: bytes) -> str:
         return ""
     if not isinstance(doc, dict):
         return ""
-    parts = []
+    parts: list[str] = []
     for choice in doc.get("choices") or ():
         if isinstance(choice, dict):
-            msg = choice.get("message") or {}
-            parts.append(msg.get("content") if isinstance(msg, dict) and isinstance(msg.get("content"), str) else "")
-            parts.append(choice.get("text") if isinstance(choice.get("text"), str) else "")
+            msg = choice.get("message")
+            content = msg.get("content") if isinstance(msg, dict) else None
+            text = choice.get("text")
+            parts.append(content if isinstance(content, str) else "")
+            parts.append(text if isinstance(text, str) else "")
     for item in doc.get("output") or ():
         for c in (item.get("content") or ()) if isinstance(item, dict) else ():
             if isinstance(c, dict) and isinstance(c.get("text"), str):

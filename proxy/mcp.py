@@ -198,7 +198,8 @@ def _exchange(rt: Runtime, request: Request, target: MCPTarget) -> Exchange:
 
 
 def _is_sse(resp: httpx.Response) -> bool:
-    return resp.headers.get("content-type", "").lower().startswith("text/event-stream")
+    content_type: str = resp.headers.get("content-type", "")
+    return content_type.lower().startswith("text/event-stream")
 
 
 async def _relay_bytes(resp: httpx.Response) -> AsyncGenerator[bytes, None]:

@@ -84,17 +84,17 @@ class MCPUpstreams:
         long as the session lives, so it gets no read timeout."""
         # As bytes: the ASGI server decoded them as latin-1, so this gives back exactly what the
         # client sent (httpx would refuse a non-ASCII str).
-        out: dict[str, str | bytes] = {
-            k: v.encode("latin-1")
+        out: dict[bytes, bytes] = {
+            k.encode("latin-1"): v.encode("latin-1")
             for k, v in headers.items()
             if k.lower() not in DROP_REQUEST_HEADERS and not k.lower().startswith("x-meterline-")
         }
-        out["accept-encoding"] = "identity"  # bytes pass through as sent, and stay readable
-        out["traceparent"] = traceparent
+        out[b"accept-encoding"] = b"identity"  # bytes pass through as sent, and stay readable
+        out[b"traceparent"] = traceparent.encode("ascii")
         if tracestate:
-            out["tracestate"] = tracestate
+            out[b"tracestate"] = tracestate.encode("ascii")
         if target.auth:
-            out["authorization"] = target.auth
+            out[b"authorization"] = target.auth.encode("ascii")  # as httpx encodes a str
         cfg = target.config
         timeout = httpx.Timeout(
             connect=cfg.connect_timeout,

@@ -20,7 +20,7 @@ _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 
 
 # Responses API output items that are server-side tool uses, billed per use.
-_TOOL_ITEMS = {"web_search_call": 0, "file_search_call": 1, "code_interpreter_call": 2}
+_TOOL_ITEMS: dict[object, int] = {"web_search_call": 0, "file_search_call": 1, "code_interpreter_call": 2}
 
 
 def _count(v: Any) -> int:
