@@ -130,7 +130,7 @@ USD_AXIS = alt.Axis(format="$,.2f", tickCount=5, labelOverlap=True)
 def usd_axis(largest: float, title_ticks: int = 5) -> alt.Axis:
     """A dollar axis with enough decimals for the amounts shown (cents hide small spend),
     a few ticks and no overlapping labels."""
-    fmt = "$,.0f" if largest >= 100 else ("$,.2f" if largest >= 1 else "$,.4f")
+    fmt = "$,.0f" if largest >= 100 else ("$,.2f" if largest >= 0.1 else "$,.4f")
     return alt.Axis(format=fmt, tickCount=title_ticks, labelOverlap=True, grid=True)
 
 

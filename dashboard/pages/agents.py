@@ -8,6 +8,7 @@ import streamlit as st
 
 from meterline.dashboard.context import report, view
 from meterline.dashboard.format import (
+    bar_height,
     count_col,
     for_chart,
     money,
@@ -44,11 +45,11 @@ else:
         .mark_bar()
         .encode(
             x=alt.X("sum(usd):Q", title="USD", axis=usd_axis(float(frame["total_usd"].max()))),
-            y=alt.Y("tool:N", sort="-x", title=None),
+            y=alt.Y("tool:N", sort="-x", title=None, axis=alt.Axis(labelLimit=260, labelOverlap=False)),
             color=alt.Color("part:N", title=None),
             tooltip=["tool:N", "part:N", alt.Tooltip("calls:Q", format=","), alt.Tooltip("sum(usd):Q", title="USD", format="$,.4f")],
         )
-        .properties(height=max(120, 30 * len(frame))),
+        .properties(height=bar_height(28)),
         width="stretch",
     )
     table(frame.to_dict("records"), {
