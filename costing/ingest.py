@@ -197,7 +197,7 @@ def _write_one_by_one(
             rejected.mkdir(exist_ok=True)
             with (rejected / path.name).open("ab") as f:
                 f.write(orjson.dumps(row) + b"\n")
-            aside.add(row.get("call_id"))
+            aside.add(str(row.get("call_id")))
             log.error("event %s kept aside in %s: %s", row.get("call_id"), rejected, e.reason)
     return n
 
