@@ -6,6 +6,7 @@ run described in bench/FUZZ.md.
 
 from __future__ import annotations
 
+import json
 import os
 
 import httpx
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, PROVIDER_KEY
 from tests.proxy.junk_upstream import json_response, sse_response
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
@@ -104,6 +105,7 @@ _bodies = st.one_of(
 _header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=400).map(
     str.strip  # HTTP clients refuse to send padded values
 )
+_utf8_header = st.text(st.characters(min_codepoint=0x20, exclude_categories=("Cs", "Cc")), max_size=60).map(str.strip)
 _headers = st.fixed_dictionaries(
     {},
     optional={
@@ -111,6 +113,7 @@ _headers = st.fixed_dictionaries(
         "x-meterline-user": _header_text,
         "x-meterline-tags": _header_text | st.just(",".join(f"k{i}={'v' * 200}" for i in range(30))),
         "traceparent": _header_text | st.just("00-" + "a" * 32 + "-" + "b" * 16 + "-01"),
+        "tracestate": _header_text | st.just("meterline=bmxw.\xe9\xe9") | st.just("meterline=" + "A" * 300),
         "content-type": _header_text,
     },
 )
@@ -127,6 +130,11 @@ ODD_BODIES = [
     b'{"model": "gpt-4o-mini", "stream": true, "stream_options": "yes", "messages": []}',
     b"",
     b"null",
+    # Hostile clients (issue 20): one body read two ways, escapes spelling a metered key.
+    b'{"model": "gpt-4o-mini", "model": "house-model", "messages": []}',
+    b'{"model": "gpt-4o-mini", "mod\\u0065l": "house-model", "messages": []}',
+    b'{"model": "gpt-4o-mini", "stream": false, "stream": true, "messages": []}',
+    b'{"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": false, "include_usage": true}}',
 ]
 
 
@@ -135,9 +143,11 @@ def test_malformed_bodies_and_headers_get_a_clean_error_never_a_500(fuzz_proxy):
     client = httpx.Client(base_url=fuzz_proxy.url, timeout=30)
 
     @FUZZ
-    @given(route=st.sampled_from(LLM_ROUTES), body=_bodies, headers=_headers)
-    def call(route, body, headers):
+    @given(route=st.sampled_from(LLM_ROUTES), body=_bodies, headers=_headers, user=st.none() | _utf8_header)
+    def call(route, body, headers, user):
         sent = {k: v.encode("latin-1") for k, v in headers.items()} | {"authorization": f"Bearer {key}"}
+        if user is not None:  # UTF-8, as clients send it (issue 20 item 18)
+            sent["x-meterline-user"] = user.encode()
         assert_answered_cleanly(client.post(route, content=body, headers=sent))
 
     call()
@@ -186,6 +196,14 @@ BROKEN_ANSWERS = {
     "short_body": json_response(b'{"choices": []', length=5000),
     "not_json": json_response(b"<html>oops</html>"),
     "json_usage_of_wrong_types": json_response(b'{"usage": {"prompt_tokens": {"a": 1}, "completion_tokens": 1e400}}'),
+    # Hostile upstreams (issue 20): redirects, our own headers forged, the provider key echoed,
+    # events without an end, usage nested deeper than a parser goes.
+    "redirect": b"HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:9/v1/chat/completions\r\ncontent-length: 0\r\n\r\n",
+    "forged_headers": json_response(b'{"choices": []}', headers=b"x-meterline-cost-usd: 0\r\nx-meterline-call-id: forged\r\n"),
+    "echoed_key": json_response(b'{"error": {"message": "bad key ' + PROVIDER_KEY.encode() + b'"}}', status=401),
+    "no_boundary": sse_response(b"data: " + b"y" * 3_000_000),
+    "cr_no_boundary": sse_response(b"data: x\r" * 300_000),
+    "deep_usage": sse_response(b'data: {"usage": ' + b"[" * 5000 + b"]" * 5000 + b"}\n\ndata: [DONE]\n\n"),
 }
 
 
@@ -198,13 +216,15 @@ def test_an_upstream_answering_garbage_gets_a_clean_answer_and_a_ledger_row(fuzz
         marker = junk.answer(name, raw)
         body = {"model": "junk-model", "stream": stream, "messages": [{"role": "user", "content": marker}]}
         r = client.post("/v1/chat/completions", json=body)
-        assert r.status_code in (200, 502, 504), (name, r.status_code, r.text[:300])
+        assert r.status_code in (200, 307, 401, 502, 504), (name, r.status_code, r.text[:300])
+        assert r.headers.get_list("x-meterline-call-id") != ["forged"]
         call_ids.append(r.headers.get("x-meterline-call-id"))
     client.close()
 
     recorded = {e["call_id"]: e for e in fuzz_proxy.events()}
     assert all(cid in recorded for cid in call_ids if cid)
     assert all(0 <= e["input_tokens"] < 2**31 for e in recorded.values())
+    assert not any(PROVIDER_KEY in e["error"] for e in recorded.values())
     still_serving(fuzz_proxy, key)
 
 
@@ -239,3 +259,37 @@ def test_random_sse_from_an_upstream_never_makes_the_proxy_answer_500(fuzz_proxy
     recorded = {e["call_id"] for e in fuzz_proxy.events()}
     assert set(seen) <= recorded
     still_serving(fuzz_proxy, key)
+
+
+# -- MCP batches with ids of every shape, against a server that echoes them as JavaScript does --
+
+_rpc_ids = st.one_of(  # as JSON text, so any integer and any spelling of a number can be sent
+    st.integers(-(2**70), 2**70).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.text(max_size=8).map(json.dumps),
+    st.sampled_from(["7", "1.0", "1e0", "-0.0", "12345678901234567890123", "1E2"]),
+)
+
+
+def test_mcp_batches_with_any_ids_get_one_row_per_request(make_proxy):
+    from tests.proxy.hostile_mcp import HostileMCP
+
+    with HostileMCP() as server:
+        proxy = make_proxy(mcp_servers={"js": {"url": server.url, "price_per_call_usd": "0.01", "read_timeout": 10}})
+        key = proxy.key()
+        client = httpx.Client(base_url=proxy.url, timeout=30, headers={"authorization": f"Bearer {key}"})
+        sent = 0
+
+        @FUZZ
+        @given(ids=st.lists(_rpc_ids, min_size=1, max_size=8))
+        def call(ids):
+            nonlocal sent
+            batch = ",".join('{"jsonrpc":"2.0","id":' + i + ',"method":"tools/call","params":{"name":"echo"}}' for i in ids)
+            r = client.post("/mcp/js", content="[" + batch + "]", headers={"content-type": "application/json"})
+            assert r.status_code == 200, r.text[:300]
+            sent += len(ids)
+
+        call()
+        client.close()
+        rows = [e for e in proxy.events() if e["tool"] == "echo"]
+        assert len(rows) == sent and {e["status"] for e in rows} == {"ok"}
