@@ -8,7 +8,7 @@ proxy runs in this process so the demo can move its clock (`Meter.clock`) throug
 from __future__ import annotations
 
 import asyncio
-import calendar
+import logging
 import random
 import secrets
 import shutil
@@ -22,10 +22,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 import uvicorn
 import yaml
 
 from meterline.costing import (
+    Event,
     PriceBook,
     Usage,
     cost_of,
@@ -57,6 +59,9 @@ class DemoResult:
     planned: int
     stats: Stats
     seconds: float
+    ledger_rows: int  # the calls the ledger holds (an agent run is several)
+    ledger_rejected: int  # of them refused by a budget (status `rejected`)
+    now: datetime  # the demo's "now": the end of its traffic
 
 
 def _free_port() -> int:
@@ -65,34 +70,63 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def _estimate(p: Planned, book: PriceBook) -> Decimal:
     """Roughly what a planned call will cost (to set budgets that the month will hit)."""
     price = book.lookup(p.model, at=p.ts)
     if price is None:
         return Decimal(0)
-    calls = 3 if p.kind == "agent" else 1
-    return calls * cost_of(Usage(input_tokens=p.words + 20, cached_input_tokens=p.cached, output_tokens=p.output), price)
+    usage = Usage(input_tokens=p.input, cached_input_tokens=p.cached, output_tokens=p.output, reasoning_tokens=p.reasoning)
+    if p.kind == "agent":  # the run's own two calls (a half and a third), its tools' sub-calls, the tools
+        return cost_of(usage, price) * Decimal("0.83") + Decimal("0.05")
+    return cost_of(usage, price)
 
 
 def _budgets(planned: list[Planned], now: datetime) -> dict[str, str]:
-    """Budgets for this month: support's helpdesk passes its budget part-way through, product
-    gets near its own, research has room."""
+    """Budgets sized to a month's traffic (last month's, which the plan holds whole; each
+    month's traffic is alike): support's helpdesk passes its budget once, near the end of the
+    month, and is refused from then on; product ends the month near its own; research has room."""
     book = PriceBook(settings_from_dict({"prices": PRICES}).prices)
-    month = period_of(now)
+    month = period_of(now.replace(day=1) - timedelta(days=1))
     spent: dict[str, Decimal] = {}
     for p in planned:
         if period_of(p.ts) == month:
             for who in (p.team.id, p.team.department):
                 spent[who] = spent.get(who, Decimal(0)) + _estimate(p, book)
-    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    days = calendar.monthrange(now.year, now.month)[1]
-    run_rate = Decimal(days * 86400) / Decimal(max((now - start).total_seconds(), 3600))
     q = Decimal("0.01")
-    return {
-        "helpdesk": str((spent.get("helpdesk", Decimal(1)) * Decimal("0.7")).quantize(q) or 1),
-        "product": str((spent.get("product", Decimal(1)) * run_rate * Decimal("0.97")).quantize(q) or 1),
-        "research": str((spent.get("research", Decimal(1)) * run_rate * 3).quantize(q) or 1),
-    }
+
+    def size(who: str, share: str) -> str:
+        return str(max(q, (spent.get(who, Decimal(0)) * Decimal(share)).quantize(q)))
+
+    return {"helpdesk": size("helpdesk", "0.93"), "product": size("product", "1.12"), "research": size("research", "3")}
+
+
+def _plain_logging() -> None:
+    """One plain line per warning, in order (the MCP SDK's server installs Rich's handler,
+    which wraps a line over several and right-aligns the source file)."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
+def _ledger_counts(engine: sa.Engine) -> tuple[int, int]:
+    t: sa.Table = Event.__table__  # type: ignore[attr-defined]  # set by SQLModel's metaclass
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+        rejected = conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.status == "rejected")).scalar_one()
+    return int(rows), int(rejected)
 
 
 class _Proxy:
@@ -168,19 +202,30 @@ def run_demo(
     mcp = None
     try:
         clock = Clock(start)
-        proxy.app.state.runtime.meter.clock = clock
-        proxy.app.state.runtime.keys.refresh()
+        runtime = proxy.app.state.runtime
+        runtime.meter.clock = clock
+        if runtime.budgets is not None:  # budgets count the month the call is in, not today's
+            runtime.budgets.now = clock
+            runtime.budgets.refresh()
+        runtime.keys.refresh()
         mcp = MCPSimServer(port=mcp_port, llm_base_url=proxy.url + "/v1", llm_api_key=tool_key, expected_auth=mcp_token).start()
+        _plain_logging()
         progress(f"sending {len(planned):,} planned calls for {len(TEAMS)} teams in {len(DEPARTMENTS)} departments through the proxy")
         driver = Driver(proxy.url, keys, clock)
-        stats = asyncio.run(driver.drive(planned, lambda i: progress(f"  {i:,} / {len(planned):,} ({planned[i].ts:%Y-%m-%d})")))
+        turn = runtime.budgets.refresh if runtime.budgets is not None else None
+        stats = asyncio.run(
+            driver.drive(planned, lambda i: progress(f"  {i:,} / {len(planned):,} ({planned[i].ts:%Y-%m-%d})"), turn)
+        )
         httpx.post(proxy.url + "/admin/ledger/flush", headers={"Authorization": f"Bearer {admin_key}"}, timeout=60).raise_for_status()
     finally:
         if mcp is not None:
             mcp.stop()
         proxy.stop()
         sim.stop()
-    return DemoResult(folder, config_path, period_of(now), len(planned), stats, time.monotonic() - t0)
+    engine = create_engine(settings.database)
+    rows, rejected = _ledger_counts(engine)
+    engine.dispose()
+    return DemoResult(folder, config_path, period_of(now), len(planned), stats, time.monotonic() - t0, rows, rejected, now)
 
 
-__all__ = ["DemoResult", "NotADemoFolder", "run_demo"]
+__all__ = ["DemoResult", "NotADemoFolder", "port_free", "run_demo"]

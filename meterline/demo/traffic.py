@@ -22,7 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from openai.types.chat import ChatCompletionStreamOptionsParam
 
-from .org import TEAMS, TeamPlan
+from .org import REASONING, TEAMS, TeamPlan
 
 VOCAB = (
     "invoice customer order refund policy model latency quarter forecast ticket summary search result "
@@ -39,9 +39,11 @@ class Planned:
     user: str
     project: str
     tags: str
-    words: int
-    output: int
+    words: int  # of the prompt's text (the tokens it stands for are `input`)
+    input: int  # input tokens, `cached` of them from the provider's prompt cache
+    output: int  # output tokens, `reasoning` of them spent thinking
     cached: int
+    reasoning: int = 0
 
 
 @dataclass
@@ -76,7 +78,7 @@ def plan(start: datetime, end: datetime, n: int, rng: random.Random) -> list[Pla
     out: list[Planned] = []
     while len(out) < n:
         ts = start + timedelta(seconds=rng.random() * span)
-        growth = 0.8 + 0.4 * (ts - start).total_seconds() / span
+        growth = 0.9 + 0.2 * ts.day / 31  # busier towards each month's end, the same each month
         if rng.random() > _busy(ts) * growth / 1.2:
             continue
         team = rng.choices(TEAMS, weights)[0]
@@ -97,18 +99,25 @@ def _call(ts: datetime, team: TeamPlan, rng: random.Random) -> Planned:
     else:
         kind = "chat"
     model = rng.choices([m for m, _ in team.models], [w for _, w in team.models])[0]
-    words = max(20, int(rng.lognormvariate(0, 0.6) * team.prompt_words))
+    if kind == "embedding":
+        model = "text-embedding-3-small"
+    tokens = max(500, int(rng.lognormvariate(0, 0.6) * team.input))
+    answer = max(50, int(rng.lognormvariate(0, 0.7) * team.output))
+    thinking = int(answer * rng.uniform(0.8, 2.5)) if model in REASONING and kind != "embedding" else 0
+    cached = int(tokens * rng.uniform(0.4, 0.8)) if rng.randrange(100) < team.cache else 0
     return Planned(
         ts=ts,
         team=team,
         kind=kind,
-        model="text-embedding-3-small" if kind == "embedding" else model,
+        model=model,
         user=rng.choice(team.users),
         project=rng.choice(team.projects),
         tags=rng.choice(team.tags),
-        words=min(words, 4000),
-        output=max(10, int(rng.lognormvariate(0, 0.7) * team.output)),
-        cached=rng.choice([0, 0, 0, words // 2]),
+        words=rng.randrange(30, 120),
+        input=tokens,
+        output=answer + thinking,
+        cached=cached,
+        reasoning=thinking,
     )
 
 
@@ -129,9 +138,22 @@ class Driver:
         self.sem = asyncio.Semaphore(concurrency)
         self.stats = Stats()
 
-    async def drive(self, planned: list[Planned], progress: Callable[[int], None] | None = None) -> Stats:
-        tasks = []
+    async def drive(
+        self,
+        planned: list[Planned],
+        progress: Callable[[int], None] | None = None,
+        new_month: Callable[[], None] | None = None,
+    ) -> Stats:
+        """Send `planned` in order; at a month's turn, let the calls in flight finish and call
+        `new_month` (the proxy's budgets then re-read the new month before its first call)."""
+        tasks: list[asyncio.Task[None]] = []
+        month = planned[0].ts.strftime("%Y-%m") if planned else ""
         for i, p in enumerate(planned):
+            if new_month is not None and p.ts.strftime("%Y-%m") != month:
+                month = p.ts.strftime("%Y-%m")
+                await asyncio.gather(*tasks)
+                self.clock.now = p.ts
+                await asyncio.to_thread(new_month)
             await self.sem.acquire()
             self.clock.now = p.ts
             tasks.append(asyncio.create_task(self._one(p)))
@@ -160,15 +182,18 @@ class Driver:
     def _headers(self, p: Planned, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {"X-Meterline-User": p.user, "X-Meterline-Project": p.project, "X-Meterline-Tags": p.tags, **(extra or {})}
 
-    async def _llm(self, p: Planned, headers: dict[str, str], *, words: int | None = None) -> None:
+    async def _llm(self, p: Planned, headers: dict[str, str], *, share: int = 1) -> None:
+        """One LLM call of `p` (a `share`th of its tokens, for one step of an agent run)."""
         c = self.clients[p.team.id]
-        n = words or p.words
+        n = p.words
         if p.kind == "embedding":
-            await c.embeddings.create(model=p.model, input=[prompt(n // 4)] * 4, extra_headers=headers)
+            await c.embeddings.create(model=p.model, input=[prompt(n)] * 4, extra_headers=headers)
             return
-        directive = f"sim:chunks=6,output_tokens={p.output}" + (f",cached={p.cached}" if p.cached else "")
-        if p.kind == "estimated":
-            directive += ",no_usage=1"
+        directive = f"sim:chunks=6,prompt_tokens={p.input // share},output_tokens={p.output // share}"
+        directive += (f",cached={p.cached // share}" if p.cached else "") + (f",reasoning={p.reasoning // share}" if p.reasoning else "")
+        if p.kind == "estimated":  # the proxy counts what it sees: give it a real prompt and answer
+            directive = directive.replace("chunks=6", "chunks=400") + ",no_usage=1"
+            n = 1500
         if p.kind == "responses":
             await c.responses.create(model=p.model, input=prompt(n, directive), extra_headers=headers)
             return
@@ -193,10 +218,12 @@ class Driver:
         headers = self._headers(p, {"traceparent": tp})
         rng = random.Random(trace)
         chat = Planned(**{**p.__dict__, "kind": "chat"})
-        await self._llm(chat, headers, words=p.words // 2)
+        await self._llm(chat, headers, share=2)
         http_headers = {"Authorization": f"Bearer {self.keys[p.team.id]}", **headers}
         try:
-            async with httpx2.AsyncClient(headers=http_headers, timeout=60) as http:
+            # No CA bundle for plain http: building a CA-loaded SSL context per run was a
+            # tenth of the demo's CPU.
+            async with httpx2.AsyncClient(headers=http_headers, timeout=60, verify=self.proxy_url.startswith("https:")) as http:
                 transport = streamable_http_client(self.proxy_url + "/mcp/tools", http_client=http)
                 async with Client(transport, mode="auto") as client:
                     await client.call_tool("echo", {"text": "look up " + p.project})
@@ -209,7 +236,7 @@ class Driver:
         except (MCPError, httpx2.HTTPError, ExceptionGroup):  # e.g. the team's budget refused the run
             self.stats.rejected += 1
             return
-        await self._llm(chat, headers, words=p.words // 3)
+        await self._llm(chat, headers, share=3)
         self.stats.agent_runs += 1
 
 
