@@ -83,3 +83,27 @@ def json_response(body: bytes, *, status: int = 200, length: int | None = None, 
         + b"\r\n"
         + body
     )
+
+
+WORDS = "hello world "
+
+
+def delta(text: str) -> bytes:
+    return b'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"' + text.encode() + b'"}}]}\n\n'
+
+
+def usageless_stream(total: int, *, pause: float = 0.0, end: bool = True) -> Callable[[], AsyncIterator[bytes]]:
+    """A hostile answer: about `total` bytes of text deltas and no usage, made as it is sent,
+    at full speed or one event every `pause` seconds; without [DONE] unless `end`."""
+
+    async def gen() -> AsyncIterator[bytes]:
+        yield SSE_HEAD + b"\r\n"
+        event = delta(WORDS * 300)
+        for _ in range(total // len(event)):
+            yield event
+            if pause:
+                await asyncio.sleep(pause)
+        if end:
+            yield b"data: [DONE]\n\n"
+
+    return gen

@@ -13,30 +13,7 @@ import pytest
 
 from meterline.costing.estimate import SAMPLE_CHARS, count_text
 from meterline.proxy.sse import SSEEvents
-from tests.proxy.junk_upstream import SSE_HEAD
-
-WORDS = "hello world "
-
-
-def delta(text: str) -> bytes:
-    doc = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text}}]}
-    return b"data: " + orjson.dumps(doc) + b"\n\n"
-
-
-def usageless_stream(total: int, *, pause: float = 0.0, end: bool = True):
-    """An answer of about `total` bytes of text deltas and no usage, made as it is sent."""
-
-    async def gen():
-        yield SSE_HEAD + b"\r\n"
-        event = delta(WORDS * 300)
-        for _ in range(total // len(event)):
-            yield event
-            if pause:
-                await asyncio.sleep(pause)
-        if end:
-            yield b"data: [DONE]\n\n"
-
-    return gen
+from tests.proxy.junk_upstream import WORDS, usageless_stream
 
 
 def _stream(proxy, key: str, content: str):
