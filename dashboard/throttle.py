@@ -29,12 +29,17 @@ class _Record:
     locked_until: float = 0.0
 
 
+def _now() -> float:
+    return time.monotonic()
+
+
 class Throttle:
     """Parameters:
-    clock: seconds, monotonic (replaceable in tests, which then need no sleeps)."""
+    clock: seconds, monotonic (replaceable in tests, which then need no sleeps); by default
+        the module's `_now`, looked up at each call."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self.clock = clock
+    def __init__(self, clock: Callable[[], float] | None = None):
+        self.clock: Callable[[], float] = clock or (lambda: _now())
         self._records: dict[tuple[str, str], _Record] = {}
         self._lock = threading.Lock()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from meterline.costing.config import DashboardConfig
 from meterline.dashboard.auth import sign_in
+from meterline.dashboard import throttle as throttle_module
 from meterline.dashboard.throttle import FREE, MAX_LOCK, Throttle
 from tests.dashboard.conftest import ADMIN_PASSWORD, signed_in
 
@@ -56,7 +57,8 @@ def test_another_client_guessing_other_names_is_throttled_as_a_client():
     assert gate.wait("admin", "10.0.0.1") == 0  # the admin from elsewhere is not
 
 
-def test_the_sign_in_form_says_when_guessing_is_throttled(ledger):
+def test_the_sign_in_form_says_when_guessing_is_throttled(ledger, monkeypatch):
+    monkeypatch.setattr(throttle_module, "_now", lambda: 1000.0)  # time stands still: the lock holds
     for _ in range(FREE):
         assert [e.value for e in signed_in("admin", "wrong").error] == ["Wrong user or password."]
     at = signed_in("admin", "wrong")  # the sixth is checked, then locks
