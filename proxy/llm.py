@@ -184,9 +184,9 @@ def _max_output_tokens(doc: dict[str, Any]) -> int:
 METERED_KEYS = frozenset(("model", "stream", "stream_options", "include_usage", "user", "max_tokens",
                           "max_completion_tokens", "max_output_tokens"))  # fmt: skip
 # Only a body that might name one twice is parsed again, slowly: one with a second `"model"`,
-# a second `"stream...` (`stream` and `stream_options` both, or either twice; the slow path then
-# checks `include_usage` inside), or an escaped ASCII letter that could spell one
-# (`"mod\\u0065l"`). Three scans of the body's bytes on the usual call.
+# `"stream"`, `"stream_options"` or `"include_usage"`, or an escaped ASCII letter that could
+# spell one (`"mod\\u0065l"`). A few scans of the body's bytes, no parsing, on the usual call.
+_STREAM_KEYS = (b'"stream"', b'"stream_options"', b'"include_usage"')
 _ESCAPED_LETTERS = (b"\\u004", b"\\u005", b"\\u006", b"\\u007")
 
 
@@ -199,7 +199,7 @@ def _parse(body: bytes) -> dict[str, Any]:
         raise invalid_request("request body must be a JSON object")
     if (
         body.count(b'"model"') > 1
-        or body.count(b'"stream') > 1
+        or (b'"stream' in body and any(body.count(k) > 1 for k in _STREAM_KEYS))
         or (b"\\u00" in body and any(e in body for e in _ESCAPED_LETTERS))
     ):
         twice = _duplicate_key(body)
