@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from .engine import dialect_insert
 from .money import usd
-from .tables import Note
+from .tables import NOTES
 
 Announce = Callable[["Alert"], None]
 """Told each alert this process stored first (from the budgets' background thread)."""
@@ -46,7 +46,7 @@ class Alert:
 def store(engine: sa.Engine, alert: Alert, now: datetime) -> bool:
     """Note the alert once per scope and month; True if this call stored it (no other
     process, nor this one, had)."""
-    t = Note.__table__
+    t = NOTES
     stmt = (
         dialect_insert(engine, t)
         .values(ts=now, kind=alert.kind, subject=alert.subject, period=alert.period, message=alert.message)

@@ -22,6 +22,7 @@ MAX_TOOLS = 10_000  # (kind, server, tool) whose recent costs are kept
 BYTES_PER_TOKEN = 4
 
 
+# Read-only members: the proxy's calls are frozen once admitted.
 class _Payer(Protocol):
     @property
     def department(self) -> str: ...

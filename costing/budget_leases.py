@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from .budget_accountant import Scope
 from .engine import dialect_insert
 from .money import PICO, ZERO, from_pico
-from .tables import BudgetLease
+from .tables import LEASES
 
 LEASE_LOCK = 0x6D6C_6C65  # PostgreSQL advisory lock: renewals take turns
 
@@ -73,7 +73,7 @@ def renew(
 
     Call under `lock`, with `ledger` read after taking it.
     """
-    t = BudgetLease.__table__
+    t = LEASES
     rows = conn.execute(
         sa.select(t.c.scope, t.c.replica, t.c.committed_pico).where(
             t.c.period == period, t.c.replica != replica, t.c.heartbeat_at >= now - ttl

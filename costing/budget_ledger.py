@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from .budget_accountant import Scope
 from .money import from_pico
-from .tables import Event, Rollup
+from .tables import EVENTS, ROLLUPS
 
 CHUNK = 500  # call ids per IN (...) query
 
@@ -20,7 +20,7 @@ def ledger_spend(conn: sa.Connection, scopes: Iterable[Scope], period: str) -> d
 
     Departments and teams from the hourly rollups; keys from the events, which the rollups
     do not split by key."""
-    r, e = Rollup.__table__, Event.__table__
+    r, e = ROLLUPS, EVENTS
     spend: dict[Scope, Decimal] = {}
     wanted: dict[str, list[str]] = {"department": [], "team": [], "key": []}
     for kind, ident in scopes:
@@ -40,7 +40,7 @@ def ledger_spend(conn: sa.Connection, scopes: Iterable[Scope], period: str) -> d
 
 def in_ledger(conn: sa.Connection, call_ids: list[str]) -> set[str]:
     """Which of `call_ids` the ledger has."""
-    t = Event.__table__
+    t = EVENTS
     found: set[str] = set()
     for i in range(0, len(call_ids), CHUNK):
         chunk = call_ids[i : i + CHUNK]

@@ -36,7 +36,7 @@ import orjson
 import sqlalchemy as sa
 
 from .errors import ConfigError
-from .tables import PeriodSnapshot, Rollup
+from .tables import PERIODS, ROLLUPS, PeriodSnapshot
 
 if TYPE_CHECKING:  # config imports months, which closes a month with compute(): no runtime import
     from .config import Settings
@@ -111,7 +111,8 @@ class Chargeback:
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        out: dict[str, Any] = _jsonable(asdict(self))
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Chargeback:
@@ -225,9 +226,9 @@ def compute(rows: Iterable[dict[str, Any]], settings: Settings, period: str) -> 
     billed = split(exact_charge, CENTS)
     departments = []
     for d, b in zip(order, billed, strict=True):
-        mine = [lines[i] for i in members[d]]
+        dept_lines = [lines[i] for i in members[d]]
         cfg = depts.get(d)
-        totals = {m: sum((getattr(ln, m) for ln in mine), Decimal("0.000000")) for m in MONEY}
+        totals = {m: sum((getattr(ln, m) for ln in dept_lines), Decimal("0.000000")) for m in MONEY}
         departments.append(
             DepartmentCharge(
                 department=d,
@@ -260,6 +261,7 @@ def _order(r: dict[str, Any]) -> tuple[Any, ...]:
 
 def _line(period: str, r: dict[str, Any], depts: dict[str, Any]) -> ChargebackLine:
     d = depts.get(r["department"])
+    counts: dict[str, Any] = {s: int(r[s] or 0) for s in LINE_SUMS if s != "cost_pico"}
     return ChargebackLine(
         period=period,
         department=r["department"],
@@ -272,7 +274,7 @@ def _line(period: str, r: dict[str, Any], depts: dict[str, Any]) -> ChargebackLi
         tool=r["tool"],
         adjustment=bool(r["adjustment"]),
         tags=r["tags"],
-        **{s: int(r[s] or 0) for s in LINE_SUMS if s != "cost_pico"},
+        **counts,
     )
 
 
@@ -347,7 +349,7 @@ def split(values: Sequence[Fraction], places: int, total: Decimal | None = None)
 
 def line_sums(db: sa.Engine | sa.Connection, period: str) -> list[dict[str, Any]]:
     """The month's rollups summed per chargeback line (money in pico-USD)."""
-    t = Rollup.__table__
+    t = ROLLUPS
     cols = [t.c[d] for d in LINE_DIMS]
     q = (
         sa.select(*cols, *(sa.func.sum(t.c[s]).label(s) for s in LINE_SUMS))
@@ -361,7 +363,7 @@ def line_sums(db: sa.Engine | sa.Connection, period: str) -> list[dict[str, Any]
 
 
 def snapshot(engine: sa.Engine, period: str) -> PeriodSnapshot | None:
-    t = PeriodSnapshot.__table__
+    t = PERIODS
     with engine.connect() as conn:
         row = conn.execute(sa.select(t).where(t.c.period == period)).mappings().first()
     return PeriodSnapshot(**row) if row else None

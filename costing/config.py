@@ -9,6 +9,7 @@ rest of the code never touches `os.environ`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -240,14 +241,14 @@ class Settings(_Section):
         return self
 
 
-def config_location(path: str | os.PathLike[str] | None = None, *, environ: dict[str, str] | None = None) -> Path:
+def config_location(path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
     """The config file `load_settings(path)` reads: `path`, else `$METERLINE_CONFIG`, else ./config.yaml."""
     env = os.environ if environ is None else environ
     return Path(path or env.get("METERLINE_CONFIG") or DEFAULT_CONFIG)
 
 
 def load_settings(
-    path: str | os.PathLike[str] | None = None, *, environ: dict[str, str] | None = None
+    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Read and validate the config. Raises ConfigError with a one-line message."""
     env = os.environ if environ is None else environ
@@ -266,7 +267,7 @@ def load_settings(
 
 
 def settings_from_dict(
-    raw: dict[str, Any], *, path: str | None = None, environ: dict[str, str] | None = None
+    raw: dict[str, Any], *, path: str | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     env = os.environ if environ is None else environ
     raw = dict(raw)

@@ -29,7 +29,7 @@ from .spool import (
     remove_if_spent,
     segments,
 )
-from .tables import Event
+from .tables import EVENTS
 
 log = logging.getLogger("meterline.ledger")
 
@@ -37,7 +37,7 @@ log = logging.getLogger("meterline.ledger")
 @cache
 def _column_limits() -> dict[str, tuple[type, int]]:
     limits: dict[str, tuple[type, int]] = {}
-    for c in Event.__table__.columns:
+    for c in EVENTS.columns:
         t = c.type.impl if isinstance(c.type, sa.TypeDecorator) else c.type  # SQLModel's AutoString
         if isinstance(t, sa.String) and t.length:
             limits[c.name] = (str, t.length)

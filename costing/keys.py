@@ -30,12 +30,11 @@ from sqlmodel import Session, select
 from .errors import InvalidKey, KeyRequestError, UnknownKey
 from .money import exact, from_pico, to_pico
 from .org import Org
-from .tables import VirtualKey, utcnow
+from .tables import KEYS, VirtualKey, utcnow
 
 KEY_PREFIX = "sk-ml-"
 VISIBLE = 10  # characters of the key shown in listings
 DEFAULT_GRACE = timedelta(hours=24)
-_KEYS: sa.Table = VirtualKey.__table__  # type: ignore[attr-defined]
 
 
 def hash_key(key: str) -> str:
@@ -341,7 +340,7 @@ class KeyCache:
             return
         wanted = list(digests)
         q = select(VirtualKey).where(
-            sa.or_(_KEYS.c.key_hash.in_(wanted), _KEYS.c.previous_hash.in_(wanted))
+            sa.or_(KEYS.c.key_hash.in_(wanted), KEYS.c.previous_hash.in_(wanted))
         )
         with Session(self.engine) as s:
             rows = s.exec(q).all()

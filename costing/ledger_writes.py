@@ -19,7 +19,7 @@ from .bulk_insert import postgres_insert, sqlite_insert
 from .errors import LedgerWriteError
 from .parents import link_parents
 from .period_lock import lock_periods
-from .tables import ROLLUP_DIMS, ROLLUP_SUMS, TOKEN_FIELDS, Event, Rollup
+from .tables import EVENTS, ROLLUP_DIMS, ROLLUP_SUMS, ROLLUPS, TOKEN_FIELDS
 
 ROLLUP_MAX = 10**18
 """Each rollup sum saturates here: a bucket of absurd calls must not overflow (bigint, int64)
@@ -65,7 +65,7 @@ def _refused_for_content(e: BaseException) -> bool:
 
 
 def _write(engine: sa.Engine, rows: list[dict[str, Any]], periods: Periods | None) -> int:
-    table = Event.__table__
+    table = EVENTS
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Every statement below is a keyed lookup. With statistics from when the ledger was
@@ -98,7 +98,7 @@ def _add_to_rollups(engine: sa.Engine, conn: sa.Connection, rows: list[dict[str,
         acc[-1] += r["cost_pico"]
     if not sums:
         return
-    table = Rollup.__table__
+    table = ROLLUPS
     values = [
         dict(zip(ROLLUP_DIMS, dims, strict=True)) | {s: min(v, ROLLUP_MAX) for s, v in zip(ROLLUP_SUMS, acc, strict=True)}
         for dims, acc in sums.items()

@@ -283,11 +283,12 @@ def breakdown(usage: Usage, price: Price) -> Breakdown:
 
     def rate(name: str) -> Decimal:
         nonlocal partly
-        r = getattr(rates, name)
+        r: Decimal | None = getattr(rates, name)
         if r is None:
             fallback = FALLBACK[name]
             partly = partly or name != "reasoning"
-            r = getattr(rates, fallback)
+            fb: Decimal = getattr(rates, fallback)
+            return fb
         return r
 
     def add(name: str, count: int, r: Decimal) -> None:

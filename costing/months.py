@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from .chargeback import Chargeback, compute, line_sums, snapshot
 from .errors import InvalidMonth, PeriodClosed, PeriodNotEnded
 from .period_lock import lock_periods
-from .tables import PeriodSnapshot, utcnow
+from .tables import PERIODS, PeriodSnapshot, utcnow
 
 if TYPE_CHECKING:  # config validates its months with parse_month: a runtime import would be a cycle
     from .config import Settings
@@ -96,7 +96,7 @@ def charge_period(ts: datetime, closed: set[str]) -> tuple[str, bool]:
 def closed_periods(engine: sa.Engine) -> set[str]:
     """The months closed so far."""
     with engine.connect() as conn:
-        return set(conn.execute(sa.select(PeriodSnapshot.__table__.c.period)).scalars())
+        return set(conn.execute(sa.select(PERIODS.c.period)).scalars())
 
 
 def is_closed(engine: sa.Engine, period: str) -> bool:
@@ -121,7 +121,7 @@ def close_period(
             raise PeriodClosed(f"{period} was closed by someone else just now")
         cb = compute(line_sums(conn, period), settings, period)
         row = PeriodSnapshot(period=period, closed_at=now or utcnow(), snapshot=orjson.dumps(cb.as_dict()).decode())
-        conn.execute(sa.insert(PeriodSnapshot.__table__).values(**row.model_dump()))
+        conn.execute(sa.insert(PERIODS).values(**row.model_dump()))
     cb.closed_at = row.closed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     return cb
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .tables import Event
+from .tables import EVENTS
 
 
 def link_parents(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
@@ -16,7 +16,7 @@ def link_parents(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     A call's id is its span id, so a child's `parent_span_id` names its parent once that
     parent is in the ledger.
     """
-    t = Event.__table__
+    t = EVENTS
     p = t.alias("p")
     found = sa.select(p.c.call_id).where(p.c.call_id == t.c.parent_span_id).scalar_subquery()
     orphans = [r["call_id"] for r in rows if r["parent_span_id"] and not r["parent_call_id"]]

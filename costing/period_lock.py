@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from .tables import PeriodSnapshot
+from .tables import PERIODS
 
 PERIOD_LOCK = 0x6D6C_7065  # PostgreSQL advisory lock: closing a month vs writing events
 
@@ -22,7 +22,7 @@ def lock_periods(conn: sa.Connection, *, exclusive: bool) -> set[str]:
         conn.execute(sa.text(f"SELECT {fn}(:k)"), {"k": PERIOD_LOCK})
     else:
         conn.execute(sa.text("DELETE FROM periods WHERE 1 = 0"))
-    return set(conn.execute(sa.select(PeriodSnapshot.__table__.c.period)).scalars())
+    return set(conn.execute(sa.select(PERIODS.c.period)).scalars())
 
 
 __all__ = ["PERIOD_LOCK", "lock_periods"]

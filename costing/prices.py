@@ -85,7 +85,7 @@ def build_price(
 
     def resolve(tier: str, above: int) -> Rates:
         chain = [tables.get(k, {}) for k in ((tier, above), (DEFAULT_TIER, above), (tier, 0))] + [base]
-        got = {f: next((t[f] for t in chain if f in t), None) for f in RATE_FIELDS}
+        got: dict[str, Any] = {f: next((t[f] for t in chain if f in t), None) for f in RATE_FIELDS}
         inp = got["input"] or Decimal(0)
         got["input"] = inp
         got["output"] = got["output"] or Decimal(0)

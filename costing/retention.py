@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from .errors import ConfigError
 from .months import month_end
-from .tables import Event, PeriodSnapshot
+from .tables import EVENTS, PERIODS
 
 
 @dataclass
@@ -36,7 +36,7 @@ def prunable_months(engine: sa.Engine, older_than_days: int, now: datetime | Non
         raise ConfigError("the retention age must be zero or more days", key="older_than_days")
     cutoff = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
     with engine.connect() as conn:
-        closed = conn.execute(sa.select(PeriodSnapshot.__table__.c.period).order_by("period")).scalars().all()
+        closed = conn.execute(sa.select(PERIODS.c.period).order_by("period")).scalars().all()
     return [p for p in closed if month_end(p) <= cutoff]
 
 
@@ -45,7 +45,7 @@ def prune_events(engine: sa.Engine, older_than_days: int, now: datetime | None =
     days before `now`. Rollups and period snapshots are kept; returns what was deleted."""
     now = now or datetime.now(UTC)
     result = Pruned(cutoff=now - timedelta(days=older_than_days))
-    t = Event.__table__
+    t = EVENTS
     for period in prunable_months(engine, older_than_days, now):
         # One transaction per month: an interrupted prune leaves whole months, never half of one.
         with engine.begin() as conn:

@@ -176,7 +176,7 @@ class VirtualKey(SQLModel, table=True):
     expires_at: datetime | None = None  # refused from then on (401, the message says so)
     budget_pico: int | None = Field(None, sa_type=sa.BigInteger)  # monthly budget of its own
     # Rotation: the secret it replaced, accepted until `previous_valid_until` (the grace).
-    previous_hash: str | None = Field(None, max_length=64, index=True)
+    previous_hash: str | None = Field(default=None, max_length=64, index=True)
     previous_valid_until: datetime | None = None
 
 
@@ -216,7 +216,28 @@ class BudgetLease(SQLModel, table=True):
     heartbeat_at: datetime = Field(default_factory=utcnow)  # renewed every budgets.refresh_seconds
 
 
+def _table(model: type[SQLModel]) -> sa.Table:
+    """The SQLAlchemy table SQLModel made for `model` (its `__table__`, which SQLModel leaves untyped)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, sa.Table)
+    return table
+
+
+# The tables as SQLAlchemy Core sees them, for the statements the models do not write.
+EVENTS = _table(Event)
+ROLLUPS = _table(Rollup)
+KEYS = _table(VirtualKey)
+PERIODS = _table(PeriodSnapshot)
+NOTES = _table(Note)
+LEASES = _table(BudgetLease)
+
 __all__ = [
+    "EVENTS",
+    "KEYS",
+    "LEASES",
+    "NOTES",
+    "PERIODS",
+    "ROLLUPS",
     "EVENT_COLUMNS",
     "ROLLUP_DIMS",
     "ROLLUP_SUMS",

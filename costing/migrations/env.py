@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import meterline.costing  # noqa: F401 - registers every ledger table on SQLModel.metadata
 import sqlalchemy as sa
 from alembic import context
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
+
+import meterline.costing  # noqa: F401 - registers every ledger table on SQLModel.metadata
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -43,6 +44,8 @@ def run_online() -> None:
         _run(connection)
         return
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no ledger URL: pass -x url=... or set sqlalchemy.url")
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         _run(conn)

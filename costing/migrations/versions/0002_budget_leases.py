@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
 from meterline.costing.migrations.ops import ensure_table
 
 revision = "0002"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
 from meterline.costing.migrations.ops import ensure_column, ensure_index
 
 revision = "0003"
