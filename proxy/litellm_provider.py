@@ -25,7 +25,9 @@ import orjson
 from starlette.responses import Response
 
 from meterline.costing.config import ProviderConfig
+from meterline.costing.money import Usage
 
+from .caps import DEFAULT as DEFAULT_CAPS
 from .errors import ProxyError
 from .meter import Call, Meter
 from .responses import CALL_ID, error_event, meter_headers
@@ -44,6 +46,8 @@ for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
 
 # Fields of the OpenAI body that are ours to handle, not passed to litellm as parameters.
 _OWN_FIELDS = frozenset(("model", "stream", "stream_options"))
+
+KEEP_CHARS = DEFAULT_CAPS.estimate_sample_bytes  # of a stream's text, kept until usage arrives
 
 
 class LiteLLMProviders:
@@ -215,8 +219,8 @@ async def _relay(
     the client (the generator closed at a `yield`). Later chunks pass as they come, and `[DONE]`
     leaves last."""
     chunks = aiter(stream)
-    text: list[str] = []
-    size = 0
+    text: list[str] = []  # the first KEEP_CHARS of the text, for an estimate scaled to the rest
+    kept = seen = size = 0
     status, usage, response_model, error = "client_closed", None, "", ""
     held: dict[str, Any] | None = None  # the chunk that carried usage, leaving once the call is recorded
     broken: ProxyError | None = None
@@ -224,7 +228,11 @@ async def _relay(
         try:
             async for chunk in chunks:
                 out = chunk.model_dump(exclude_none=True)
-                text.append(delta_text(out))
+                piece = delta_text(out)
+                seen += len(piece)
+                if kept < KEEP_CHARS:
+                    text.append(piece)
+                    kept += len(piece)
                 usage = parse_usage(out.get("usage"))
                 if usage is not None:
                     status, response_model = "ok", out.get("model", "")
@@ -240,7 +248,9 @@ async def _relay(
             status, error = "upstream_error", f"stream broke off: {broken}"
         finally:
             if usage is None:
-                usage = estimate(doc, call.model, "".join(text))
+                usage = estimate(doc, call.model, "".join(text))  # bounded: a sample of a long text
+                if seen > kept:
+                    usage = Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens * seen // kept)
                 meter.record(call, status=status, usage=usage, usage_source="estimated", response_bytes=size, error=error)
             else:
                 meter.record(call, status=status, usage=usage, response_model=response_model, response_bytes=size)
