@@ -22,7 +22,7 @@ import json
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -228,7 +228,7 @@ class Rounds:
         call = parked.call
         # Latency is the proxy-side time of all rounds, not the time the client spent answering.
         started = call.started + time.perf_counter() - parked.since
-        return Parked(replace(call, started=started, request_bytes=call.request_bytes + request_bytes), parked.response_bytes)
+        return Parked(call._replace(started=started, request_bytes=call.request_bytes + request_bytes), parked.response_bytes)
 
 
 @dataclass(slots=True)

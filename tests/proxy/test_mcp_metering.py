@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -97,6 +96,6 @@ def test_a_parked_round_resumes_only_for_the_key_that_started_it():
 
 
 def _call(**fields):
-    base = {f.name: "" for f in dataclasses.fields(Call)}
+    base = dict.fromkeys(Call._fields, "")
     base |= {"call_id": "c1", "request_bytes": 0, "max_output_tokens": 0, "reserved": Decimal(0), "ts": None, "started": 0.0}
     return Call(**(base | fields))
