@@ -118,7 +118,7 @@ class ProxyServer:
 
     def start(self) -> ProxyServer:
         self.thread.start()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 90  # a first import of litellm alone can take 20 s on a loaded 2-core host
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("proxy did not start")

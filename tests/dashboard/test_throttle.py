@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from meterline.costing.config import DashboardConfig
-from meterline.dashboard.auth import sign_in
 from meterline.dashboard import throttle as throttle_module
+from meterline.dashboard.auth import sign_in
 from meterline.dashboard.throttle import FREE, MAX_LOCK, Throttle
 from tests.dashboard.conftest import ADMIN_PASSWORD, signed_in
 
