@@ -13,8 +13,10 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from meterline.costing import ZERO, Event, from_pico, parse_detail
+from meterline.costing import ZERO, from_pico, parse_detail
 from meterline.costing.tables import DETAILED
+
+from .ledger_queries import EVENTS
 
 TEXT = "text"  # the cost of calls billed as text only, at the default tier
 
@@ -38,7 +40,7 @@ class DimensionCosts:
 def dimension_costs(engine: sa.Engine, period: str, total: Decimal, where: dict[str, str] | None = None) -> DimensionCosts:
     """The month's cost by dimension; `total` is the month's ledger cost (what text makes up
     the rest of); `where`: column -> value filters (e.g. a department)."""
-    t = Event.__table__
+    t = EVENTS
     q = sa.select(t.c.cost_detail, t.c.service_tier, t.c.long_context_above, t.c.usage_flag, t.c.cost_pico).where(
         t.c.charge_period == period, sa.text(DETAILED)
     )
