@@ -60,6 +60,15 @@ class LiteLLMProviders:
         self.providers = frozenset(self.configs)
         _warm_up()
 
+    async def close(self) -> None:
+        """Close the HTTP clients litellm keeps for the process, and forget them: they belong
+        to this event loop, and a later app (a test's, a worker's) must not reuse them closed."""
+        import litellm
+        from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+        await close_litellm_async_clients()
+        litellm.in_memory_llm_clients_cache.flush_cache()
+
     async def forward(
         self,
         meter: Meter,

@@ -138,6 +138,8 @@ class Runtime:
         for t in self._tasks:
             t.cancel()
         await self.upstreams.close()
+        if self.litellm is not None:
+            await self.litellm.close()
         await asyncio.to_thread(self.estimator.close)
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)  # exports the spans still buffered
