@@ -66,7 +66,7 @@ class LiteLLMProviders:
         import litellm
         from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
-        await close_litellm_async_clients()
+        await close_litellm_async_clients()  # type: ignore[no-untyped-call]  # litellm is untyped
         litellm.in_memory_llm_clients_cache.flush_cache()
 
     async def forward(
