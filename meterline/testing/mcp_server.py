@@ -5,8 +5,9 @@ one endpoint: 2026-07-28 requests (`server/discover`, per-request `_meta`,
 `MCP-Protocol-Version: 2026-07-28`) and the handshake era (`initialize`,
 `Mcp-Session-Id`, GET stream, DELETE).
 
-Tools: echo, add, fail, summarize (calls an OpenAI-compatible LLM, forwarding
-the incoming W3C `traceparent`), confirm (asks the client once via elicitation;
+Tools: echo, add, lookup (a plain tool: no LLM), fail, summarize (calls an
+OpenAI-compatible LLM, forwarding the incoming W3C `traceparent` and `tracestate` as an
+OpenTelemetry-instrumented server would), confirm (asks the client once via elicitation;
 an `input_required` round on 2026-07-28).
 
     python -m meterline.testing.mcp_server --port 9000 \
@@ -72,6 +73,11 @@ def create_server(
     def add(a: float, b: float) -> float:
         """Return a + b."""
         return a + b
+
+    @mcp.tool()
+    def lookup(query: str) -> str:
+        """Look a query up (no LLM involved): the answer names the query."""
+        return f"found: {query}"
 
     @mcp.tool()
     def fail() -> str:

@@ -22,6 +22,15 @@ last user text changes behaviour.  Keys (all integers):
                  4 string, 5 boolean prompt tokens; 6 every count at 10^9
     status       answer this HTTP status with the provider's error body
     hang         accept and never answer (cancelled when the client disconnects)
+    tools        with `tools` in the request: call the first N of them at once (default 1)
+    turns        with `tools`: answer with tool calls for N rounds, then text (default 1)
+
+Tools (chat and Responses), like an agent's LLM: a request with `tools` whose conversation
+has had fewer tool rounds (since the last user message) than `turns` is answered with calls
+to the first `tools` tools, with random ids as providers mint them (`call_` + 24
+alphanumerics; Responses `fc_`/`resp_` + hex). The arguments come from the request: each
+required string property is the last user text (with " #K" from the second round on),
+numbers 1, booleans true; so two conversations with different prompts ask differently.
 
 Token rules: prompt = words of every message text + 4 per message (chat, responses,
 anthropic; instructions/system count as a message), words of the prompt/inputs for
@@ -39,7 +48,10 @@ import base64
 import collections
 import itertools
 import json
+import os
+import random
 import re
+import string
 import struct
 import threading
 import time
@@ -65,7 +77,6 @@ MODELS = (
 )
 _PAIRS = ("alpha beta", "gamma delta", "epsilon zeta", "eta theta")
 _DIRECTIVE = re.compile(r"sim:((?:[a-z_]+=\d+,?)+)")
-_ids = itertools.count(1)
 _TIERS = {1: "priority", 2: "flex"}
 _JUNK: dict[int, Any] = {1: 10**30, 2: -5, 3: 12.5, 4: "12", 5: True}
 
@@ -91,13 +102,35 @@ _ANTHROPIC_ERRORS = {
 }
 
 
+_ALNUM = string.ascii_letters + string.digits
+_rng = random.Random()  # seeded from os.urandom: ids differ between runs and processes
+_ROUNDS_KEPT = 10_000  # Responses ids remembered for `previous_response_id` (oldest dropped)
+
+
+def _random_id(prefix: str, n: int = 24) -> str:
+    """An id shaped like the providers': `call_` + 24 alphanumerics, say."""
+    return prefix + "".join(_rng.choices(_ALNUM, k=n))
+
+
+def _hex_id(prefix: str, nbytes: int = 24) -> str:
+    return prefix + os.urandom(nbytes).hex()
+
+
 class _State:
-    __slots__ = ("bearer", "api_key", "requests")
+    __slots__ = ("bearer", "api_key", "requests", "rounds")
 
     def __init__(self, api_key: str | None, requests: list[dict[str, Any]] | None):
         self.api_key = api_key
         self.bearer = f"Bearer {api_key}" if api_key else None
         self.requests = requests
+        # Responses id -> (tool rounds so far, last user text): a request that continues with
+        # `previous_response_id` carries only the tool outputs, not the conversation.
+        self.rounds: dict[str, tuple[int, str]] = {}
+
+    def remember(self, response_id: str, rounds: int, text: str) -> None:
+        if len(self.rounds) >= _ROUNDS_KEPT:
+            del self.rounds[next(iter(self.rounds))]
+        self.rounds[response_id] = (rounds, text)
 
 
 _STATE = web.AppKey("meterline_sim_state", _State)
@@ -375,12 +408,64 @@ def _event(name: str, obj: Any) -> bytes:
 # OpenAI chat completions
 
 
-def _first_tool_name(tools: Any) -> str | None:
-    if not isinstance(tools, list) or not tools or not isinstance(tools[0], dict):
-        return None
-    t = tools[0]
-    fn = t.get("function")
-    return (fn.get("name") if isinstance(fn, dict) else None) or t.get("name") or "tool"
+def _tool_specs(tools: Any) -> list[tuple[str, Any]]:
+    """(name, JSON schema of the parameters) of each tool, chat or Responses shaped."""
+    if not isinstance(tools, list):
+        return []
+    out = []
+    for t in tools:
+        if not isinstance(t, dict):
+            continue
+        fn = t.get("function")
+        fn = fn if isinstance(fn, dict) else t
+        out.append((fn.get("name") or t.get("name") or "tool", fn.get("parameters")))
+    return out
+
+
+def _arguments(schema: Any, text: str) -> str:
+    """JSON arguments for a tool: each required property filled from the request."""
+    args: dict[str, Any] = {}
+    if isinstance(schema, dict):
+        props = schema.get("properties")
+        props = props if isinstance(props, dict) else {}
+        for name in schema.get("required") or ():
+            prop = props.get(name)
+            kind = prop.get("type") if isinstance(prop, dict) else None
+            if kind == "string" or kind is None:
+                args[name] = text
+            elif kind in ("integer", "number"):
+                args[name] = 1
+            elif kind == "boolean":
+                args[name] = True
+    return orjson.dumps(args).decode()
+
+
+def _tool_calls(tools: Any, d: dict[str, int], text: str, rounds: int) -> list[tuple[str, str]]:
+    """(name, arguments) of the tools to call in this answer: none once the rounds are done."""
+    specs = _tool_specs(tools)
+    if not specs or rounds >= d.get("turns", 1):
+        return []
+    if rounds:
+        text = f"{text} #{rounds + 1}"
+    return [(name, _arguments(schema, text)) for name, schema in specs[: max(1, d.get("tools", 1))]]
+
+
+def _chat_rounds(messages: Any) -> int:
+    """Assistant tool-call messages since the last user message."""
+    rounds = 0
+    m: Any
+    for m in reversed(messages if isinstance(messages, list) else ()):
+        if not isinstance(m, dict) or m.get("role") == "user":
+            break
+        if m.get("role") == "assistant" and m.get("tool_calls"):
+            rounds += 1
+    return rounds
+
+
+def _split(s: str, parts: int = 3) -> list[str]:
+    """`s` in up to `parts` pieces, as providers stream tool arguments."""
+    size = max(1, -(-len(s) // parts))
+    return [s[i : i + size] for i in range(0, len(s), size)] or [""]
 
 
 @_endpoint()
@@ -391,26 +476,26 @@ async def chat_completions(request: web.Request, body: dict[str, Any]) -> web.St
         return early
     model = body.get("model", "")
     chunks = d.get("chunks", DEFAULT_CHUNKS)
-    # Only call a tool when the last turn isn't already a tool result, so agent loops terminate.
+    # Call tools only until the rounds are done (after one tool result by default), so agent loops end.
     last_role = messages[-1].get("role") if messages and isinstance(messages[-1], dict) else None
-    tool = _first_tool_name(body.get("tools")) if last_role != "tool" else None
-    n = next(_ids)
-    cid, created = f"chatcmpl-sim{n:010d}", int(time.time())
+    done = last_role == "tool" and "turns" not in d
+    calls = [] if done else _tool_calls(body.get("tools"), d, _last_user_text(messages), _chat_rounds(messages))
+    cid, created = _random_id("chatcmpl-", 29), int(time.time())
     prompt = _messages_tokens(messages if isinstance(messages, list) else [])
-    completion = _completion_tokens(d, TOOL_CALL_TOKENS if tool else 2 * chunks)
+    completion = _completion_tokens(d, TOOL_CALL_TOKENS if calls else 2 * chunks)
     usage = None if d.get("no_usage") else _chat_usage(prompt, completion, d)
-    tool_call = {
-        "id": f"call_sim{n:010d}",
-        "type": "function",
-        "function": {"name": tool, "arguments": "{}"},
-    }
+    tool_calls: list[dict[str, Any]] = [
+        {"id": _random_id("call_"), "type": "function", "function": {"name": name, "arguments": args}}
+        for name, args in calls
+    ]
+    tool = bool(tool_calls)
 
     if not body.get("stream"):
         if tool:
             message = {
                 "role": "assistant",
                 "content": None,
-                "tool_calls": [tool_call],
+                "tool_calls": tool_calls,
                 "refusal": None,
             }
         else:
@@ -458,11 +543,19 @@ async def chat_completions(request: web.Request, body: dict[str, Any]) -> web.St
         )
 
     if tool:
-        opening = {**tool_call, "index": 0, "function": {"name": tool, "arguments": ""}}
-        head = [
-            chunk({"role": "assistant", "content": None, "tool_calls": [opening], "refusal": None})
-        ]
-        frames = [chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})]
+        # Like OpenAI: the first call opens in the role chunk, each further one in its own.
+        head: list[bytes] = []
+        frames: list[bytes] = []
+        for i, tc in enumerate(tool_calls):
+            opening = {**tc, "index": i, "function": {"name": tc["function"]["name"], "arguments": ""}}
+            if i == 0:
+                head.append(chunk({"role": "assistant", "content": None, "tool_calls": [opening], "refusal": None}))
+            else:
+                frames.append(chunk({"tool_calls": [opening]}))
+            frames += [
+                chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+                for piece in _split(tc["function"]["arguments"])
+            ]
     else:
         head = [chunk({"role": "assistant", "content": "", "refusal": None})]
         frames = [chunk({"content": p}) for p in _pieces(chunks)]
@@ -494,7 +587,7 @@ async def completions(request: web.Request, body: dict[str, Any]) -> web.StreamR
     completion = _completion_tokens(d, 2 * chunks)
     usage = None if d.get("no_usage") else _chat_usage(sum(map(_words, texts)), completion, d)
     base: dict[str, Any] = {
-        "id": f"cmpl-sim{next(_ids):010d}",
+        "id": _random_id("cmpl-", 29),
         "object": "text_completion",
         "created": int(time.time()),
         "model": body.get("model", ""),
@@ -600,24 +693,63 @@ def _responses_input(inp: Any) -> tuple[str, int]:
     return _last_user_text(items), _messages_tokens(items)
 
 
+def _responses_rounds(inp: Any) -> tuple[bool, int, bool]:
+    """(has a user message, tool rounds since the last one, ends with a tool output).
+
+    A round is a run of consecutive `function_call` items (parallel calls are one round)."""
+    if not isinstance(inp, list):
+        return isinstance(inp, str), 0, False
+    items = [i for i in inp if isinstance(i, dict)]
+    start = next((n for n in range(len(items) - 1, -1, -1) if items[n].get("role") == "user"), -1)
+    rounds, prev = 0, None
+    for item in items[start + 1 :]:
+        kind = item.get("type")
+        rounds += kind == "function_call" and prev != "function_call"
+        prev = kind
+    after_output = bool(items) and items[-1].get("type") == "function_call_output"
+    return start >= 0, rounds, after_output
+
+
 @_endpoint()
 async def responses(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    st = request.app[_STATE]
     instructions = body.get("instructions")
-    text_in, prompt = _responses_input(body.get("input", ""))
+    inp = body.get("input", "")
+    text_in, prompt = _responses_input(inp)
+    has_user, rounds, after_output = _responses_rounds(inp)
+    tools = body.get("tools")
+    previous = st.rounds.get(body.get("previous_response_id") or "") if tools else None
+    if previous is not None and not has_user:
+        # A continuation carries only the new items: the conversation so far is upstream's.
+        rounds, text_in = rounds + previous[0], previous[1]
     if isinstance(instructions, str):
         prompt += _words(instructions) + PER_MESSAGE_TOKENS
     d = _directives(text_in)
     if (early := await _gate(d)) is not None:
         return early
     chunks = d.get("chunks", DEFAULT_CHUNKS)
-    n = next(_ids)
-    rid, mid, created = f"resp_sim{n:010d}", f"msg_sim{n:010d}", int(time.time())
+    rid, mid, created = _hex_id("resp_"), _hex_id("msg_"), int(time.time())
+    done = after_output and "turns" not in d
+    calls = [] if done else _tool_calls(tools, d, text_in, rounds)
+    if tools:
+        st.remember(rid, rounds + (1 if calls else 0), text_in)
     text = completion_text(chunks)
     usage = (
         None
         if d.get("no_usage")
-        else _responses_usage(prompt, _completion_tokens(d, 2 * chunks), d)
+        else _responses_usage(prompt, _completion_tokens(d, TOOL_CALL_TOKENS if calls else 2 * chunks), d)
     )
+    function_calls: list[dict[str, Any]] = [
+        {
+            "id": _hex_id("fc_"),
+            "type": "function_call",
+            "status": "completed",
+            "arguments": args,
+            "call_id": _random_id("call_"),
+            "name": name,
+        }
+        for name, args in calls
+    ]
     part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
     message = {
         "id": mid,
@@ -628,7 +760,7 @@ async def responses(request: web.Request, body: dict[str, Any]) -> web.StreamRes
     }
 
     searches = [
-        {"id": f"ws_sim{n:010d}_{i}", "type": "web_search_call", "status": "completed", "action": {"type": "search", "query": "sim"}}
+        {"id": _hex_id("ws_"), "type": "web_search_call", "status": "completed", "action": {"type": "search", "query": "sim"}}
         for i in range(d.get("web_search", 0))
     ]
 
@@ -667,8 +799,9 @@ async def responses(request: web.Request, body: dict[str, Any]) -> web.StreamRes
                 r["usage"] = usage
         return r
 
+    answer = [*searches, *(function_calls or [message])]
     if not body.get("stream"):
-        return _json(response("completed", [*searches, message]))
+        return _json(response("completed", answer))
 
     seq = itertools.count()
 
@@ -689,6 +822,18 @@ async def responses(request: web.Request, body: dict[str, Any]) -> web.StreamRes
             ev("response.web_search_call.completed", output_index=i, item_id=ws["id"]),
             ev("response.output_item.done", output_index=i, item=ws),
         ]
+    if function_calls:
+        frames, tail = [], []
+        for i, fc in enumerate(function_calls, start=at):
+            where = {"item_id": fc["id"], "output_index": i}
+            frames.append(ev("response.output_item.added", output_index=i, item={**fc, "status": "in_progress", "arguments": ""}))
+            frames += [ev("response.function_call_arguments.delta", **where, delta=p) for p in _split(fc["arguments"])]
+            frames += [
+                ev("response.function_call_arguments.done", **where, arguments=fc["arguments"]),
+                ev("response.output_item.done", output_index=i, item=fc),
+            ]
+        tail.append(ev("response.completed", response=response("completed", answer)))
+        return await _stream(request, head, frames, tail, d)
     head += [
         ev(
             "response.output_item.added",
@@ -704,7 +849,7 @@ async def responses(request: web.Request, body: dict[str, Any]) -> web.StreamRes
         ev("response.output_text.done", **loc, text=text, logprobs=[]),
         ev("response.content_part.done", **loc, part=part),
         ev("response.output_item.done", output_index=at, item=message),
-        ev("response.completed", response=response("completed", [*searches, message])),
+        ev("response.completed", response=response("completed", answer)),
     ]
     return await _stream(request, head, frames, tail, d)
 
@@ -725,7 +870,7 @@ async def anthropic_messages(request: web.Request, body: dict[str, Any]) -> web.
         messages if isinstance(messages, list) else [], _text(body.get("system"))
     )
     usage = None if d.get("no_usage") else _anthropic_usage(prompt, output, d)
-    mid, model = f"msg_sim{next(_ids):010d}", body.get("model", "")
+    mid, model = _random_id("msg_"), body.get("model", "")
 
     if not body.get("stream"):
         out: dict[str, Any] = {

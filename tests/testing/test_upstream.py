@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 
 import httpx
@@ -124,6 +126,116 @@ def test_tools_answer_with_one_tool_call(client):
         .choices[0]
         .message.content
     )
+
+
+LOOKUP = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}, "page": {"type": "integer"}},
+            "required": ["query", "limit"],
+        },
+    },
+}
+WEATHER = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+CALL_ID = re.compile(r"call_[A-Za-z0-9]{24}")
+
+
+def test_tool_calls_have_random_ids_and_arguments_from_the_request(client):
+    a, b = (client.chat.completions.create(model="m", messages=user(t), tools=[LOOKUP]) for t in ("oslo", "oslo"))
+    (ca,), (cb,) = a.choices[0].message.tool_calls, b.choices[0].message.tool_calls
+    assert CALL_ID.fullmatch(ca.id) and CALL_ID.fullmatch(cb.id) and ca.id != cb.id
+    assert json.loads(ca.function.arguments) == {"query": "oslo", "limit": 1}
+    other = client.chat.completions.create(model="m", messages=user("bergen"), tools=[LOOKUP])
+    assert json.loads(other.choices[0].message.tool_calls[0].function.arguments)["query"] == "bergen"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_parallel_tool_calls_over_several_turns(client, stream):
+    tools = [LOOKUP, WEATHER]
+
+    def ask(messages):
+        if not stream:
+            return client.chat.completions.create(model="m", messages=messages, tools=tools).choices[0].message
+        calls: dict[int, dict] = {}
+        content = ""
+        for ch in client.chat.completions.create(model="m", messages=messages, tools=tools, stream=True):
+            delta = ch.choices[0].delta
+            content += delta.content or ""
+            for tc in delta.tool_calls or ():
+                c = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                c["id"] += tc.id or ""
+                c["name"] += (tc.function.name or "") if tc.function else ""
+                c["arguments"] += (tc.function.arguments or "") if tc.function else ""
+        return {"content": content, "tool_calls": [calls[i] for i in sorted(calls)]}
+
+    def calls_of(msg):
+        if isinstance(msg, dict):
+            return msg["tool_calls"]
+        return [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments} for c in msg.tool_calls or ()]
+
+    messages = user("paris sim:tools=2,turns=2")
+    seen = []
+    for turn in (1, 2):
+        calls = calls_of(ask(messages))
+        assert [c["name"] for c in calls] == ["lookup", "weather"]
+        suffix = "" if turn == 1 else " #2"
+        assert json.loads(calls[1]["arguments"]) == {"city": "paris sim:tools=2,turns=2" + suffix}
+        seen += [c["id"] for c in calls]
+        messages = messages + [
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls
+            ]},
+            *({"role": "tool", "tool_call_id": c["id"], "content": "ok"} for c in calls),
+        ]
+    assert len(set(seen)) == 4
+    final = ask(messages)
+    assert calls_of(final) == [] and (final["content"] if isinstance(final, dict) else final.content) == completion_text(DEFAULT_CHUNKS)
+
+
+RESPONSES_TOOL = {"type": "function", "name": "weather", "parameters": WEATHER["function"]["parameters"]}
+
+
+def test_responses_answer_with_a_function_call_then_text(client):
+    r = client.responses.create(model="m", input="rome", tools=[RESPONSES_TOOL])
+    (fc,) = r.output
+    assert (fc.type, fc.name, json.loads(fc.arguments)) == ("function_call", "weather", {"city": "rome"})
+    assert re.fullmatch(r"resp_[0-9a-f]{48}", r.id) and fc.id.startswith("fc_") and CALL_ID.fullmatch(fc.call_id)
+    assert r.usage.output_tokens == 10
+    again = client.responses.create(model="m", input="rome", tools=[RESPONSES_TOOL])
+    assert again.id != r.id and again.output[0].call_id != fc.call_id
+
+    history = [{"role": "user", "content": "rome"}, fc.model_dump(exclude_none=True), {"type": "function_call_output", "call_id": fc.call_id, "output": "sunny"}]
+    done = client.responses.create(model="m", input=history, tools=[RESPONSES_TOOL])
+    assert done.output_text == completion_text(DEFAULT_CHUNKS)
+    # the same continuation by previous_response_id: only the tool output travels
+    done = client.responses.create(
+        model="m", previous_response_id=r.id, input=[history[-1]], tools=[RESPONSES_TOOL]
+    )
+    assert done.output_text == completion_text(DEFAULT_CHUNKS)
+
+
+def test_responses_stream_a_function_call_and_turns_follow_previous_response_id(client):
+    with client.responses.stream(model="m", input="lima sim:turns=2", tools=[RESPONSES_TOOL]) as stream:
+        kinds = [e.type for e in stream]
+        first = stream.get_final_response()
+    (fc,) = first.output
+    assert json.loads(fc.arguments) == {"city": "lima sim:turns=2"}
+    assert kinds[-4:] == [
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ] and "response.output_item.added" in kinds
+    output = {"type": "function_call_output", "call_id": fc.call_id, "output": "ok"}
+    second = client.responses.create(model="m", previous_response_id=first.id, input=[output], tools=[RESPONSES_TOOL])
+    (fc2,) = second.output
+    assert json.loads(fc2.arguments) == {"city": "lima sim:turns=2 #2"}
+    output2 = {"type": "function_call_output", "call_id": fc2.call_id, "output": "ok"}
+    third = client.responses.create(model="m", previous_response_id=second.id, input=[output2], tools=[RESPONSES_TOOL])
+    assert third.output_text == completion_text(DEFAULT_CHUNKS)
 
 
 def test_responses_non_stream_and_stream(client):
