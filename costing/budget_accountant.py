@@ -80,6 +80,9 @@ class Accountant:
         self._landed: set[str] | None = None
         self._alerts: queue.SimpleQueue[Alert] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        # What a scope may spend beyond its budget: credits drawn this month and left to draw
+        # (credit_balances.budget_allowance); replaced, never changed in place.
+        self.allowance: dict[Scope, Decimal] = {}
 
     def key_budget(self, key_id: str, budget: Decimal | None) -> None:
         """A key's own monthly budget, from the keys table (None: it has none). The config's
@@ -147,9 +150,14 @@ class Accountant:
         self._alert("budget_hard", over, spent)
         raise error
 
+    def spendable(self) -> dict[Scope, Decimal]:
+        """Each scope's budget plus its credit allowance: what its spend may reach."""
+        allowance = self.allowance
+        return {s: v + allowance.get(s, ZERO) for s, v in self.limits.items()}
+
     def cap(self, scope: Scope) -> Decimal:
-        """The budget, or this replica's lease on it when that is lower."""
-        limit = self.limits[scope]
+        """The budget (plus its credit allowance), or this replica's lease on it when that is lower."""
+        limit = self.limits[scope] + self.allowance.get(scope, ZERO)
         ceiling = self._ceiling.get(scope)
         return limit if ceiling is None else min(limit, ceiling)
 
@@ -251,7 +259,7 @@ class Accountant:
     def check_soft(self, spends: list[tuple[Scope, Decimal]]) -> None:
         """Queue `budget_soft` for each scope whose spend reached the soft threshold."""
         for s, spent in spends:
-            if spent * 100 >= self.limits[s] * self.soft_threshold_percent:
+            if spent * 100 >= (self.limits[s] + self.allowance.get(s, ZERO)) * self.soft_threshold_percent:
                 self._alert("budget_soft", s, spent)
 
     def _alert(self, kind: str, scope: Scope, spent: Decimal) -> None:

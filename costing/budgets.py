@@ -163,7 +163,7 @@ class Budgets:
             spend = ledger_spend(conn, limits, period)
             mine, crossed = a.reread(period, spend, landed)
             committed = renew(
-                conn, replica=self.replica, period=period, limits=limits, ledger=spend, pending=mine,
+                conn, replica=self.replica, period=period, limits=a.spendable(), ledger=spend, pending=mine,
                 now=self.now(), ttl=self.lease_ttl,
             )  # fmt: skip
         a.set_ceilings(period, spend, committed)

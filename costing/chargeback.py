@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import sqlalchemy as sa
 
+from .credit_ledger import period_credits
 from .errors import ConfigError
 from .tables import PERIODS, ROLLUPS, PeriodSnapshot
 
@@ -79,10 +80,15 @@ class ChargebackLine:
     markup_usd: Decimal = Decimal("0.000000")
     adjustment: bool = False  # usage of a closed month, billed in this one
     tags: str = ""
+    credit_usd: Decimal = Decimal("0.000000")  # credits drawn by the line's calls (costing/credits.py)
 
     @property
     def charge_usd(self) -> Decimal:
         return self.cost_usd + self.allocated_usd + self.markup_usd
+
+    @property
+    def billed_usd(self) -> Decimal:
+        return self.charge_usd - self.credit_usd
 
 
 @dataclass
@@ -95,7 +101,8 @@ class DepartmentCharge:
     allocated_usd: Decimal
     markup_usd: Decimal
     charge_usd: Decimal  # six places, the sum of its lines
-    billed: Decimal  # cents; the departments' billed amounts add up to Chargeback.total
+    billed: Decimal  # cents, charge less credits; the departments' billed amounts add up to Chargeback.total
+    credit_usd: Decimal = Decimal("0.000000")  # six places, the credits its lines drew
 
 
 @dataclass
@@ -162,8 +169,11 @@ def exchange_rate(settings: Settings, period: str) -> Decimal:
     return rate
 
 
-def compute(rows: Iterable[dict[str, Any]], settings: Settings, period: str) -> Chargeback:
-    """The chargeback of `period` from line sums (LINE_DIMS + LINE_SUMS, money in pico-USD)."""
+def compute(
+    rows: Iterable[dict[str, Any]], settings: Settings, period: str, credits: dict[tuple[str, str], int] | None = None
+) -> Chargeback:
+    """The chargeback of `period` from line sums (LINE_DIMS + LINE_SUMS, money in pico-USD),
+    and the credits the month's calls drew per (department, team), pico-USD."""
     cb = settings.chargeback
     rate = exchange_rate(settings, period)
     fr = Fraction(rate)
@@ -219,10 +229,13 @@ def compute(rows: Iterable[dict[str, Any]], settings: Settings, period: str) -> 
     else:
         alloc6 = _round_column(alloc, members)
     markup6 = _round_column(markup, members)
+    credit = _credits(lines, cost, alloc, markup, credits or {}, fr)
+    credit6 = _round_column(credit, members)
     for i, ln in enumerate(lines):
         ln.cost_usd, ln.allocated_usd, ln.markup_usd = cost6[i], alloc6[i], markup6[i]
+        ln.credit_usd = credit6[i]
 
-    exact_charge = [sum((cost[i] + alloc[i] + markup[i] for i in members[d]), Fraction(0)) for d in order]
+    exact_charge = [sum((cost[i] + alloc[i] + markup[i] - credit[i] for i in members[d]), Fraction(0)) for d in order]
     billed = split(exact_charge, CENTS)
     departments = []
     for d, b in zip(order, billed, strict=True):
@@ -237,6 +250,7 @@ def compute(rows: Iterable[dict[str, Any]], settings: Settings, period: str) -> 
                 markup_percent=pct[d],
                 charge_usd=sum(totals.values(), Decimal("0.000000")),
                 billed=b,
+                credit_usd=sum((ln.credit_usd for ln in dept_lines), Decimal("0.000000")),
                 **totals,
             )
         )
@@ -253,6 +267,33 @@ def compute(rows: Iterable[dict[str, Any]], settings: Settings, period: str) -> 
         total=sum(billed, Decimal("0.00")),
         warnings=warnings,
     )
+
+
+def _credits(
+    lines: list[ChargebackLine],
+    cost: list[Fraction],
+    alloc: list[Fraction],
+    markup: list[Fraction],
+    drawn: dict[tuple[str, str], int],
+    rate: Fraction,
+) -> list[Fraction]:
+    """Each line's credit, exact: a team's credits spread over its lines pro rata to their
+    cost, never more than a line's charge (a discount below cost leaves that part unbilled)."""
+    out = [Fraction(0)] * len(lines)
+    if not drawn:
+        return out
+    team_cost: dict[tuple[str, str], Fraction] = {}
+    for ln, c in zip(lines, cost, strict=True):
+        if ln.department:
+            k = (ln.department, ln.team)
+            team_cost[k] = team_cost.get(k, Fraction(0)) + c
+    for i, ln in enumerate(lines):
+        k = (ln.department, ln.team)
+        if not ln.department or not team_cost.get(k) or k not in drawn:
+            continue
+        share = Fraction(drawn[k], 10**12) * rate * cost[i] / team_cost[k]
+        out[i] = max(Fraction(0), min(share, cost[i] + alloc[i] + markup[i]))
+    return out
 
 
 def _order(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -376,7 +417,7 @@ def load_chargeback(engine: sa.Engine, settings: Settings, period: str) -> Charg
         cb = Chargeback.from_dict(orjson.loads(snap.snapshot))
         cb.closed_at = snap.closed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         return cb
-    return compute(line_sums(engine, period), settings, period)
+    return compute(line_sums(engine, period), settings, period, period_credits(engine, settings, period))
 
 
 __all__ = [

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 from .months import is_month
@@ -94,6 +102,8 @@ class TeamConfig(_Section):
     id: str
     name: str | None = None
     budget_usd_monthly: Decimal | None = Field(None, ge=0)
+    require_credits: bool = False  # refused (429 credits_exhausted) once its credit balance is empty
+    credit_alerts_usd: list[Decimal] = []  # alert when its credit balance falls below each amount
 
 
 class DepartmentConfig(_Section):
@@ -101,7 +111,47 @@ class DepartmentConfig(_Section):
     name: str | None = None
     cost_center: str = ""
     budget_usd_monthly: Decimal | None = Field(None, ge=0)
+    require_credits: bool = False
+    credit_alerts_usd: list[Decimal] = []
     teams: list[TeamConfig] = []
+
+
+class CreditGrantConfig(_Section):
+    """A grant that calls draw down before anything is billed (costing/credits.py)."""
+
+    id: str = Field(min_length=1, max_length=64)
+    department: str | None = None
+    team: str | None = None
+    amount_usd: Decimal = Field(ge=0, le=Decimal(1_000_000), decimal_places=12)
+    effective_from: datetime  # a date is its first instant (UTC)
+    expires: datetime | None = None  # the instant it stops counting; a date: its first instant
+    priority: int = 0  # lower first; then the earliest to expire
+    recurring: Literal["monthly"] | None = None
+    rollover_max_usd: Decimal | None = Field(None, ge=0, decimal_places=12)
+
+    @field_validator("effective_from", "expires", mode="before")
+    @classmethod
+    def _instant(cls, v: object) -> object:
+        if isinstance(v, date) and not isinstance(v, datetime):
+            return datetime(v.year, v.month, v.day, tzinfo=UTC)
+        return v
+
+    @field_validator("effective_from", "expires")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        if v is None:
+            return v
+        return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _check(self) -> CreditGrantConfig:
+        if (self.department is None) == (self.team is None):
+            raise ValueError(f"credits.{self.id}: give either `department` or `team`")
+        if self.rollover_max_usd is not None and self.recurring is None:
+            raise ValueError(f"credits.{self.id}: rollover_max_usd needs `recurring: monthly`")
+        if self.expires is not None and self.expires <= self.effective_from:
+            raise ValueError(f"credits.{self.id}: expires must come after effective_from")
+        return self
 
 
 class SharedCost(_Section):
@@ -205,6 +255,7 @@ class Settings(_Section):
     prices: list[PriceConfig] = []
     mcp_servers: dict[str, MCPServerConfig] = {}
     departments: list[DepartmentConfig] = []
+    credits: list[CreditGrantConfig] = []
     chargeback: ChargebackConfig = ChargebackConfig()
     budgets: BudgetsConfig = BudgetsConfig()
     server: ServerConfig = ServerConfig()
@@ -238,6 +289,15 @@ class Settings(_Section):
             unknown = sorted(set(ids) - depts)
             if unknown:
                 raise ValueError(f"chargeback.{name}: unknown department {unknown[0]!r}")
+        credit_ids: set[str] = set()
+        for g in self.credits:
+            if g.id in credit_ids:
+                raise ValueError(f"credits: grant id {g.id!r} is used twice")
+            credit_ids.add(g.id)
+            if g.department is not None and g.department not in depts:
+                raise ValueError(f"credits.{g.id}.department: unknown department {g.department!r}")
+            if g.team is not None and g.team not in seen:
+                raise ValueError(f"credits.{g.id}.team: unknown team {g.team!r}")
         return self
 
 

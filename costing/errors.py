@@ -4,6 +4,7 @@
     ├── ConfigError          a bad or missing setting (names the key and the file)
     ├── UnknownModelPrice    no price for a model (the call is recorded unpriced)
     ├── BudgetExceeded       a department, team or key is over its monthly budget
+    ├── CreditsExhausted     a team or department that requires credits has none left
     ├── InvalidKey           missing, unknown, revoked or expired virtual key
     ├── UnknownKey           no key with that id (managing keys, not calling with one)
     ├── KeyRequestError      a key cannot be made or changed as asked (names the field)
@@ -60,6 +61,16 @@ class BudgetExceeded(CostingError):
         super().__init__(
             f"{scope} {name!r} is over its monthly budget of {budget} USD "
             f"(spent {spent} USD this month)"
+        )
+        self.scope = scope
+        self.name = name
+
+
+class CreditsExhausted(CostingError):
+    def __init__(self, scope: str, name: str, balance: str):
+        super().__init__(
+            f"{scope} {name!r} requires credits and has none left (balance {balance} USD); "
+            "ask for a credit grant"
         )
         self.scope = scope
         self.name = name

@@ -216,6 +216,24 @@ class BudgetLease(SQLModel, table=True):
     heartbeat_at: datetime = Field(default_factory=utcnow)  # renewed every budgets.refresh_seconds
 
 
+class CreditGrant(SQLModel, table=True):
+    """A credit grant made through the admin API (`credits:` in the config are the others)."""
+
+    __tablename__ = "credit_grants"
+
+    id: str = Field(primary_key=True, max_length=64)
+    department: str = Field("", max_length=128)  # one of department and team is set
+    team: str = Field("", max_length=128)
+    amount_pico: int = Field(sa_type=sa.BigInteger)
+    effective_from: datetime
+    expires_at: datetime | None = None
+    priority: int = 0
+    recurring: str = Field("", max_length=16)  # "" or "monthly"
+    rollover_max_pico: int | None = Field(None, sa_type=sa.BigInteger)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None  # stops counting at this instant
+
+
 def _table(model: type[SQLModel]) -> sa.Table:
     """The SQLAlchemy table SQLModel made for `model` (its `__table__`, which SQLModel leaves untyped)."""
     table = model.__table__  # type: ignore[attr-defined]
@@ -230,9 +248,11 @@ KEYS = _table(VirtualKey)
 PERIODS = _table(PeriodSnapshot)
 NOTES = _table(Note)
 LEASES = _table(BudgetLease)
+GRANTS = _table(CreditGrant)
 
 __all__ = [
     "EVENTS",
+    "GRANTS",
     "KEYS",
     "LEASES",
     "NOTES",
@@ -243,6 +263,7 @@ __all__ = [
     "ROLLUP_SUMS",
     "TOKEN_FIELDS",
     "BudgetLease",
+    "CreditGrant",
     "Event",
     "Note",
     "PeriodSnapshot",

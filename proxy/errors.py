@@ -26,6 +26,7 @@ from starlette.responses import Response
 from meterline.costing.errors import (
     BudgetExceeded,
     CostingError,
+    CreditsExhausted,
     InvalidKey,
     KeyRequestError,
     PeriodClosed,
@@ -55,6 +56,8 @@ def from_costing(e: CostingError) -> ProxyError:
         return ProxyError(401, "invalid_api_key", str(e), type="invalid_request_error")
     if isinstance(e, BudgetExceeded):
         return ProxyError(429, "budget_exceeded", str(e), type="insufficient_quota")
+    if isinstance(e, CreditsExhausted):
+        return ProxyError(429, "credits_exhausted", str(e), type="insufficient_quota")
     if isinstance(e, UnknownKey):
         return ProxyError(404, "key_not_found", str(e), param="id")
     if isinstance(e, KeyRequestError):

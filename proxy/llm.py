@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from meterline.costing.errors import BudgetExceeded
+from meterline.costing.errors import BudgetExceeded, CreditsExhausted
 from meterline.costing.money import Usage
 
 from .auth import authenticate
@@ -111,7 +111,7 @@ async def forward(request: Request, path: str, kind: str) -> Response:
     )
     try:
         rt.admit(call)
-    except BudgetExceeded as e:
+    except (BudgetExceeded, CreditsExhausted) as e:
         rt.meter.record(call, status="rejected", http_status=429, error=str(e))
         raise
 

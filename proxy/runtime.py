@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -12,6 +13,8 @@ import sqlalchemy as sa
 
 from meterline.costing.budgets import Budgets
 from meterline.costing.config import Settings
+from meterline.costing.credit_balances import Credits, budget_allowance
+from meterline.costing.credits import Drawdown
 from meterline.costing.engine import create_engine, create_schema
 from meterline.costing.ingest import LedgerWriter
 from meterline.costing.keys import KeyCache
@@ -99,6 +102,9 @@ class Runtime:
             engine, settings, self.prices, on_alert=alerts.webhook(settings.budgets.webhook_url)
         )
         self.budgets.follow(self.writer)  # before any call is recorded
+        self.credits = Credits(engine, settings, self.budgets.accountant.estimator, replica=self.budgets.replica)
+        self.credits.follow(self.writer)
+        self.credits.on_refresh.append(self._credit_allowance)
         self.meter.on_record.append(self._settle)
         self.litellm: LiteLLMProviders | None = None
         if any(p.kind == "litellm" for p in settings.providers.values()):
@@ -131,6 +137,7 @@ class Runtime:
             if key.budget_usd is not None:
                 rt.budgets.key_budget(key.id, key.budget_usd)
         await asyncio.to_thread(rt.budgets.start)
+        await asyncio.to_thread(rt.credits.start)
         rt._tasks.append(asyncio.create_task(rt._refresh_keys()))
         return rt
 
@@ -144,6 +151,7 @@ class Runtime:
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)  # exports the spans still buffered
         await self.mcp.close()
+        await asyncio.to_thread(self.credits.stop)
         await asyncio.to_thread(self.budgets.stop)
         await asyncio.to_thread(self.writer.stop)
         self.spool.close()
@@ -158,9 +166,15 @@ class Runtime:
                 log.warning("key refresh failed: %s", e)
 
     def admit(self, call: Call) -> None:
-        """Raise BudgetExceeded, before the call reaches an upstream, if a budget refuses it (the
-        route records the refusal)."""
+        """Raise CreditsExhausted or BudgetExceeded, before the call reaches an upstream, if
+        credits or a budget refuse it (the route records the refusal, which settles both)."""
+        self.credits.admit(call)
         self.budgets.admit(call)
 
     def _settle(self, event: dict[str, Any], call: Call, response_model: str) -> None:
+        self.credits.settle(event, call)
         self.budgets.settle(event, call)
+
+    def _credit_allowance(self, drawdown: Drawdown, now: datetime) -> None:
+        if self.budgets.limits:
+            self.budgets.accountant.allowance = budget_allowance(self.settings, drawdown, now)

@@ -32,8 +32,10 @@ CONTRACT_COLUMNS = (
     "period department cost_center team project kind provider model tool requests input_tokens "
     "cached_input_tokens output_tokens reasoning_tokens tool_calls cost_usd allocated_usd markup_usd charge_usd"
 ).split()
-CSV_COLUMNS = [*CONTRACT_COLUMNS, "adjustment", "currency", "tags"]
-"""The contract's columns, then: adjustment (usage of a closed month billed in this one), the
+CREDIT_COLUMNS = ["credit_usd", "billed_usd"]
+CSV_COLUMNS = [*CONTRACT_COLUMNS, *CREDIT_COLUMNS, "adjustment", "currency", "tags"]
+"""The contract's columns, then: the credits the line's calls drew and what is billed beyond
+them (`charge_usd - credit_usd`), adjustment (usage of a closed month billed in this one), the
 currency the money columns hold, and the calls' tags."""
 
 
@@ -84,7 +86,7 @@ def chargeback_report(
 def line_record(cb: Chargeback, ln: ChargebackLine) -> dict[str, Any]:
     """One line as the CSV shows it (money as six-decimal strings)."""
     rec: dict[str, Any] = {c: getattr(ln, c) for c in CONTRACT_COLUMNS[:15]}
-    for c in ("cost_usd", "allocated_usd", "markup_usd", "charge_usd"):
+    for c in ("cost_usd", "allocated_usd", "markup_usd", "charge_usd", "credit_usd", "billed_usd"):
         rec[c] = getattr(ln, c).quantize(Q6)
     rec["adjustment"] = ln.adjustment
     rec["currency"] = cb.currency

@@ -207,6 +207,7 @@ def run_demo(
         if runtime.budgets is not None:  # budgets count the month the call is in, not today's
             runtime.budgets.now = clock
             runtime.budgets.refresh()
+        runtime.credits.now = clock  # grants count at the demo's time too
         runtime.keys.refresh()
         mcp = MCPSimServer(port=mcp_port, llm_base_url=proxy.url + "/v1", llm_api_key=tool_key, expected_auth=mcp_token).start()
         _plain_logging()

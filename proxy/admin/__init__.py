@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import exports, keys, reports, usage
+from . import credits, exports, keys, reports, usage
 
 router = APIRouter(prefix="/admin")
-for _module in (keys, usage, reports, exports):
+for _module in (keys, credits, usage, reports, exports):
     router.include_router(_module.router)
 
 __all__ = ["router"]

@@ -1,0 +1,197 @@
+"""The credit accountant: admission of `require_credits` calls, in memory, no I/O, per process.
+
+The same scheme as the budget accountant (budget_accountant.py), on credit pools instead of
+budgets. A pool is the grants of one team or one department; a call of team T in department D
+may draw the pools ("team", T) and ("department", D). Per pool:
+
+    available = balance   what its grants that count now had left at the last ledger read
+              - recorded  what calls this process recorded since drew from it (not yet in that read)
+              - reserved  estimates of the calls in flight
+
+capped by this replica's lease on the pool (budget_leases.py, on scopes `credits-team:T`,
+`credits-department:D`). A call that needs credits is admitted while a pool it may draw has
+something available, and reserves its estimate there; once recorded, its cost replaces the
+reservation. With nothing available it raises CreditsExhausted and the caller records the
+refusal (status `rejected`). What the calls really drew is always the derivation from the
+ledger (credits.py); this only decides admission between two reads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from .budget_estimates import Admissible, Estimator
+from .credits import Drawdown, Instance, Scope, to_pico
+from .errors import CreditsExhausted
+from .money import from_pico, usd
+
+RESERVATION_MAX_AGE = 15 * 60.0  # seconds; a call not settled by then is assumed gone
+
+
+def lease_scope(pool: Scope) -> Scope:
+    """The scope a pool's lease is published under (never a budget's name)."""
+    return (f"credits-{pool[0]}", pool[1])
+
+
+class CreditAccountant:
+    """Parameters:
+    required: the teams and departments with `require_credits: true`.
+    team_department: each team's department (a department's calls may draw its teams' pools).
+    estimator: the budgets' estimator of a call's cost before it is sent.
+    """
+
+    def __init__(self, required: Iterable[Scope], team_department: dict[str, str], estimator: Estimator):
+        self.required = frozenset(required)
+        self.team_department = team_department
+        self.estimator = estimator
+        self._pools: dict[Scope, list[Instance]] = {}  # at the last read, in draw order
+        self._recorded: dict[str, list[tuple[Scope, int]]] = {}
+        self._recorded_sum: dict[Scope, int] = {}
+        self._reserved: dict[Scope, int] = {}
+        self._reservations: dict[str, tuple[list[tuple[Scope, int]], float]] = {}
+        self._ceiling: dict[Scope, int] = {}
+        self._landed: set[str] | None = None
+        self._lock = threading.Lock()
+
+    def pools_of(self, department: str, team: str) -> list[Scope]:
+        return [("team", team), ("department", department)]
+
+    def needs_credits(self, department: str, team: str) -> bool:
+        return bool(self.required) and (("team", team) in self.required or ("department", department) in self.required)
+
+    def tracked(self) -> list[Scope]:
+        """The pools the required scopes draw from."""
+        pools: set[Scope] = set()
+        for kind, ident in self.required:
+            if kind == "team":
+                pools.update(self.pools_of(self.team_department.get(ident, ""), ident))
+            else:
+                pools.add(("department", ident))
+                pools.update(("team", t) for t, d in self.team_department.items() if d == ident)
+        return sorted(pools)
+
+    # -- the request path ---------------------------------------------------------------------
+
+    def _available(self, pool: Scope, at: datetime) -> int:
+        balance = sum(i.remaining_pico for i in self._pools.get(pool, ()) if i.counts_at(at))
+        ceiling = self._ceiling.get(pool)
+        if ceiling is not None:
+            balance = min(balance, ceiling)
+        return balance - self._recorded_sum.get(pool, 0) - self._reserved.get(pool, 0)
+
+    def _ordered(self, department: str, team: str, at: datetime) -> list[Scope]:
+        """The call's pools, the one holding the first grant to draw first."""
+
+        def first(pool: Scope) -> tuple[Any, ...]:
+            live = [i.order() for i in self._pools.get(pool, ()) if i.counts_at(at)]
+            return min(live) if live else (float("inf"),)
+
+        return sorted(self.pools_of(department, team), key=first)
+
+    def _split(self, pools: list[Scope], amount: int, at: datetime) -> list[tuple[Scope, int]]:
+        parts: list[tuple[Scope, int]] = []
+        left = amount
+        for p in pools:
+            take = min(left, max(0, self._available(p, at)))
+            if take:
+                parts.append((p, take))
+                left -= take
+        if left:  # past what is available (at the edge): on the first pool, as an overdraw
+            parts.append((pools[0], left))
+        return parts
+
+    def balance(self, department: str, team: str, at: datetime) -> Decimal:
+        """What the call's pools have available here now (lease and calls in flight counted)."""
+        with self._lock:
+            return from_pico(sum(max(0, self._available(p, at)) for p in self.pools_of(department, team)))
+
+    def admit(self, call: Admissible) -> None:
+        """Reserve the call's estimate on its pools, or raise CreditsExhausted."""
+        dept, team = call.payer.department, call.payer.team
+        if not self.needs_credits(dept, team):
+            return
+        at = call.ts
+        estimate = to_pico(max(call.reserved or Decimal(0), self.estimator.estimate(call)))
+        with self._lock:
+            pools = self._ordered(dept, team, at)
+            if sum(max(0, self._available(p, at)) for p in pools) > 0:
+                parts = self._split(pools, estimate, at)
+                for p, amount in parts:
+                    self._reserved[p] = self._reserved.get(p, 0) + amount
+                self._reservations[call.call_id] = (parts, time.monotonic())
+                return
+        scope = ("team", team) if ("team", team) in self.required else ("department", dept)
+        raise CreditsExhausted(scope[0], scope[1], usd(Decimal(0), 2))
+
+    def settle(self, event: dict[str, Any], call: Any = None) -> None:
+        """Meter observer: a recorded call's cost replaces its reservation."""
+        if not self.required:
+            return
+        with self._lock:
+            held = self._reservations.pop(event["call_id"], None)
+            if held is not None:
+                for p, amount in held[0]:
+                    self._reserved[p] = self._reserved.get(p, 0) - amount
+            cost = int(event["cost_pico"])
+            dept, team = event["department"], event["team"]
+            if not cost or not any(p in self._pools for p in self.pools_of(dept, team)):
+                return
+            parts = self._split(self._ordered(dept, team, event["ts"]), cost, event["ts"])
+            self._recorded[event["call_id"]] = parts
+            for p, amount in parts:
+                self._recorded_sum[p] = self._recorded_sum.get(p, 0) + amount
+
+    def _forget(self, call_id: str) -> None:
+        for p, amount in self._recorded.pop(call_id, ()):
+            self._recorded_sum[p] -= amount
+
+    # -- what the ledger has ------------------------------------------------------------------
+
+    def follow_writer(self) -> None:
+        with self._lock:
+            self._landed = set()
+
+    def landed(self, call_ids: list[str]) -> None:
+        with self._lock:
+            if self._landed is not None and self.required:
+                self._landed.update(call_ids)
+
+    def take_landed(self) -> set[str] | None:
+        with self._lock:
+            landed, self._landed = self._landed, (set() if self._landed is not None else None)
+        return landed
+
+    def pending(self) -> list[str]:
+        with self._lock:
+            return list(self._recorded)
+
+    def reread(self, drawdown: Drawdown, landed: set[str], at: datetime) -> tuple[dict[Scope, int], dict[Scope, int]]:
+        """Take in a fresh draw-down. Returns, per tracked pool, its balance at `at` and what
+        this process holds on it beyond the read (recorded and reserved), for the lease."""
+        cutoff = time.monotonic() - RESERVATION_MAX_AGE
+        tracked = self.tracked()
+        with self._lock:
+            self._pools = {p: [i for i in drawdown.instances if i.grant.scope == p] for p in tracked}
+            for cid in landed:
+                self._forget(cid)
+            for cid, (parts, t0) in list(self._reservations.items()):
+                if t0 < cutoff:
+                    del self._reservations[cid]
+                    for p, amount in parts:
+                        self._reserved[p] = self._reserved.get(p, 0) - amount
+            balance = {p: sum(i.remaining_pico for i in self._pools[p] if i.counts_at(at)) for p in tracked}
+            mine = {p: self._recorded_sum.get(p, 0) + self._reserved.get(p, 0) for p in tracked}
+        return balance, mine
+
+    def set_ceilings(self, committed: dict[Scope, int]) -> None:
+        """This replica's leases: what its calls may draw from each pool beyond the last read."""
+        with self._lock:
+            self._ceiling = dict(committed)
+
+
+__all__ = ["RESERVATION_MAX_AGE", "CreditAccountant", "lease_scope"]

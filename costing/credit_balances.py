@@ -1,0 +1,161 @@
+"""Credit balances in a running proxy: the refresh thread, the leases, and what budgets allow.
+
+Every `budgets.refresh_seconds` a thread re-derives the draw-down from the ledger (credits.py,
+credit_ledger.py) under the fleet's lease lock, hands it to the accountant
+(credit_accountant.py) and renews this replica's lease on each pool that a `require_credits`
+team or department draws from (budget_leases.py, the budgets' scheme: what the fleet can
+overdraw a pool by is bounded by the calls in flight, see docs/budgets.md). A new month's
+instance of a recurring grant, with its rollover, is seen from the first refresh after the
+month turns (the clock is `now`, the same seam as the budgets').
+
+Budgets compose with credits by counting what is billed: a budgeted team or department may
+spend its budget plus the credits it drew this month plus the balance its pools have left
+(`Budgets.accountant.allowance`), so credits are drawn first and the budget limits what is
+billed beyond them.
+
+Alerts: a team or department's `credit_alerts_usd` thresholds (credit_alerts.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from .budget_accountant import Scope as BudgetScope
+from .budget_estimates import Estimator
+from .budget_leases import lock as lock_leases
+from .budget_leases import renew
+from .budget_ledger import in_ledger
+from .config import Settings
+from .credit_accountant import CreditAccountant, lease_scope
+from .credit_ledger import all_grants, drawdown
+from .credits import Drawdown, Scope
+from .ingest import LedgerWriter
+from .money import from_pico
+from .months import period_of
+
+log = logging.getLogger("meterline.credits")
+
+
+def required_scopes(settings: Settings) -> list[Scope]:
+    out: list[Scope] = []
+    for d in settings.departments:
+        if d.require_credits:
+            out.append(("department", d.id))
+        out.extend(("team", t.id) for t in d.teams if t.require_credits)
+    return out
+
+
+class Credits:
+    """Parameters:
+    engine: the ledger.
+    settings: `credits:`, `require_credits` on teams and departments, `budgets.refresh_seconds`.
+    estimator: the budgets' estimator (a call's cost before it is sent).
+    replica: this process's lease name (budget_leases.replica_id).
+    now: the clock (UTC), replaceable in tests and the demo.
+    """
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        settings: Settings,
+        estimator: Estimator,
+        *,
+        replica: str,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self.engine = engine
+        self.settings = settings
+        self.now = now
+        self.replica = replica
+        self.refresh_seconds = settings.budgets.refresh_seconds
+        self.lease_ttl = timedelta(seconds=max(30.0, 10 * self.refresh_seconds))
+        team_department = {t.id: d.id for d in settings.departments for t in d.teams}
+        self.accountant = CreditAccountant(required_scopes(settings), team_department, estimator)
+        self.admit = self.accountant.admit
+        self.settle = self.accountant.settle
+        self.last: Drawdown | None = None
+        self.on_refresh: list[Callable[[Drawdown, datetime], None]] = []  # budgets' allowance, alerts
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="meterline-credits", daemon=True)
+
+    def follow(self, writer: LedgerWriter) -> None:
+        self.accountant.follow_writer()
+        writer.on_written.append(self.accountant.landed)
+
+    def start(self) -> None:
+        try:
+            self.refresh()
+        except sa.exc.SQLAlchemyError as e:
+            log.warning("credit balances not read yet (ledger unavailable): %s", str(e).splitlines()[0])
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            try:
+                self.refresh()
+            except sa.exc.SQLAlchemyError as e:
+                log.warning("credit balances not refreshed (ledger unavailable): %s", str(e).splitlines()[0])
+
+    def refresh(self) -> None:
+        """Re-derive the draw-down from the ledger and renew this replica's pool leases."""
+        now = self.now()
+        a = self.accountant
+        if not self.settings.credits and not a.required:
+            with self.engine.connect() as conn:  # grants made through the admin API only
+                if conn.execute(sa.text("SELECT 1 FROM credit_grants LIMIT 1")).first() is None:
+                    return
+        with self.engine.begin() as conn:
+            lock_leases(conn)  # the ledger must be read under it for leases to add up
+            landed = a.take_landed()
+            if landed is None:
+                landed = in_ledger(conn, a.pending())
+            grants = all_grants(conn, self.settings)
+            d = drawdown(conn, grants, now)
+            balance, mine = a.reread(d, landed, now)
+            if balance:
+                committed = renew(
+                    conn, replica=self.replica, period=period_of(now),
+                    limits={lease_scope(p): from_pico(b) for p, b in balance.items()},
+                    ledger={}, pending={lease_scope(p): from_pico(m) for p, m in mine.items()},
+                    now=now, ttl=self.lease_ttl,
+                )  # fmt: skip
+                a.set_ceilings({p: int(committed[lease_scope(p)] * 10**12) for p in balance})
+        self.last = d
+        for observer in self.on_refresh:
+            observer(d, now)
+
+
+def budget_allowance(settings: Settings, d: Drawdown, now: datetime) -> dict[BudgetScope, Decimal]:
+    """What each budgeted team and department may spend beyond its budget: the credits it drew
+    this month and what its pools have left now."""
+    period = period_of(now)
+    out: dict[BudgetScope, Decimal] = {}
+    for dept in settings.departments:
+        teams = [t.id for t in dept.teams]
+        for t in dept.teams:
+            if t.budget_usd_monthly is None:
+                continue
+            drawn = sum(p for (m, _, team), p in d.by_period.items() if m == period and team == t.id)
+            left = d.balance([("team", t.id), ("department", dept.id)], now)
+            if drawn or left:
+                out[("team", t.id)] = from_pico(drawn + left)
+        if dept.budget_usd_monthly is not None:
+            drawn = sum(p for (m, dep, _), p in d.by_period.items() if m == period and dep == dept.id)
+            left = d.balance([("department", dept.id), *(("team", t) for t in teams)], now)
+            if drawn or left:
+                out[("department", dept.id)] = from_pico(drawn + left)
+    return out
+
+
+__all__ = ["Credits", "budget_allowance", "required_scopes"]
