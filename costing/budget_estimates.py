@@ -83,14 +83,24 @@ class Estimator:
             price = self.prices.lookup(call.model, *([upstream] if upstream else []), at=call.ts)
             if price is None:
                 return ZERO  # unpriced calls are recorded at 0
-            recent = self._outputs.get(call.model)
-            output = max(recent) if recent else (self.default_output_tokens if call.kind == "llm" else 0)
-            cap = getattr(call, "max_output_tokens", 0)  # the request's max_tokens: output cannot pass it
-            if cap:
-                output = min(output, cap)
-            return (call.request_bytes // BYTES_PER_TOKEN) * price.input + output * price.output
+            return (call.request_bytes // BYTES_PER_TOKEN) * price.input + self.output_tokens(call) * price.output
         recent_costs = self._costs.get((call.kind, call.provider, call.tool))
         return max(recent_costs) if recent_costs else ZERO
+
+    def output_tokens(self, call: Admissible) -> int:
+        """The output an LLM call is assumed to have: its model's largest of late, capped by
+        the request's own `max_tokens`."""
+        recent = self._outputs.get(call.model)
+        output = max(recent) if recent else (self.default_output_tokens if call.kind == "llm" else 0)
+        cap: int = getattr(call, "max_output_tokens", 0)  # the request's max_tokens: output cannot pass it
+        return min(output, cap) if cap else output
+
+    def tokens(self, call: Admissible) -> int:
+        """The tokens an LLM call is assumed to use (request bytes / 4 in, `output_tokens` out),
+        as rate limits count them; 0 for other calls."""
+        if call.kind not in ("llm", "embedding"):
+            return 0
+        return call.request_bytes // BYTES_PER_TOKEN + self.output_tokens(call)
 
     def learn(self, event: dict[str, Any], cost: Decimal) -> None:
         """Take in a recorded call (not a refused one): its output size or its cost."""

@@ -192,6 +192,69 @@ class BudgetsConfig(_Section):
     default_output_tokens: int = Field(1000, ge=0)  # reserved for a model with no calls seen yet
 
 
+RATE_LIMIT_FIELDS = (
+    "requests_per_minute",
+    "requests_per_hour",
+    "tokens_per_minute",
+    "tokens_per_hour",
+    "usd_per_minute",
+    "usd_per_hour",
+)
+
+
+class RateLimitsConfig(_Section):
+    """Rate limits of one key, team or department (costing/rate_limits.py); unset: no limit."""
+
+    requests_per_minute: int | None = Field(None, ge=0)
+    requests_per_hour: int | None = Field(None, ge=0)
+    tokens_per_minute: int | None = Field(None, ge=0)
+    tokens_per_hour: int | None = Field(None, ge=0)
+    usd_per_minute: Decimal | None = Field(None, ge=0, le=1_000_000)
+    usd_per_hour: Decimal | None = Field(None, ge=0, le=1_000_000)
+
+    def set(self) -> dict[str, int | Decimal]:
+        """The limits that are set, by field name."""
+        return {f: v for f in RATE_LIMIT_FIELDS if (v := getattr(self, f)) is not None}
+
+
+class LimitConfig(RateLimitsConfig):
+    """An entry of `limits:`: the rate limits of one team, department or key."""
+
+    team: str | None = None
+    department: str | None = None
+    key: str | None = None  # a key id; keys' own limits are set through the admin API
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> LimitConfig:
+        named = [s for s in ("team", "department", "key") if getattr(self, s)]
+        if len(named) != 1:
+            raise ValueError("a limits entry names exactly one of team, department or key")
+        if not self.set():
+            raise ValueError(f"limits entry for {named[0]} {getattr(self, named[0])!r} sets no limit (e.g. requests_per_minute)")
+        return self
+
+    @property
+    def scope(self) -> tuple[str, str]:
+        for s in ("team", "department", "key"):
+            v = getattr(self, s)
+            if v:
+                return (s, v)
+        raise AssertionError("validated: one scope")
+
+
+class AlertsConfig(_Section):
+    """Spend anomalies (costing/anomalies.py): each team's and key's spend per hour against its
+    own recent hours."""
+
+    anomalies: bool = False
+    webhook_url: str | None = None  # unset: budgets.webhook_url
+    baseline_hours: int = Field(168, ge=24, le=24 * 90)  # the hours before the one checked
+    threshold: Decimal = Field(Decimal(8), gt=0)  # robust z-score (median / MAD) that is a spike
+    min_usd: Decimal = Field(Decimal(1), ge=0)  # an hour under this is never a spike
+    min_ratio: Decimal = Field(Decimal(3), ge=1)  # nor one under this multiple of its median hour
+    check_seconds: float = Field(300.0, gt=0)  # how often a proxy checks the last full hour
+
+
 class ServerConfig(_Section):
     max_body_bytes: int = Field(32 * MIB, gt=0)
     spool_dir: str = "meterline-spool"
@@ -258,6 +321,8 @@ class Settings(_Section):
     credits: list[CreditGrantConfig] = []
     chargeback: ChargebackConfig = ChargebackConfig()
     budgets: BudgetsConfig = BudgetsConfig()
+    limits: list[LimitConfig] = []
+    # alerts: AlertsConfig = AlertsConfig()  # with the anomaly detector
     server: ServerConfig = ServerConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     dashboard: DashboardConfig = DashboardConfig()
@@ -282,6 +347,14 @@ class Settings(_Section):
                     raise ValueError(f"departments: team id {t.id!r} is used twice")
                 seen.add(t.id)
         depts = {d.id for d in self.departments}
+        scopes: set[tuple[str, str]] = set()
+        for i, lim in enumerate(self.limits):
+            kind, name = lim.scope
+            if (kind == "team" and name not in seen) or (kind == "department" and name not in depts):
+                raise ValueError(f"limits.{i}.{kind}: unknown {kind} {name!r}")
+            if lim.scope in scopes:
+                raise ValueError(f"limits.{i}: {kind} {name!r} has two entries")
+            scopes.add(lim.scope)
         for user, v in self.dashboard.viewers.items():
             if v.department is not None and v.department not in depts:
                 raise ValueError(f"dashboard.viewers.{user}.department: unknown department {v.department!r}")

@@ -5,6 +5,7 @@
     ├── UnknownModelPrice    no price for a model (the call is recorded unpriced)
     ├── BudgetExceeded       a department, team or key is over its monthly budget
     ├── CreditsExhausted     a team or department that requires credits has none left
+    ├── RateLimited          a key, team or department is over a rate limit (retry later)
     ├── InvalidKey           missing, unknown, revoked or expired virtual key
     ├── UnknownKey           no key with that id (managing keys, not calling with one)
     ├── KeyRequestError      a key cannot be made or changed as asked (names the field)
@@ -74,6 +75,18 @@ class CreditsExhausted(CostingError):
         )
         self.scope = scope
         self.name = name
+
+
+class RateLimited(CostingError):
+    """A call refused by a rate limit. `kind` is what OpenAI's error type says: `requests`, or
+    `tokens` for a limit on tokens or on USD; `retry_after` in seconds; `headers` the
+    `x-ratelimit-*` a client reads (costing/rate_limits.py)."""
+
+    def __init__(self, message: str, *, kind: str, retry_after: float, headers: dict[str, str]):
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+        self.headers = headers
 
 
 class LedgerWriteError(CostingError):

@@ -30,6 +30,7 @@ from sqlmodel import Session, select
 from .errors import InvalidKey, KeyRequestError, UnknownKey
 from .money import exact, from_pico, to_pico
 from .org import Org
+from .rate_limits import dump_limits, load_limits, parse_limits, shown
 from .tables import KEYS, VirtualKey, utcnow
 
 KEY_PREFIX = "sk-ml-"
@@ -62,6 +63,7 @@ class KeyInfo:
     models: tuple[str, ...]  # empty: any configured model
     expires_at: datetime | None = None
     budget_usd: Decimal | None = None  # the key's own monthly budget
+    limits: str = ""  # its own rate limits as the keys table holds them (JSON; rate_limits.py)
 
     def may_use(self, model: str) -> bool:
         return not self.models or any(fnmatch.fnmatchcase(model, m) for m in self.models)
@@ -76,6 +78,7 @@ def key_info(row: VirtualKey) -> KeyInfo:
         tuple(m for m in row.models.split(",") if m),
         _aware(row.expires_at),
         None if row.budget_pico is None else from_pico(row.budget_pico),
+        row.limits or "",
     )
 
 
@@ -101,6 +104,7 @@ def key_record(row: VirtualKey, org: Org | None = None, *, now: datetime | None 
         "project": row.project,
         "models": [m for m in row.models.split(",") if m],
         "budget_usd_monthly": None if row.budget_pico is None else exact(from_pico(row.budget_pico)),
+        "limits": shown(load_limits(row.limits)),
         "created_at": _iso(row.created_at),
         "expires_at": _iso(expires),
         "revoked_at": _iso(row.revoked_at),
@@ -124,14 +128,17 @@ def create_key(
     models: Iterable[str] = (),
     budget_usd: Decimal | None = None,
     expires_at: datetime | None = None,
+    limits: dict[str, Any] | None = None,
     org: Org | None = None,
     now: datetime | None = None,
 ) -> tuple[VirtualKey, str]:
     """Store a new key and return it with its secret, which is not kept anywhere.
 
     With `org`, the team must be one of its teams. Raises KeyRequestError (naming the field)
-    for an unknown team, an expiry not in the future or a negative budget; nothing is stored.
+    for an unknown team, an expiry not in the future, a negative budget or a bad rate limit
+    (`limits`: costing/rate_limits.py); nothing is stored.
     """
+    own_limits = dump_limits(parse_limits(limits))
     if org is not None and team not in org.teams:
         known = ", ".join(sorted(org.teams)) or "none configured"
         raise KeyRequestError(f"unknown team {team!r} (teams: {known})", param="team")
@@ -157,6 +164,7 @@ def create_key(
         expires_at=expires_at,
         budget_pico=None if budget_usd is None else to_pico(budget_usd),
         previous_hash=None,
+        limits=own_limits,
     )
     with Session(engine, expire_on_commit=False) as s:
         s.add(row)
@@ -211,6 +219,20 @@ def revoke_key(engine: sa.Engine, key_id: str, *, now: datetime | None = None) -
             s.add(row)
             s.commit()
         return row
+
+
+def set_key_limits(engine: sa.Engine, key_id: str, limits: dict[str, Any] | None, *, now: datetime | None = None) -> VirtualKey:
+    """Replace a key's own rate limits (None or {}: it has none). Every replica's key cache
+    picks them up at its next refresh. Raises UnknownKey, or KeyRequestError for a bad limit."""
+    raw = dump_limits(parse_limits(limits))
+    with Session(engine, expire_on_commit=False) as s:
+        row = s.get(VirtualKey, key_id, with_for_update=True)
+        if row is None:
+            raise UnknownKey(key_id)
+        row.limits, row.updated_at = raw, now or utcnow()
+        s.add(row)
+        s.commit()
+    return row
 
 
 def rotate_key(
@@ -395,4 +417,5 @@ __all__ = [
     "list_keys",
     "revoke_key",
     "rotate_key",
+    "set_key_limits",
 ]

@@ -178,6 +178,8 @@ class VirtualKey(SQLModel, table=True):
     # Rotation: the secret it replaced, accepted until `previous_valid_until` (the grace).
     previous_hash: str | None = Field(default=None, max_length=64, index=True)
     previous_valid_until: datetime | None = None
+    # Rate limits of its own, JSON `{"requests_per_minute": 60, "usd_per_hour": "2"}` (costing/rate_limits.py).
+    limits: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class PeriodSnapshot(SQLModel, table=True):
@@ -234,6 +236,20 @@ class CreditGrant(SQLModel, table=True):
     revoked_at: datetime | None = None  # stops counting at this instant
 
 
+class RateLease(SQLModel, table=True):
+    """One replica's count and lease in one window of one rate limit (costing/rate_leases.py)."""
+
+    __tablename__ = "rate_leases"
+
+    scope: str = Field(primary_key=True, max_length=200)  # "team:nlp", "key:key_..."
+    metric: str = Field(primary_key=True, max_length=32)  # "tokens_per_minute", ...
+    bucket: int = Field(primary_key=True, sa_type=sa.BigInteger)  # epoch seconds // window length
+    replica: str = Field(primary_key=True, max_length=32)
+    used: int = Field(0, sa_type=sa.BigInteger)  # what it admitted (requests, tokens, pico-USD)
+    committed: int = Field(0, sa_type=sa.BigInteger)  # what it may reach: used + its share
+    heartbeat_at: datetime = Field(default_factory=utcnow)
+
+
 def _table(model: type[SQLModel]) -> sa.Table:
     """The SQLAlchemy table SQLModel made for `model` (its `__table__`, which SQLModel leaves untyped)."""
     table = model.__table__  # type: ignore[attr-defined]
@@ -249,6 +265,7 @@ PERIODS = _table(PeriodSnapshot)
 NOTES = _table(Note)
 LEASES = _table(BudgetLease)
 GRANTS = _table(CreditGrant)
+RATE_LEASES = _table(RateLease)
 
 __all__ = [
     "EVENTS",
@@ -257,6 +274,7 @@ __all__ = [
     "LEASES",
     "NOTES",
     "PERIODS",
+    "RATE_LEASES",
     "ROLLUPS",
     "EVENT_COLUMNS",
     "ROLLUP_DIMS",
@@ -267,6 +285,7 @@ __all__ = [
     "Event",
     "Note",
     "PeriodSnapshot",
+    "RateLease",
     "Rollup",
     "VirtualKey",
     "utcnow",

@@ -4,7 +4,7 @@
 `HANDLED`, and the fast path (fastpath.py) calls it for the same types. What it knows:
 
     ProxyError                 as raised (status, code, type, param, headers)
-    CostingError               `from_costing`: 401 invalid key, 429 budget, 404 unknown key, ...
+    CostingError               `from_costing`: 401 invalid key, 429 budget or rate limit, 404 unknown key, ...
     SQLAlchemyError            503 `ledger_unavailable` (only admin routes query on a request)
     RequestValidationError     400 `invalid_request`, naming the first field at fault
     HTTPException              its status: `not_found`, `method_not_allowed`, `invalid_request`
@@ -31,6 +31,7 @@ from meterline.costing.errors import (
     KeyRequestError,
     PeriodClosed,
     PeriodNotEnded,
+    RateLimited,
     UnknownKey,
 )
 
@@ -58,6 +59,10 @@ def from_costing(e: CostingError) -> ProxyError:
         return ProxyError(429, "budget_exceeded", str(e), type="insufficient_quota")
     if isinstance(e, CreditsExhausted):
         return ProxyError(429, "credits_exhausted", str(e), type="insufficient_quota")
+    if isinstance(e, RateLimited):
+        err = ProxyError(429, "rate_limit_exceeded", str(e), type=e.kind)
+        err.headers.update(e.headers)
+        return err
     if isinstance(e, UnknownKey):
         return ProxyError(404, "key_not_found", str(e), param="id")
     if isinstance(e, KeyRequestError):

@@ -14,14 +14,14 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from meterline.costing.errors import BudgetExceeded, CreditsExhausted
+from meterline.costing.errors import CostingError
 from meterline.costing.money import Usage
 
 from .auth import authenticate
 from .body import read_json_body
 from .caps import DEFAULT as DEFAULT_CAPS
 from .caps import OFF_LOOP_BYTES, Caps
-from .errors import ProxyError, invalid_request
+from .errors import ProxyError, invalid_request, to_proxy_error
 from .meter import Call, Meter
 from .openapi import body
 from .responses import CALL_ID, error_event, meter_headers
@@ -110,10 +110,12 @@ async def forward(request: Request, path: str, kind: str) -> Response:
         body_user=doc.get("user"),
     )
     try:
-        rt.admit(call)
-    except (BudgetExceeded, CreditsExhausted) as e:
+        limit_headers = rt.admit(call)
+    except CostingError as e:  # a refusal: rate limit, budget, ...
         rt.meter.record(call, status="rejected", http_status=429, error=str(e))
-        raise
+        err = to_proxy_error(e)
+        err.headers[CALL_ID] = call.call_id
+        raise err from None
 
     strip_usage = False
     if route.upstream_model != model:
@@ -127,18 +129,32 @@ async def forward(request: Request, path: str, kind: str) -> Response:
         body = orjson.dumps(doc) if len(body) < OFF_LOOP_BYTES else await rt.estimator.run(orjson.dumps, doc)
     try:
         if rt.litellm is not None and route.provider in rt.litellm.providers:
-            return await rt.litellm.forward(rt.meter, call, path, doc, route.upstream_model, stream, strip_usage=strip_usage)
-        return await _send(rt, request, call, path, body, doc, stream, strip_usage)
+            answer = await rt.litellm.forward(rt.meter, call, path, doc, route.upstream_model, stream, strip_usage=strip_usage)
+            if limit_headers:
+                answer.headers.update(limit_headers)
+            return answer
+        return await _send(rt, request, call, path, body, doc, stream, strip_usage, limit_headers)
     except ProxyError as e:
         e.headers[CALL_ID] = call.call_id  # an error answer is a proxied response too
+        if limit_headers:
+            e.headers.update(limit_headers)
         raise
 
 
 async def _send(
-    rt: Runtime, request: Request, call: Call, path: str, body: bytes, doc: dict[str, Any], stream: bool, strip_usage: bool
+    rt: Runtime,
+    request: Request,
+    call: Call,
+    path: str,
+    body: bytes,
+    doc: dict[str, Any],
+    stream: bool,
+    strip_usage: bool,
+    limit_headers: dict[str, str] | None = None,
 ) -> Response:
     """Forward the call to its OpenAI-compatible provider and record how it ended: each path
-    out of here records it once, but a stream's, whose relay does."""
+    out of here records it once, but a stream's, whose relay does. `limit_headers`: the
+    `x-ratelimit-*` of the call's rate limits, added to its response."""
     try:
         resp = await rt.upstreams.send(call.provider, path, body, request.headers, call.traceparent)
     except ProxyError as e:
@@ -148,7 +164,7 @@ async def _send(
     ok = 200 <= resp.status < 300  # else an error, or a redirect (not followed): no work was done
     if ok and stream:
         relay = _relay(rt.meter, resp, call, doc, path, strip_usage, caps, rt.estimator)
-        return RelayResponse(relay, resp.status, _headers(resp, {CALL_ID: call.call_id}))
+        return RelayResponse(relay, resp.status, _headers(resp, {CALL_ID: call.call_id}, limit_headers))
     try:
         data = await _read(resp, call.provider, caps.response_bytes)
     except _ReadFailed as e:
@@ -157,7 +173,7 @@ async def _send(
     if not ok:
         error = data[:200].decode("utf-8", "replace")
         rt.meter.record(call, status="upstream_error", http_status=resp.status, response_bytes=len(data), error=error)
-        return Response(data, resp.status, headers=_headers(resp, {CALL_ID: call.call_id}))
+        return Response(data, resp.status, headers=_headers(resp, {CALL_ID: call.call_id}, limit_headers))
     small = len(data) < OFF_LOOP_BYTES  # a large body is read for usage on a thread
     usage, response_model = usage_in_body(data) if small else await rt.estimator.run(usage_in_body, data)
     source = "reported"
@@ -166,7 +182,7 @@ async def _send(
     cost = rt.meter.record(
         call, status="ok", usage=usage, usage_source=source, response_model=response_model, response_bytes=len(data)
     )
-    return Response(data, resp.status, headers=_headers(resp, meter_headers(call.call_id, cost)))
+    return Response(data, resp.status, headers=_headers(resp, meter_headers(call.call_id, cost), limit_headers))
 
 
 def _max_output_tokens(doc: dict[str, Any]) -> int:
@@ -259,8 +275,13 @@ async def _read(resp: aiohttp.ClientResponse, provider: str, limit: int) -> byte
         resp.release()
 
 
-def _headers(resp: aiohttp.ClientResponse, extra: dict[str, str]) -> dict[str, str]:
-    return response_headers(resp) | extra
+def _headers(resp: aiohttp.ClientResponse, extra: dict[str, str], limits: dict[str, str] | None = None) -> dict[str, str]:
+    """The upstream's headers with ours; the upstream's own `x-ratelimit-*` give way to the
+    proxy's limits when one applies (the client is held to ours)."""
+    headers = response_headers(resp) | extra
+    if not limits:
+        return headers
+    return {k: v for k, v in headers.items() if not k.lower().startswith("x-ratelimit-")} | limits
 
 
 def _estimate_body(doc: dict[str, Any], model: str, data: bytes) -> Usage:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from meterline.costing.ingest import LedgerWriter
 from meterline.costing.keys import KeyCache
 from meterline.costing.org import Org
 from meterline.costing.prices import PriceBook
+from meterline.costing.rate_leases import RateLeases
+from meterline.costing.rate_limits import RateLimits
 from meterline.costing.redaction import Redactor
 from meterline.costing.spool import Spool, claim
 
@@ -105,6 +108,13 @@ class Runtime:
         self.credits = Credits(engine, settings, self.budgets.accountant.estimator, replica=self.budgets.replica)
         self.credits.follow(self.writer)
         self.credits.on_refresh.append(self._credit_allowance)
+        self.rate_limits = RateLimits(settings, self.prices, refresh_seconds=settings.budgets.refresh_seconds)
+        self.rate_leases = RateLeases(engine, self.rate_limits, self.budgets.replica, self.budgets.lease_ttl)
+        # Admission, in order, before anything reaches an upstream: each step may refuse (raise
+        # a CostingError, which the route records as `rejected`) or return headers for the
+        # response. A call refused by a later step gives back what earlier ones reserved when
+        # its refusal is recorded (their settle). Run caps take their place here.
+        self.admission: list[Callable[[Call], dict[str, str] | None]] = [self.rate_limits.admit, self._credits, self._budget]
         self.meter.on_record.append(self._settle)
         self.litellm: LiteLLMProviders | None = None
         if any(p.kind == "litellm" for p in settings.providers.values()):
@@ -138,6 +148,7 @@ class Runtime:
                 rt.budgets.key_budget(key.id, key.budget_usd)
         await asyncio.to_thread(rt.budgets.start)
         await asyncio.to_thread(rt.credits.start)
+        rt.rate_leases.start()
         rt._tasks.append(asyncio.create_task(rt._refresh_keys()))
         return rt
 
@@ -153,6 +164,7 @@ class Runtime:
         await self.mcp.close()
         await asyncio.to_thread(self.credits.stop)
         await asyncio.to_thread(self.budgets.stop)
+        await asyncio.to_thread(self.rate_leases.stop)
         await asyncio.to_thread(self.writer.stop)
         self.spool.close()
         self.engine.dispose()
@@ -165,15 +177,27 @@ class Runtime:
             except Exception as e:  # noqa: BLE001 - keep serving with the keys we know
                 log.warning("key refresh failed: %s", e)
 
-    def admit(self, call: Call) -> None:
-        """Raise CreditsExhausted or BudgetExceeded, before the call reaches an upstream, if
-        credits or a budget refuse it (the route records the refusal, which settles both)."""
+    def admit(self, call: Call) -> dict[str, str] | None:
+        """Run the admission steps: raise the first refusal (RateLimited, CreditsExhausted, BudgetExceeded),
+        before the call reaches an upstream (the route records it); else the headers the
+        steps give the response (the `x-ratelimit-*` of its rate limits), None for none."""
+        headers = None
+        for step in self.admission:
+            h = step(call)
+            if h:
+                headers = h if headers is None else headers | h
+        return headers
+
+    def _credits(self, call: Call) -> None:
         self.credits.admit(call)
+
+    def _budget(self, call: Call) -> None:
         self.budgets.admit(call)
 
     def _settle(self, event: dict[str, Any], call: Call, response_model: str) -> None:
         self.credits.settle(event, call)
         self.budgets.settle(event, call)
+        self.rate_limits.settle(event, call)
 
     def _credit_allowance(self, drawdown: Drawdown, now: datetime) -> None:
         if self.budgets.limits:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import credits, exports, keys, reports, usage
+from . import credits, exports, guards, keys, reports, usage
 
 router = APIRouter(prefix="/admin")
-for _module in (keys, credits, usage, reports, exports):
+for _module in (keys, credits, usage, reports, exports, guards):
     router.include_router(_module.router)
 
 __all__ = ["router"]

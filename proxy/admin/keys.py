@@ -26,13 +26,14 @@ from meterline.costing import (
     revoke_key,
     rotate_key,
 )
+from meterline.costing.keys import set_key_limits
 from meterline.costing.tables import VirtualKey
 from meterline.reports.usage import key_month_spend
 
 from ..auth import check_admin
 from ..errors import invalid_request
 from ..runtime import Runtime
-from .models import KeyCreate, KeyDetail, KeyIssued, KeyList, KeyPublic, KeyRotate
+from .models import KeyCreate, KeyDetail, KeyIssued, KeyList, KeyPublic, KeyRotate, KeyUpdate
 
 router = APIRouter(tags=["keys"])
 
@@ -50,6 +51,7 @@ async def create(request: Request, body: KeyCreate) -> Response:
     row, secret = await asyncio.to_thread(
         create_key, rt.engine, team=body.team, name=body.name, project=body.project, models=body.models,
         budget_usd=body.budget_usd_monthly, expires_at=body.expires_at, org=org,
+        limits=body.limits.model_dump(exclude_none=True) if body.limits else None,
     )  # fmt: skip
     rt.keys.apply([row])
     return _json({"key": secret, **key_record(row, org)}, 201)
@@ -102,6 +104,18 @@ async def show(request: Request, key_id: str) -> Response:
 
     row, spend = await asyncio.to_thread(read)
     return _json({**key_record(row, Org(rt.settings)), "month": month, "spend_usd": exact(spend)})
+
+
+@router.patch("/keys/{key_id}", response_model=KeyPublic)
+async def update(request: Request, key_id: str, body: KeyUpdate) -> Response:
+    """Change a key's own rate limits (`limits`, replacing the old ones). Applied here at once,
+    on other replicas within `server.key_refresh_seconds`."""
+    rt: Runtime = request.app.state.runtime
+    check_admin(rt, request)
+    limits = body.limits.model_dump(exclude_none=True) if body.limits else None
+    row = await asyncio.to_thread(set_key_limits, rt.engine, key_id, limits)
+    rt.keys.apply([row])
+    return _json(key_record(row, Org(rt.settings)))
 
 
 @router.delete("/keys/{key_id}", response_model=KeyPublic)

@@ -27,6 +27,26 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RateLimitsIn(_Request):
+    """A key's own rate limits (costing/rate_limits.py); a limit left out is not set."""
+
+    requests_per_minute: int | None = Field(None, ge=0, description="requests in any minute")
+    requests_per_hour: int | None = Field(None, ge=0)
+    tokens_per_minute: int | None = Field(None, ge=0, description="input + output tokens, reserved at admission from max_tokens and the request's size")
+    tokens_per_hour: int | None = Field(None, ge=0)
+    usd_per_minute: Decimal | None = Field(None, ge=0, le=MAX_BUDGET, decimal_places=12, description="cost, reserved at admission as budgets reserve it")
+    usd_per_hour: Decimal | None = Field(None, ge=0, le=MAX_BUDGET, decimal_places=12)
+
+
+class RateLimitsOut(BaseModel):
+    requests_per_minute: int | None = None
+    requests_per_hour: int | None = None
+    tokens_per_minute: int | None = None
+    tokens_per_hour: int | None = None
+    usd_per_minute: str | None = None
+    usd_per_hour: str | None = None
+
+
 class KeyCreate(_Request):
     team: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(description="the configured team the key's spend is charged to")
     name: Label = Field("", description="a label")
@@ -34,6 +54,11 @@ class KeyCreate(_Request):
     models: list[ModelName] = Field(default_factory=list, max_length=100, description="names or globs it may use; empty: every configured model")
     budget_usd_monthly: Decimal | None = Field(None, ge=0, le=MAX_BUDGET, decimal_places=12, description="the key's own monthly budget, USD")
     expires_at: AwareDatetime | None = Field(None, description="refused from then on (ISO 8601 with a zone, in the future)")
+    limits: RateLimitsIn | None = Field(None, description="the key's own rate limits (429 rate_limit_exceeded past one)")
+
+
+class KeyUpdate(_Request):
+    limits: RateLimitsIn | None = Field(description="the key's rate limits from now on, replacing its old ones; null or {}: none of its own")
 
 
 class KeyRotate(_Request):
@@ -51,6 +76,7 @@ class KeyPublic(BaseModel):
     project: str
     models: list[str]
     budget_usd_monthly: str | None
+    limits: RateLimitsOut = Field(description="its own rate limits (`limits:` in the config may set more)")
     created_at: str
     expires_at: str | None
     revoked_at: str | None
@@ -74,6 +100,22 @@ class KeyList(BaseModel):
     first_id: str | None
     last_id: str | None
     has_more: bool
+
+
+class LimitUse(BaseModel):
+    scope: Literal["department", "team", "key"]
+    id: str
+    metric: Literal["requests_per_minute", "requests_per_hour", "tokens_per_minute", "tokens_per_hour", "usd_per_minute", "usd_per_hour"]
+    limit: str
+    used: str = Field(description="the sliding window's count: the fleet's, as the answering replica saw it at its last renewal, with its own calls up to now")
+    remaining: str
+    used_percent: str
+    reset_seconds: float = Field(description="until the window is back to its full limit")
+    lease: str | None = Field(description="what the answering replica may count in the current window")
+
+
+class LimitsOut(BaseModel):
+    limits: list[LimitUse]
 
 
 class UsageRow(BaseModel):
