@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from .errors import LedgerWriteError
 from .ledger_writes import write_events
 from .months import charge_period
+from .run_ledger import sweep_moves
 from .spool import (
     LOCK,
     REJECTED,
@@ -55,6 +56,7 @@ def fit_to_columns(row: dict[str, Any]) -> dict[str, Any]:
     long (a model name matched by a glob, say) or too large (an upstream reporting absurd
     usage), and a refused batch would hold up every event spooled after it.
     """
+    row.setdefault("link", "")  # spooled before the column existed
     for name, (kind, limit) in _column_limits().items():
         v = row.get(name)
         if kind is str and isinstance(v, str) and len(v) > limit:
@@ -148,6 +150,7 @@ class LedgerWriter:
                 if time.monotonic() - last_adopt > self.ADOPT_SECONDS:
                     last_adopt = time.monotonic()
                     self.adopt()
+                    sweep_moves(self.engine)
             except (sa.exc.SQLAlchemyError, sqlite3.Error, OSError) as e:
                 if not self.degraded:
                     log.error("ledger database unavailable, spooling to %s: %s", self.spool.dir, _short(e))

@@ -19,6 +19,7 @@ from .bulk_insert import postgres_insert, sqlite_insert
 from .errors import LedgerWriteError
 from .parents import link_parents
 from .period_lock import lock_periods
+from .run_ledger import link_runs
 from .tables import EVENTS, ROLLUP_DIMS, ROLLUP_SUMS, ROLLUPS, TOKEN_FIELDS
 
 ROLLUP_MAX = 10**18
@@ -82,6 +83,7 @@ def _write(engine: sa.Engine, rows: list[dict[str, Any]], periods: Periods | Non
             inserted = set(postgres_insert(conn, table, rows, 'ON CONFLICT ("call_id") DO NOTHING RETURNING "call_id"'))
         new = [r for r in rows if r["call_id"] in inserted]
         _add_to_rollups(engine, conn, new)
+        link_runs(conn, new)  # first: it moves calls into the traces their parents are in
         link_parents(conn, new)
     return len(new)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .run_links import TRACEPARENT
 from .tables import EVENTS
 
 
@@ -14,22 +15,21 @@ def link_parents(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     """Tie calls to parents recorded elsewhere (another replica, or a parent that ended later).
 
     A call's id is its span id, so a child's `parent_span_id` names its parent once that
-    parent is in the ledger.
+    parent is in the ledger, in the same trace: a span id alone is no proof (call ids are not
+    secret, so a client could name anyone's call as the parent span of a trace of its own).
     """
     t = EVENTS
     p = t.alias("p")
-    found = sa.select(p.c.call_id).where(p.c.call_id == t.c.parent_span_id).scalar_subquery()
+    same_trace = sa.exists().where(p.c.call_id == t.c.parent_span_id, p.c.trace_id == t.c.trace_id)
+    found: list[str] = []
     orphans = [r["call_id"] for r in rows if r["parent_span_id"] and not r["parent_call_id"]]
     for chunk in _chunks(orphans, 500):
-        conn.execute(
-            sa.update(t).where(t.c.call_id.in_(chunk)).values(parent_call_id=sa.func.coalesce(found, ""))
-        )
+        found += conn.execute(sa.select(t.c.call_id).where(t.c.call_id.in_(chunk), same_trace)).scalars()
     for chunk in _chunks([r["call_id"] for r in rows], 500):
-        conn.execute(
-            sa.update(t)
-            .where(t.c.parent_call_id == "", t.c.parent_span_id.in_(chunk))
-            .values(parent_call_id=t.c.parent_span_id)
-        )
+        q = sa.select(t.c.call_id).where(t.c.parent_call_id == "", t.c.parent_span_id.in_(chunk), same_trace)
+        found += conn.execute(q).scalars()
+    for chunk in _chunks(found, 500):  # found first: most batches have none, and write nothing
+        conn.execute(sa.update(t).where(t.c.call_id.in_(chunk)).values(parent_call_id=t.c.parent_span_id, link=TRACEPARENT))
 
 
 def _chunks(items: list[Any], n: int) -> Iterable[list[Any]]:

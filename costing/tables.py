@@ -17,7 +17,7 @@ from sqlmodel import Field, SQLModel
 EVENT_COLUMNS = (
     "call_id ts kind status department team project user key_id provider model tool "
     "input_tokens cached_input_tokens output_tokens reasoning_tokens cost_usd usage_source "
-    "trace_id parent_call_id"
+    "trace_id parent_call_id link"
 ).split()
 """The contract's events export columns, in order (`cost_usd` is derived from `cost_pico`)."""
 
@@ -108,6 +108,7 @@ class Event(SQLModel, table=True):
     trace_id: str = Field("", max_length=32)
     parent_span_id: str = Field("", max_length=16)
     parent_call_id: str = Field("", max_length=32)
+    link: str = Field("", max_length=16, sa_column_kwargs=_EMPTY)  # how it joined its run: traceparent, header, continuation, tool_request
     tags: str = Field("", max_length=1024)  # k=v,k2=v2 as sent
     http_status: int = 0
     latency_ms: int = 0
@@ -250,6 +251,47 @@ class RateLease(SQLModel, table=True):
     heartbeat_at: datetime = Field(default_factory=utcnow)
 
 
+class RunClue(SQLModel, table=True):
+    """Something an LLM response produced that a later call may carry back (costing/run_links.py):
+    kept so that a call served by another replica or worker can still be linked to its run."""
+
+    __tablename__ = "run_clues"
+    __table_args__ = (sa.Index("ix_run_clues_clue", "team", "clue"), sa.Index("ix_run_clues_trace", "trace_id"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    team: str = Field(max_length=128)  # the producing key's team: links never cross teams
+    clue: str = Field(max_length=80)
+    tool: str = Field("", max_length=256)  # for an arguments clue, the tool asked for
+    call_id: str = Field(max_length=32)
+    trace_id: str = Field(max_length=32)
+    ts: datetime = Field(index=True)
+
+
+class RunWait(SQLModel, table=True):
+    """A call whose clues named no call this ledger knew yet: linked when the producer lands."""
+
+    __tablename__ = "run_waits"
+    __table_args__ = (sa.Index("ix_run_waits_clue", "team", "clue"),)
+
+    call_id: str = Field(primary_key=True, max_length=32)
+    clue: str = Field(primary_key=True, max_length=80)
+    team: str = Field(max_length=128)
+    tool: str = Field("", max_length=256)  # for an MCP tools/call: the tool it ran
+    kind: str = Field(max_length=16)  # continuation | tool_request
+    ts: datetime = Field(index=True)
+
+
+class TraceMove(SQLModel, table=True):
+    """A run that was found to continue another: its calls moved from `old_trace` to `new_trace`.
+    Kept so that calls of the old trace landing later (from another replica) follow."""
+
+    __tablename__ = "trace_moves"
+
+    old_trace: str = Field(primary_key=True, max_length=32)
+    new_trace: str = Field(max_length=32, index=True)
+    ts: datetime = Field(default_factory=utcnow, index=True)
+
+
 def _table(model: type[SQLModel]) -> sa.Table:
     """The SQLAlchemy table SQLModel made for `model` (its `__table__`, which SQLModel leaves untyped)."""
     table = model.__table__  # type: ignore[attr-defined]
@@ -266,6 +308,9 @@ NOTES = _table(Note)
 LEASES = _table(BudgetLease)
 GRANTS = _table(CreditGrant)
 RATE_LEASES = _table(RateLease)
+RUN_CLUES = _table(RunClue)
+RUN_WAITS = _table(RunWait)
+TRACE_MOVES = _table(TraceMove)
 
 __all__ = [
     "EVENTS",
@@ -276,6 +321,9 @@ __all__ = [
     "PERIODS",
     "RATE_LEASES",
     "ROLLUPS",
+    "RUN_CLUES",
+    "RUN_WAITS",
+    "TRACE_MOVES",
     "EVENT_COLUMNS",
     "ROLLUP_DIMS",
     "ROLLUP_SUMS",
@@ -287,6 +335,9 @@ __all__ = [
     "PeriodSnapshot",
     "RateLease",
     "Rollup",
+    "RunClue",
+    "RunWait",
+    "TraceMove",
     "VirtualKey",
     "utcnow",
 ]

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from meterline.costing.errors import CostingError
 from meterline.costing.money import Usage
+from meterline.costing.run_links import NO_PRODUCE
 
 from .auth import authenticate
 from .body import read_json_body
@@ -25,8 +26,9 @@ from .errors import ProxyError, invalid_request, to_proxy_error
 from .meter import Call, Meter
 from .openapi import body
 from .responses import CALL_ID, error_event, meter_headers
+from .run_clues import StreamedToolCalls, asked_by_request, produced_by_body, produced_by_response
 from .runtime import Runtime
-from .sse import SSEEvents
+from .sse import SSEEvents, event_data
 from .streaming import RelayResponse
 from .upstream import response_headers
 from .usage import (
@@ -108,6 +110,7 @@ async def forward(request: Request, path: str, kind: str) -> Response:
         request_bytes=len(body),
         max_output_tokens=_max_output_tokens(doc),
         body_user=doc.get("user"),
+        asked=asked_by_request(path, doc, body),
     )
     try:
         limit_headers = rt.admit(call)
@@ -175,13 +178,17 @@ async def _send(
         rt.meter.record(call, status="upstream_error", http_status=resp.status, response_bytes=len(data), error=error)
         return Response(data, resp.status, headers=_headers(resp, {CALL_ID: call.call_id}, limit_headers))
     small = len(data) < OFF_LOOP_BYTES  # a large body is read for usage on a thread
-    usage, response_model = usage_in_body(data) if small else await rt.estimator.run(usage_in_body, data)
+    usage, response_model, answer = usage_in_body(data) if small else await rt.estimator.run(usage_in_body, data)
     source = "reported"
     if usage is None:
         usage, source = await rt.estimator.run(_estimate_body, doc, call.model, data), "estimated"
+    # Only a body that names a tool call (or a Responses API answer, whose id a next turn may
+    # name) is read for what it produced: plain chat pays one byte search.
+    produced = produced_by_body(path, answer) if path == "/responses" or b'"tool_calls"' in data else NO_PRODUCE
     cost = rt.meter.record(
-        call, status="ok", usage=usage, usage_source=source, response_model=response_model, response_bytes=len(data)
-    )
+        call, status="ok", usage=usage, usage_source=source, response_model=response_model, response_bytes=len(data),
+        produced=produced,
+    )  # fmt: skip
     return Response(data, resp.status, headers=_headers(resp, meter_headers(call.call_id, cost), limit_headers))
 
 
@@ -342,6 +349,8 @@ async def _relay(
     kept_bytes = seen_bytes = size = 0
     deadline = time.monotonic() + caps.stream_seconds
     status, usage, response_model, error = "client_closed", None, "", ""
+    tool_calls: StreamedToolCalls | None = None  # a chat stream's, once one names a tool call
+    produced = NO_PRODUCE
     tail = b""  # what leaves once the call is recorded: the event that ended it and what came with it
     cut = False  # the stream ends with an error event: broken off, or past a cap
     try:
@@ -361,8 +370,13 @@ async def _relay(
                     if ended:
                         out.append(event)
                         continue
+                    if b'"tool_calls"' in event:
+                        tool_calls = tool_calls or StreamedToolCalls()
+                        _feed(tool_calls, event)
                     if b'"usage"' in event and has_usage(event):
-                        usage, response_model, usage_only = usage_in_event(event)
+                        usage, response_model, usage_only, obj = usage_in_event(event)
+                        if obj is not None and path == "/responses":
+                            produced = produced_by_response(obj)
                         if usage is not None:
                             status, ended = "ok", True
                             if usage_only and strip_usage:
@@ -386,15 +400,19 @@ async def _relay(
             # A partial event left in `sse` is dropped: it cannot be parsed.
             status, error, tail, cut = "upstream_error", str(err), error_event(err, path), True
         finally:
+            if tool_calls is not None:
+                produced = tool_calls.produced()
             if usage is None:
                 args = (doc, call.model, kept, kept_bytes, seen_bytes)
                 # Shielded: when the client left, this task is being cancelled, and the
                 # estimate's wait for its thread would be cancelled too, leaving the call unrecorded.
                 with anyio.CancelScope(shield=True):
                     estimated = await estimator.run(estimate_stream, *args) if estimator else estimate_stream(*args)
-                meter.record(call, status=status, usage=estimated, usage_source="estimated", response_bytes=size, error=error)
+                meter.record(call, status=status, usage=estimated, usage_source="estimated", response_bytes=size,
+                             error=error, produced=produced)  # fmt: skip
             else:
-                meter.record(call, status=status, usage=usage, response_model=response_model, response_bytes=size)
+                meter.record(call, status=status, usage=usage, response_model=response_model, response_bytes=size,
+                             produced=produced)  # fmt: skip
         if tail:
             yield tail
         if not cut:
@@ -412,6 +430,15 @@ async def _relay(
             resp.release()  # back to the pool
         else:
             resp.close()  # stop reading from an upstream nobody listens to
+
+
+def _feed(tool_calls: StreamedToolCalls, event: bytes) -> None:
+    try:
+        chunk = orjson.loads(event_data(event))
+    except orjson.JSONDecodeError:
+        return
+    if type(chunk) is dict:
+        tool_calls.feed(chunk)
 
 
 def _past_cap(provider: str, caps: Caps, size: int) -> ProxyError:

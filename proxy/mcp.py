@@ -46,6 +46,7 @@ from .mcp_metering import (
 from .mcp_upstream import MCPTarget, response_headers
 from .meter import Call
 from .responses import CALL_ID
+from .run_clues import asked_by_tool_call
 from .runtime import Runtime
 from .sse import SSEEvents
 from .streaming import RelayResponse
@@ -160,6 +161,7 @@ def _start(
         reserved=price(target.config, method, tool),
         traceparent=meta_traceparent(m),
         tracestate=meta_tracestate(m),
+        asked=asked_by_tool_call(tool, m.get("params")) if tool else None,
     )
     exchange.add(m, call)
     rt.admit(call)

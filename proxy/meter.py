@@ -7,9 +7,11 @@ spool, which makes it durable before the client gets the last bytes of the respo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,12 +44,24 @@ from meterline.costing.money import (
 from meterline.costing.org import Org
 from meterline.costing.prices import PriceBook
 from meterline.costing.redaction import Redactor
+from meterline.costing.run_links import (
+    CONTINUATION,
+    HEADER,
+    NO_PRODUCE,
+    TOOL_REQUEST,
+    TRACEPARENT,
+    Asked,
+    Produced,
+    Producer,
+    RunIndex,
+)
 from meterline.costing.spool import Spool
 
 from .tracestate import payer_member, verified_payer
 
 log = logging.getLogger("meterline.proxy")
 
+MAX_RUN_ROOTS = 100_000  # X-Meterline-Run runs remembered (their root call), oldest dropped
 MAX_WARNED = 50  # models warned about as unpriced, one line each; then one line for all others
 NO_USAGE = Usage()  # shared: Usage is frozen
 
@@ -91,6 +105,8 @@ class Call(NamedTuple):
     trace_id: str
     parent_span_id: str
     parent_call_id: str
+    link: str  # how it joined its run: traceparent, header, continuation, tool_request, "" (a root)
+    asked: Asked | None  # clues no call in this process's memory produced: the ledger links them
     provider: str
     model: str
     tool: str
@@ -148,6 +164,8 @@ class Meter:
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._payers: dict[str, Payer] = {}
         self._warned: set[str] = set()
+        self.runs = RunIndex()
+        self._run_roots: OrderedDict[str, str] = OrderedDict()  # X-Meterline-Run trace -> its first call
 
     def start(
         self,
@@ -166,6 +184,7 @@ class Meter:
         body_user: object = None,
         traceparent: str | None = None,
         tracestate: str | None = None,
+        asked: Asked | None = None,
     ) -> Call:
         """The call, complete: attributed, placed in its trace, and carrying what the route
         knows of it before anything reaches an upstream.
@@ -173,7 +192,11 @@ class Meter:
         `upstream_model`: the provider's name for `model` (kept only when it differs).
         `reserved`: a price known beforehand (an MCP tool's), the least budgets reserve.
         `traceparent`, `tracestate`: trace context found in the body (an MCP request's
-        `params._meta`), preferred to the HTTP headers because it belongs to this one message."""
+        `params._meta`), preferred to the HTTP headers because it belongs to this one message.
+        `asked`: what the request carries back of an earlier response (proxy/run_clues.py).
+
+        The call joins a run by the first of: its trace context; `X-Meterline-Run`; what it
+        carries back, if a call of this process produced it (else the ledger links it later)."""
         own = self._payer(key.team)
         ctx = parse_traceparent(traceparent)
         if ctx is None:
@@ -186,8 +209,24 @@ class Meter:
             # exports list them), so knowing one proves nothing (docs/security.md).
             team = verified_payer(self.trace_secret, tracestate, ctx.trace_id, parent)
             parent_payer = self._payer(team) if team is not None else None
-        payer = parent_payer if parent_payer and self.subcalls == "root_caller" else own
+        trace_id, parent_call_id, link = (ctx.trace_id, parent if parent_payer else "", TRACEPARENT) if ctx else ("", "", "")
+        if not parent_call_id:
+            link = ""
         call_id = new_span_id()
+        run = None if ctx else headers.get("x-meterline-run")
+        if run:
+            trace_id, parent, link = self._header_run(key.team, run, call_id, asked)
+            parent_call_id = parent
+            asked = None
+        elif ctx is None and asked is not None:
+            found = self.runs.tool_request(key.team, asked) if kind == "mcp" else self.runs.continued(key.team, asked)
+            if found is not None:
+                p = found.producer
+                trace_id, parent, parent_call_id, link, asked = p.trace_id, p.call_id, p.call_id, found.link, None
+                parent_payer = self._payer(p.payer_team)  # its own team's run: no proof needed
+            else:  # served elsewhere, or never: the ledger links it if its producer lands
+                asked = asked._replace(kind=TOOL_REQUEST if kind == "mcp" else CONTINUATION)
+        payer = parent_payer if parent_payer and self.subcalls == "root_caller" else own
         return Call(
             call_id=call_id,
             kind=kind,
@@ -198,9 +237,11 @@ class Meter:
             project=clean(from_header(headers.get("x-meterline-project"))) or key.project,
             user=clean(from_header(headers.get("x-meterline-user"))) or (clean(body_user) if isinstance(body_user, str) else ""),
             tags=parse_tags(from_header(headers.get("x-meterline-tags"))),
-            trace_id=ctx.trace_id if ctx else new_trace_id(),
+            trace_id=trace_id or new_trace_id(),
             parent_span_id=parent,
-            parent_call_id=parent if parent_payer else "",
+            parent_call_id=parent_call_id,
+            link=link,
+            asked=asked,
             provider=provider,
             model=model,
             tool=tool,
@@ -211,6 +252,30 @@ class Meter:
             ts=self.clock(),
             started=time.perf_counter(),
         )
+
+    def _header_run(self, team: str, run: str, call_id: str, asked: Asked | None) -> tuple[str, str, str]:
+        """(trace, parent, link) of a call naming its run in `X-Meterline-Run`. The run's id is
+        the team's: two teams that name runs alike get two runs. Its first call here is its
+        root; later ones descend from the call they continue, if that is of the run, else
+        from the root."""
+        name = clean(from_header(run))
+        trace = hashlib.blake2b(f"{team}\0{name}".encode(), digest_size=16, person=b"meterline-run").hexdigest()
+        found = self.runs.continued(team, asked) if asked is not None else None
+        if found is not None and found.producer.trace_id == trace:
+            return trace, found.producer.call_id, HEADER
+        root = self._run_roots.get(trace)
+        if root is None:
+            self._run_roots[trace] = call_id
+            if len(self._run_roots) > MAX_RUN_ROOTS:
+                self._run_roots.popitem(last=False)
+            return trace, "", ""
+        self._run_roots.move_to_end(trace)
+        return trace, root, HEADER
+
+    def _produced(self, call: Call, produced: Produced, event: dict[str, Any]) -> None:
+        self.runs.add(call.key_team, Producer(call.call_id, call.trace_id, call.payer.team, 0, time.monotonic()), produced)
+        tools = iter(produced.tools)
+        event["run_produced"] = [(c, next(tools, "") if c.startswith("a:") else "") for c in produced.clues]
 
     def _payer(self, team_id: str) -> Payer:
         payer = self._payers.get(team_id)
@@ -265,6 +330,7 @@ class Meter:
         response_bytes: int = 0,
         cost: Decimal | None = None,
         error: str = "",
+        produced: Produced = NO_PRODUCE,
     ) -> Decimal | None:
         """Price the call (unless `cost` is given) and append its event to the spool; returns
         its cost (None: no price known). Once per call: each call's owner calls it on the one
@@ -273,7 +339,11 @@ class Meter:
 
         `usage_source` defaults to `reported`, except for a failed or refused call without
         usage (a provider that refused the connection, a budget's 429): nothing was reported,
-        so it is `estimated`, at 0 tokens."""
+        so it is `estimated`, at 0 tokens.
+
+        `produced`: what the response handed the client that a later call may carry back
+        (its tool calls, its id): remembered here before the client has the response whole,
+        and spooled, for a call another process serves."""
         if usage_source is None:
             usage_source = "estimated" if usage is None and status in ("upstream_error", "rejected") else "reported"
         if usage is None:
@@ -326,6 +396,7 @@ class Meter:
             "trace_id": call.trace_id,
             "parent_span_id": call.parent_span_id,
             "parent_call_id": call.parent_call_id,
+            "link": call.link,
             "tags": call.tags,
             "http_status": http_status,
             "latency_ms": int((time.perf_counter() - call.started) * 1000),
@@ -333,6 +404,10 @@ class Meter:
             "response_bytes": response_bytes,
             "error": self.redact(error, 512) if error else "",
         }
+        if call.asked is not None:
+            event["run_asked"] = call.asked._asdict()
+        if produced.clues:
+            self._produced(call, produced, event)
         # Observers first: once spooled, the event may reach the ledger (and the writer tell
         # budgets so) at any moment, and budgets must have counted it by then.
         for observer in self.on_record:

@@ -158,16 +158,16 @@ class Estimator:
         self._pool.shutdown(wait=True)
 
 
-def usage_in_body(body: bytes) -> tuple[Usage | None, str]:
-    """Usage and response model from a non-streamed JSON body."""
+def usage_in_body(body: bytes) -> tuple[Usage | None, str, dict[str, Any] | None]:
+    """Usage, response model and the parsed body (None if not an object) of a non-streamed JSON body."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None, ""
+        return None, "", None
     if not isinstance(doc, dict):
-        return None, ""
+        return None, "", None
     model = doc.get("model")
-    return usage_of(doc), model if isinstance(model, str) else ""
+    return usage_of(doc), model if isinstance(model, str) else "", doc
 
 
 def is_done(event: bytes) -> bool:
@@ -178,19 +178,20 @@ def has_usage(event: bytes) -> bool:
     return _USAGE.search(event) is not None
 
 
-def usage_in_event(event: bytes) -> tuple[Usage | None, str, bool]:
-    """(usage, response model, usage-only chunk) of a usage-bearing SSE event."""
+def usage_in_event(event: bytes) -> tuple[Usage | None, str, bool, dict[str, Any] | None]:
+    """(usage, response model, usage-only chunk, the event's object) of a usage-bearing SSE
+    event; for the Responses API the object is the response the event carries."""
     try:
         doc = orjson.loads(event_data(event))
     except orjson.JSONDecodeError:
-        return None, "", False
+        return None, "", False, None
     if not isinstance(doc, dict):
-        return None, "", False
+        return None, "", False, None
     if isinstance(doc.get("response"), dict):  # Responses API: response.completed and kin
         doc = doc["response"]
     model = doc.get("model") if isinstance(doc.get("model"), str) else ""
     usage_only = doc.get("choices") == [] and doc.get("object") in ("chat.completion.chunk", "text_completion")
-    return usage_of(doc), model, usage_only
+    return usage_of(doc), model, usage_only, doc
 
 
 def streamed_text(events: list[bytes]) -> str:
