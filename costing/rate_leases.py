@@ -7,7 +7,7 @@ the fraction f of it, it publishes a row per window (`rate_leases`):
     b-1: used = committed = its count there (what it held and did not use goes back)
     b:   used = its count u, committed = u + share
     b+1: committed = a share of the next window, in the last moments of b only (so that the
-         next window opens with a lease)
+         next window opens with a lease); b's share is then halved, leaving the next its room
 
     share      = room / replicas counting the limit
     room(b)    = min(limit - P x (1 - f),  limit - N) - O(b) - u
@@ -135,12 +135,13 @@ class RateLeases:
                 f = clock / w.seconds - b
                 lead = min(0.5, 3 * self.limits.refresh_seconds / w.seconds)
                 room = min(w.limit - (o_prev + used_prev) * (1.0 - f), w.limit - o_next) - o_cur - used
-                lease = used + int(max(0.0, room) / live)
-                lease_next = None
-                if f >= 1.0 - lead:
-                    lease_next = int(max(0, w.limit - o_cur - lease - o_next) / live)
+                ending = f >= 1.0 - lead  # the last renewals of the window: half its room is for the next
+                lease = used + int(max(0.0, room) / (2 * live if ending else live))
+                lease_next = int(max(0, w.limit - o_cur - lease - o_next) / live) if ending else None
                 results.append((w, b, lease, lease_next, tuple(counted.get((*k, b + i), 0) for i in (-1, 0, 1))))
-                wanted = [(b - 1, used_prev, used_prev), (b, used, lease)]
+                wanted = [(b, used, lease)]
+                if used_prev or (w.scope, w.metric, b - 1) in self._published:
+                    wanted.append((b - 1, used_prev, used_prev))
                 if lease_next is not None:
                     wanted.append((b + 1, 0, lease_next))
                 for bucket, u, c in wanted:
@@ -166,12 +167,12 @@ class RateLeases:
         self._published = {k: v for k, v in self._published.items() if v[2] >= clock - 3 * 3600}
 
     def _due(self, w: Window, bucket: int, used: int, committed: int, clock: float) -> bool:
-        """Whether a row must be written: it changed, or its heartbeat is a third of `ttl` old."""
+        """Whether a row must be written: it changed, or its heartbeat is a third of `ttl` old.
+        A row of nothing is written too: it says this replica counts the limit, so the others
+        leave it a share."""
         k = (w.scope, w.metric, bucket)
         last = self._published.get(k)
         if last is not None and last[0] == used and last[1] == committed and clock - last[2] < self.ttl.total_seconds() / 3:
-            return False
-        if last is None and used == 0 and committed == 0:
             return False
         self._published[k] = (used, committed, clock)
         return True
