@@ -255,9 +255,31 @@ class AlertsConfig(_Section):
     check_seconds: float = Field(300.0, gt=0)  # how often a proxy checks the last full hour
 
 
+class JetStreamConfig(_Section):
+    """The NATS JetStream stream that holds the spool when `server.spool_url` is set
+    (docs/durability.md#the-spool-in-nats-jetstream)."""
+
+    stream: str = Field("METERLINE_SPOOL", pattern=r"^[A-Za-z0-9_-]+$")
+    subject: str = Field("meterline.spool.events", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    # Events the ledger refused for what they hold, kept for a person to look at.
+    rejected_subject: str = Field("meterline.spool.rejected", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    consumer: str = Field("meterline-ledger", pattern=r"^[A-Za-z0-9_-]+$")  # shared by every replica
+    retention: Literal["workqueue", "limits"] = "workqueue"  # workqueue: an event leaves once in the ledger
+    replicas: int = Field(1, ge=1, le=5)  # copies the NATS cluster keeps of each event
+    max_age_hours: float = Field(7 * 24.0, gt=0)  # an event not written by then is dropped by the broker
+    max_bytes: int = Field(8 * 1024 * MIB, gt=0)  # past it the broker refuses new events (calls get 503)
+    ack_timeout_seconds: float = Field(10.0, gt=0)  # a response's wait for its event's acknowledgement
+    connect_timeout_seconds: float = Field(5.0, gt=0)
+    batch: int = Field(500, gt=0, le=10_000)  # events a writer takes from the stream per transaction
+    redeliver_seconds: float = Field(10.0, ge=1)  # events a dead writer took go to another after this
+
+
 class ServerConfig(_Section):
     max_body_bytes: int = Field(32 * MIB, gt=0)
     spool_dir: str = "meterline-spool"
+    # nats://HOST:PORT[,nats://...]: the spool is kept in NATS JetStream instead of spool_dir.
+    spool_url: str | None = Field(None, pattern=r"^(nats|tls)://\S+$")
+    jetstream: JetStreamConfig = JetStreamConfig()
     flush_interval_ms: int = Field(200, gt=0)
     key_refresh_seconds: float = Field(2.0, gt=0)
     store_prompts: bool = False

@@ -173,36 +173,41 @@ class LedgerWriter:
 def write_segment(engine: sa.Engine, path: Path, rejected: Path) -> tuple[int, list[str]]:
     """Write one segment's events once each; returns how many were new and the ids that landed.
 
-    A segment the database refuses for what a row holds is written event by event, and the
-    events still refused are kept in `rejected` so they cannot hold up the ones behind them.
+    Events the database refuses for what they hold are kept in `rejected` (see write_rows).
+    """
+    rows = read_segment(path)
+    n, refused = write_rows(engine, rows, path.name)
+    if refused:
+        rejected.mkdir(exist_ok=True)
+        with (rejected / path.name).open("ab") as f:
+            f.writelines(orjson.dumps(row) + b"\n" for row in refused)
+        log.error("%d events of %s kept aside in %s", len(refused), path.name, rejected)
+    aside = {str(r.get("call_id")) for r in refused}
+    return n, [str(r["call_id"]) for r in rows if str(r.get("call_id")) not in aside]
+
+
+def write_rows(engine: sa.Engine, rows: list[dict[str, Any]], source: str) -> tuple[int, list[dict[str, Any]]]:
+    """Write events once each; returns how many were new and the events the ledger refused.
+
+    A batch the database refuses for what a row holds is written event by event, and the
+    events still refused are handed back, so they cannot hold up the ones behind them (the
+    caller sets them aside). Anything else (the database is away) raises: retry it whole.
     Periods are assigned in the insert's transaction, so a month being closed meanwhile gets
     each event either in its snapshot or as a later adjustment.
     """
-    rows = [fit_to_columns(r) for r in read_segment(path)]
-    aside: set[str] = set()
+    rows = [fit_to_columns(r) for r in rows]
     try:
-        n = write_events(engine, rows, periods=charge_period)
-    except LedgerWriteError as e:  # anything else: the database is away, retry it whole
-        n = _write_one_by_one(engine, path, rows, e, rejected, aside)
-    return n, [r["call_id"] for r in rows if r.get("call_id") not in aside]
-
-
-def _write_one_by_one(
-    engine: sa.Engine, path: Path, rows: list[dict[str, Any]], error: LedgerWriteError, rejected: Path, aside: set[str]
-) -> int:
-    """A database that goes away meanwhile raises, and the segment is retried whole later."""
-    log.error("ledger refused a batch from %s (%s); writing its events one by one", path.name, error.reason)
-    n = 0
+        return write_events(engine, rows, periods=charge_period), []
+    except LedgerWriteError as e:
+        log.error("ledger refused a batch from %s (%s); writing its events one by one", source, e.reason)
+    n, refused = 0, []
     for row in rows:
         try:
             n += write_events(engine, [row], periods=charge_period)
         except LedgerWriteError as e:
-            rejected.mkdir(exist_ok=True)
-            with (rejected / path.name).open("ab") as f:
-                f.write(orjson.dumps(row) + b"\n")
-            aside.add(str(row.get("call_id")))
-            log.error("event %s kept aside in %s: %s", row.get("call_id"), rejected, e.reason)
-    return n
+            refused.append(row)
+            log.error("event %s refused by the ledger: %s", row.get("call_id"), e.reason)
+    return n, refused
 
 
 def adopt_orphans(engine: sa.Engine, root: str | os.PathLike[str]) -> int:
@@ -253,4 +258,4 @@ def _short(e: BaseException) -> str:
     return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
-__all__ = ["LedgerWriter", "Recovered", "adopt_orphans", "recover_spool", "write_segment"]
+__all__ = ["LedgerWriter", "Recovered", "adopt_orphans", "fit_to_columns", "recover_spool", "write_rows", "write_segment"]

@@ -24,11 +24,11 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 
@@ -37,6 +37,22 @@ from .errors import ConfigError
 SUFFIX = ".jsonl"
 LOCK = ".lock"
 REJECTED = "rejected"
+
+
+class EventSpool(Protocol):
+    """Where the proxy puts a finished call's event before the client gets the response's end.
+
+    Two kinds: `Spool` (this module, a folder on the local disk: the event is durable when
+    `append` returns, and it returns None) and `jetstream.JetStreamSpool` (a NATS JetStream
+    stream: `append` returns an awaitable that completes once the broker acknowledged the
+    event, which the response's last bytes wait for).
+    """
+
+    def append(self, event: dict[str, Any]) -> Awaitable[None] | None: ...
+
+    def pending(self) -> int:
+        """Events not yet in the ledger database, as far as this process knows."""
+        ...
 
 
 class Spool:
@@ -69,7 +85,7 @@ class Spool:
         self._count = 0
 
     def append(self, event: dict[str, Any]) -> None:
-        """Durable against a process crash when this returns."""
+        """Durable against a process crash when this returns (nothing to wait for)."""
         line = orjson.dumps(event) + b"\n"
         with self._lock:
             os.write(self._fd, line)
@@ -190,15 +206,17 @@ def _try_lock(folder: Path, create: bool = True) -> IO[str] | None:
 
 def read_segment(path: Path) -> list[dict[str, Any]]:
     """The events of a segment; a torn last line (a crash mid-write) is skipped."""
-    rows = []
-    for line in _lines(path):
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
+    return [row for row in map(decode_event, _lines(path)) if row is not None]
+
+
+def decode_event(data: bytes) -> dict[str, Any] | None:
+    """An event as `append` wrote it (orjson), its `ts` a datetime again; None if torn or not one."""
+    try:
+        row = orjson.loads(data)
         row["ts"] = datetime.fromisoformat(row["ts"])
-        rows.append(row)
-    return rows
+    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
+        return None
+    return row if isinstance(row, dict) else None
 
 
 def _lines(path: Path) -> Iterator[bytes]:

@@ -40,6 +40,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await Runtime.start(settings, upstream_client=upstream_client, mcp_transport=mcp_transport)
         app.state.runtime = runtime
+        if isinstance(app, MeterlineApp):
+            app.ack_timeout = runtime.ack_timeout
         try:
             yield
         finally:
@@ -56,11 +58,20 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz(request: Request) -> Response:
-        writer = request.app.state.runtime.writer
+        """`{"status": "ok"}` when all is well. Otherwise what is wrong, with `spool` (`disk` or
+        `jetstream`): `degraded` (200) while the ledger database is away and calls go on being
+        spooled; `unavailable` (503, with `reason`) while calls are refused because the event
+        broker is unreachable (docs/durability.md)."""
+        rt: Runtime = request.app.state.runtime
+        writer = rt.writer
+        broker = rt.broker_state()
+        if broker not in (None, "ok"):
+            body = {"status": "unavailable", "reason": broker, "spool": rt.spool_kind, "broker": broker}
+            return JSONResponse(body, status_code=503)
         if writer.degraded:
-            return JSONResponse({"status": "degraded", "ledger": writer.last_error})
+            return JSONResponse({"status": "degraded", "ledger": writer.last_error, "spool": rt.spool_kind})
         if writer.stalled:
-            return JSONResponse({"status": "degraded", "ledger": "the database is not answering"})
+            return JSONResponse({"status": "degraded", "ledger": "the database is not answering", "spool": rt.spool_kind})
         return JSONResponse({"status": "ok"})
 
     for handled in HANDLED:  # one mapping for every route (errors.py); the fast path uses it too

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .durability import durable_send, start_request
 from .errors import HANDLED, respond
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -28,7 +29,13 @@ class MeterlineApp(FastAPI):
 
     fast_routes: dict[str, Endpoint]
 
+    # Seconds a response waits for its events' acknowledgement; None: the spool needs no wait
+    # (the disk spool's append is durable on return). Set by the app's lifespan.
+    ack_timeout: float | None = None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.ack_timeout is not None and scope["type"] == "http":
+            send = durable_send(send, start_request(), self.ack_timeout)  # see durability.py
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             endpoint = self.fast_routes.get(scope["path"])
             if endpoint is not None:

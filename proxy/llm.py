@@ -84,6 +84,7 @@ async def forward(request: Request, path: str, kind: str) -> Response:
     end in `_send` (for a stream, by the relay `_send` hands the call to)."""
     rt: Runtime = request.app.state.runtime
     key = await authenticate(rt, request)
+    rt.check_spool()  # nowhere durable to record the call: refused before anything is spent
     body = await read_json_body(request, rt.max_body_bytes)
     # A large body is parsed (and written back) on a thread: 8 MB of JSON is tens of ms of
     # CPU that would stall every call in flight. The usual body is parsed right here.

@@ -76,6 +76,7 @@ async def mcp_endpoint(server: str, request: Request) -> Response:
         # Another key's session: answered as the server answers for one it does not know.
         raise ProxyError(404, "session_not_found", "no such MCP session for this key: send `initialize` to open one")
     if request.method == "POST":
+        rt.check_spool()  # nowhere durable to record its calls: refused before anything is spent
         response = await _post(rt, request, key, target)
     else:
         response = await _pass_through(rt, request, target)

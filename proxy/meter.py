@@ -55,8 +55,9 @@ from meterline.costing.run_links import (
     Producer,
     RunIndex,
 )
-from meterline.costing.spool import Spool
+from meterline.costing.spool import EventSpool
 
+from .durability import hold
 from .tracestate import payer_member, verified_payer
 
 log = logging.getLogger("meterline.proxy")
@@ -131,7 +132,8 @@ class Observer(Protocol):
 
 class Meter:
     """Parameters:
-    spool: where events go (durable on return of `Spool.append`).
+    spool: where events go: durable on return of `Spool.append` (disk), or once the awaitable
+        the JetStream spool's `append` returns is done, which the response waits for (durability.py).
     prices, org: the price book and organisation.
     subcalls: `root_caller` (the team whose call started a tree pays for all of it) or
         `key_owner` (each call is paid by its key's team).
@@ -143,7 +145,7 @@ class Meter:
 
     def __init__(
         self,
-        spool: Spool,
+        spool: EventSpool,
         prices: PriceBook,
         org: Org,
         *,
@@ -412,5 +414,7 @@ class Meter:
         # budgets so) at any moment, and budgets must have counted it by then.
         for observer in self.on_record:
             observer(event, call, response_model)
-        self.spool.append(event)
+        ack = self.spool.append(event)
+        if ack is not None:
+            hold(ack)  # the response's remaining bytes wait for it
         return cost

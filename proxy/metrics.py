@@ -108,7 +108,7 @@ class Metrics:
 async def metrics(request: Request) -> Response:
     rt = request.app.state.runtime
     m: Metrics = rt.metrics
-    m.spooled.set(await asyncio.to_thread(rt.spool.pending))
+    m.spooled.set(await asyncio.to_thread(rt.spool.pending) if rt.spool_kind == "disk" else rt.spool.pending())
     m.degraded.set(1 if rt.writer.degraded else 0)
     m.key_lookups.set(rt.keys.lookups)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -29,6 +29,7 @@ from meterline.costing.spool import Spool, claim
 from . import alerts
 from .auth import KeyLookups
 from .caps import Caps
+from .durability import unavailable
 from .mcp_metering import Resumed, Rounds
 from .mcp_sessions import Sessions
 from .mcp_upstream import MCPUpstreams, new_client
@@ -40,6 +41,8 @@ from .upstream import Upstreams, new_session
 from .usage import Estimator
 
 if TYPE_CHECKING:
+    from meterline.costing.jetstream import JetStreamSpool, StreamWriter
+
     from .litellm_provider import LiteLLMProviders
     from .telemetry import Telemetry
 
@@ -64,7 +67,13 @@ class Runtime:
     """
 
     def __init__(
-        self, settings: Settings, engine: sa.Engine, spool: Spool, upstreams: Upstreams, mcp: MCPUpstreams
+        self,
+        settings: Settings,
+        engine: sa.Engine,
+        spool: Spool | JetStreamSpool,
+        writer: LedgerWriter | StreamWriter,
+        upstreams: Upstreams,
+        mcp: MCPUpstreams,
     ) -> None:
         server = settings.server
         self.settings = settings
@@ -84,7 +93,11 @@ class Runtime:
         self.mcp_sessions = Sessions()
         self.metrics = Metrics()
         self.spool = spool
-        self.writer = LedgerWriter(engine, spool, server.flush_interval_ms / 1000, root=server.spool_dir)
+        self.writer = writer
+        # How long a response waits for its event's acknowledgement (durability.py); None with
+        # the disk spool, whose append is durable on return.
+        self.ack_timeout = server.jetstream.ack_timeout_seconds if not isinstance(spool, Spool) else None
+        self.spool_kind = "jetstream" if not isinstance(spool, Spool) else "disk"
         self.meter = Meter(
             spool,
             self.prices,
@@ -104,9 +117,12 @@ class Runtime:
         self.budgets = Budgets.from_settings(
             engine, settings, self.prices, on_alert=alerts.webhook(settings.budgets.webhook_url)
         )
-        self.budgets.follow(self.writer)  # before any call is recorded
         self.credits = Credits(engine, settings, self.budgets.accountant.estimator, replica=self.budgets.replica)
-        self.credits.follow(self.writer)
+        if isinstance(writer, LedgerWriter):
+            # Before any call is recorded. A stream writer writes every replica's events, not
+            # this one's: budgets and credits ask the ledger which of ours landed instead.
+            self.budgets.follow(writer)
+            self.credits.follow(writer)
         self.credits.on_refresh.append(self._credit_allowance)
         self.rate_limits = RateLimits(settings, self.prices, refresh_seconds=settings.budgets.refresh_seconds)
         self.rate_leases = RateLeases(engine, self.rate_limits, self.budgets.replica, self.budgets.lease_ttl)
@@ -133,14 +149,34 @@ class Runtime:
     ) -> Runtime:
         engine = create_engine(settings.database)
         await asyncio.to_thread(create_schema, engine)
-        spool = claim(settings.server.spool_dir)  # a folder of this process's own in the shared root
+        server = settings.server
+        interval = server.flush_interval_ms / 1000
+        spool: Spool | JetStreamSpool
+        writer: LedgerWriter | StreamWriter
+        if server.spool_url:
+            from meterline.costing.jetstream import (  # nats-py: the `nats` extra
+                JetStreamSpool,
+                StreamWriter,
+            )
+
+            spool = await JetStreamSpool.open(server.spool_url, server.jetstream)
+            try:
+                writer = await StreamWriter.open(engine, server.spool_url, server.jetstream, interval, spool)
+            except BaseException:
+                await spool.close()
+                raise
+        else:
+            spool = claim(server.spool_dir)  # a folder of this process's own in the shared root
+            writer = LedgerWriter(engine, spool, interval, root=server.spool_dir)
         upstreams = Upstreams(settings.providers, upstream_client or new_session(), owned=upstream_client is None)
-        rt = cls(settings, engine, spool, upstreams, MCPUpstreams(settings.mcp_servers, new_client(mcp_transport)))
-        # Write in whatever this host's processes that are gone left spooled, before serving.
-        try:
-            await asyncio.to_thread(rt.writer.adopt)
-        except Exception as e:  # noqa: BLE001 - the database may be down; the writer retries
-            log.error("could not replay the spool yet: %s", e)
+        mcp = MCPUpstreams(settings.mcp_servers, new_client(mcp_transport))
+        rt = cls(settings, engine, spool, writer, upstreams, mcp)
+        if isinstance(writer, LedgerWriter):
+            # Write in whatever this host's processes that are gone left spooled, before serving.
+            try:
+                await asyncio.to_thread(writer.adopt)
+            except Exception as e:  # noqa: BLE001 - the database may be down; the writer retries
+                log.error("could not replay the spool yet: %s", e)
         rt.writer.start()
         await asyncio.to_thread(rt.keys.refresh)
         for key in rt.keys.known():  # keys' own budgets, read with the rest at the first refresh
@@ -165,8 +201,14 @@ class Runtime:
         await asyncio.to_thread(self.credits.stop)
         await asyncio.to_thread(self.budgets.stop)
         await asyncio.to_thread(self.rate_leases.stop)
-        await asyncio.to_thread(self.writer.stop)
-        self.spool.close()
+        if isinstance(self.writer, LedgerWriter):
+            await asyncio.to_thread(self.writer.stop)
+        if isinstance(self.spool, Spool):
+            self.spool.close()
+        else:
+            await self.spool.close()  # after the events in flight are acknowledged
+        if not isinstance(self.writer, LedgerWriter):
+            await self.writer.stop()
         self.engine.dispose()
 
     async def _refresh_keys(self) -> None:
@@ -176,6 +218,22 @@ class Runtime:
                 await asyncio.to_thread(self.keys.refresh)
             except Exception as e:  # noqa: BLE001 - keep serving with the keys we know
                 log.warning("key refresh failed: %s", e)
+
+    def check_spool(self) -> None:
+        """Raise 503 `spool_unavailable` while calls cannot be recorded durably: the JetStream
+        spool's broker is unreachable (the disk spool is always there)."""
+        if not isinstance(self.spool, Spool) and not self.spool.healthy:
+            raise unavailable()
+
+    def broker_state(self) -> str | None:
+        """The event broker's state for /healthz: "ok" or what is wrong; None without one."""
+        return None if isinstance(self.spool, Spool) else self.spool.state
+
+    async def flush_ledger(self) -> int:
+        """Write what is spooled into the ledger now; how many events were new."""
+        if isinstance(self.writer, LedgerWriter):
+            return await asyncio.to_thread(self.writer.flush)
+        return await self.writer.flush()
 
     def admit(self, call: Call) -> dict[str, str] | None:
         """Run the admission steps: raise the first refusal (RateLimited, CreditsExhausted, BudgetExceeded),

@@ -28,7 +28,7 @@ MCP_AUTH = "Bearer mcp-server-secret"  # what the proxy sends MCP servers (auth_
 ADMIN_KEY = "admin-test-key"
 FINANCE_KEY = "finance-test-key"  # server.finance_key_env: METERLINE_FINANCE_KEY
 ROOT = Path(__file__).resolve().parent.parent
-pytest_plugins = ["tests.postgres"]  # postgres_url: a fresh PostgreSQL database per test
+pytest_plugins = ["tests.postgres", "tests.jetstream"]  # postgres_url: a fresh PostgreSQL database per test; jetstream: a NATS stream per test
 
 
 @asynccontextmanager

@@ -52,7 +52,25 @@ def ledger(s: Settings) -> sa.Engine:
         adopt_orphans(engine, s.server.spool_dir)
     except (sa.exc.SQLAlchemyError, OSError) as e:  # report what the ledger holds; say what it lacks
         warn(f"events spooled under {s.server.spool_dir} could not be written in: {str(e).splitlines()[0]}")
+    if s.server.spool_url:
+        _drain_stream(engine, s)
     return engine
+
+
+def _drain_stream(engine: sa.Engine, s: Settings) -> None:
+    """With the spool in NATS JetStream: every event the stream holds is written in first (by
+    this command or a live replica), so the report includes every call acknowledged so far."""
+    import asyncio
+
+    from meterline.costing.jetstream import drain
+
+    assert s.server.spool_url is not None
+    try:
+        asyncio.run(drain(engine, s.server.spool_url, s.server.jetstream))
+    except ConfigError as e:
+        warn(f"{e}; events still in the stream are not in this report")
+    except (TimeoutError, sa.exc.SQLAlchemyError, OSError) as e:
+        warn(f"events in the NATS stream could not all be written in: {(str(e) or type(e).__name__).splitlines()[0]}")
 
 
 def warn(message: str) -> None:

@@ -49,7 +49,10 @@ def serve(
     from meterline.proxy.http_server import uvicorn_options
 
     s = settings(config)
-    _check_spool_root(s.server.spool_dir)
+    if s.server.spool_url:
+        _check_broker(s)
+    else:
+        _check_spool_root(s.server.spool_dir)
     logging.basicConfig(level=log_level.upper(), format=_LOG_FORMAT)
     for line in unset_keys(s):
         logging.getLogger("meterline.serve").warning(line)
@@ -97,6 +100,25 @@ def _app(s: Settings) -> FastAPI:
     gc.collect()
     gc.freeze()
     return app
+
+
+def _check_broker(s: Settings) -> None:
+    """One line now if the spool's NATS broker cannot be reached (or has no JetStream), rather
+    than a traceback from inside uvicorn's start-up; the stream and its consumer are made here."""
+    import asyncio
+
+    from meterline.costing import ConfigError
+    from meterline.costing.jetstream import connect
+
+    async def check(url: str) -> None:
+        nc, _ = await connect(url, s.server.jetstream, name="meterline-serve-check")
+        await nc.close()
+
+    assert s.server.spool_url is not None
+    try:
+        asyncio.run(check(s.server.spool_url))
+    except ConfigError as e:
+        fail(str(e))
 
 
 def _check_spool_root(root: str) -> None:

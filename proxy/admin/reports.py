@@ -22,7 +22,7 @@ async def flush_ledger(request: Request) -> Response:
     """Write everything spooled so far to the database now (the writer does it every 200 ms)."""
     rt: Runtime = request.app.state.runtime
     check_admin(rt, request)
-    written = await asyncio.to_thread(rt.writer.flush)
+    written = await rt.flush_ledger()
     return JSONResponse({"written": written})
 
 

@@ -1,0 +1,131 @@
+"""The spool in NATS JetStream (`server.spool_url`): replicas without a persistent disk.
+
+Real `meterline serve` processes, the real nats-server and PostgreSQL on loopback; each test
+has a stream of its own (tests/jetstream.py). A replica is SIGKILLed right after its clients
+got their responses, its disk deleted, and never restarted: every call it acknowledged reaches
+the ledger through the other replica (or the CLI), exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import openai
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from tests.conftest import base_config, free_port, run_cli
+from tests.replicas.fleet import Load, Relay, assert_each_once, ledger_state, wait_for
+
+
+def in_ledger(ledger: sa.Engine, call_ids: list[str]) -> bool:
+    return set(call_ids) <= set(ledger_state(ledger)["ids"])
+
+
+def test_a_replica_killed_for_good_loses_nothing_its_sibling_writes_its_calls_once(start_replica, ledger, jetstream):
+    a = start_replica("a", server=jetstream)
+    b = start_replica("b", server=jetstream)
+    _, key = a.create_key()
+    wait_for("b to know the key", lambda: _auth_ok(b, key))
+
+    with Load([a, b], key, threads=8) as load:
+        load.wait_for_calls(300)
+        a.kill()
+        shutil.rmtree(a.dir)  # its disk is gone with it
+        load.wait_for_calls(50)  # b carries on alone
+    # No CLI here (it would drain the stream itself): b's writer must write a's calls.
+    wait_for("every acknowledged call in the ledger", lambda: in_ledger(ledger, load.acknowledged))
+    state = assert_each_once(ledger, load.acknowledged)
+    assert state["events"][0] >= len(load.acknowledged)
+
+
+def test_calls_acknowledged_while_the_database_was_away_reach_the_export_after_a_sigkill(start_replica, ledger, jetstream, tmp_path):
+    relay = Relay(target_port=ledger.url.port or 5432)
+    try:
+        via_relay = ledger.url.set(port=relay.port).render_as_string(hide_password=False)
+        a = start_replica("a", database=via_relay, server=jetstream)
+        _, key = a.create_key()
+        with Load([a], key, threads=8) as load:
+            load.wait_for_calls(50)
+            relay.cut()  # the database goes away: events pile up in the stream, calls go on
+            wait_for("a to report the ledger degraded", lambda: a.health()["status"] == "degraded")
+            load.wait_for_calls(200)
+            a.kill()
+        shutil.rmtree(a.dir / "spool", ignore_errors=True)
+        assert not in_ledger(ledger, load.acknowledged)  # the calls since the cut are only in the stream
+
+        relay.restore()  # the database is back; no replica is
+        # A command that reads the ledger writes in what the stream holds first.
+        out = a.cli("export", "events", "--month", time.strftime("%Y-%m", time.gmtime()), "--format", "jsonl")
+        assert not out.stderr, out.stderr
+        exported = [json.loads(line)["call_id"] for line in out.stdout.splitlines()]
+        assert set(load.acknowledged) <= set(exported)
+        assert len(exported) == len(set(exported))
+        assert_each_once(ledger, load.acknowledged)
+    finally:
+        relay.close()
+
+
+def test_a_broker_away_mid_run_turns_calls_away_with_503_and_healthz_says_why(start_replica, ledger, jetstream, nats_server):
+    where = urlsplit(nats_server)
+    relay = Relay(target_port=where.port or 4222, target_host=where.hostname or "127.0.0.1")
+    try:
+        a = start_replica("a", server={**jetstream, "spool_url": f"nats://127.0.0.1:{relay.port}"})
+        _, key = a.create_key()
+        client = a.client(key)
+        ok = _chat(client)
+        assert httpx.get(a.url + "/healthz").json() == {"status": "ok"}
+
+        relay.cut()
+        health = wait_for("healthz to turn 503", lambda: _health_503(a))
+        assert health["status"] == "unavailable" and health["spool"] == "jetstream"
+        assert "unreachable" in health["reason"]
+        with pytest.raises(openai.APIStatusError) as refused:
+            _chat(client)
+        assert refused.value.status_code == 503
+        assert refused.value.body["code"] == "spool_unavailable"  # type: ignore[index]
+
+        relay.restore()
+        wait_for("healthz ok again", lambda: _health(a) == {"status": "ok"})
+        after = _chat(client)
+        wait_for("both calls in the ledger", lambda: in_ledger(ledger, [ok, after]))
+        assert_each_once(ledger, [ok, after])
+        assert len(ledger_state(ledger)["ids"]) == 2  # the refused call was never recorded: nothing was spent
+    finally:
+        relay.close()
+
+
+def test_serve_with_no_broker_is_one_line_not_a_traceback(tmp_path, jetstream):
+    dead = f"nats://127.0.0.1:{free_port()}"
+    server = {**jetstream, "spool_url": dead, "jetstream": {**jetstream["jetstream"], "connect_timeout_seconds": 1}}
+    cfg = base_config(tmp_path, "http://127.0.0.1:9", server=server)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = run_cli("serve", "--config", str(tmp_path / "config.yaml"), "--port", str(free_port()), check=False)
+    assert res.returncode != 0
+    assert res.stderr.startswith(f"meterline: server.spool_url: cannot reach the NATS broker at {dead}"), res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def _chat(client: openai.OpenAI) -> str:
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    raw.parse()
+    return raw.headers["x-meterline-call-id"]
+
+
+def _health(replica: Any) -> dict[str, Any]:
+    return httpx.get(replica.url + "/healthz", timeout=5).json()
+
+
+def _health_503(replica: Any) -> dict[str, Any] | None:
+    r = httpx.get(replica.url + "/healthz", timeout=5)
+    return r.json() if r.status_code == 503 else None
+
+
+def _auth_ok(replica: Any, key: str) -> bool:
+    return httpx.get(replica.url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
