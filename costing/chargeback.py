@@ -170,10 +170,10 @@ def exchange_rate(settings: Settings, period: str) -> Decimal:
 
 
 def compute(
-    rows: Iterable[dict[str, Any]], settings: Settings, period: str, credits: dict[tuple[str, str], int] | None = None
+    rows: Iterable[dict[str, Any]], settings: Settings, period: str, credits: dict[tuple[object, ...], int] | None = None
 ) -> Chargeback:
     """The chargeback of `period` from line sums (LINE_DIMS + LINE_SUMS, money in pico-USD),
-    and the credits the month's calls drew per (department, team), pico-USD."""
+    and the credits the month's calls drew per line (keyed by LINE_DIMS), pico-USD."""
     cb = settings.chargeback
     rate = exchange_rate(settings, period)
     fr = Fraction(rate)
@@ -274,25 +274,18 @@ def _credits(
     cost: list[Fraction],
     alloc: list[Fraction],
     markup: list[Fraction],
-    drawn: dict[tuple[str, str], int],
+    drawn: dict[tuple[object, ...], int],
     rate: Fraction,
 ) -> list[Fraction]:
-    """Each line's credit, exact: a team's credits spread over its lines pro rata to their
-    cost, never more than a line's charge (a discount below cost leaves that part unbilled)."""
+    """Each line's credit, exact: what its calls drew, never more than its charge (a discount
+    below cost leaves that part of the credit unbilled)."""
     out = [Fraction(0)] * len(lines)
     if not drawn:
         return out
-    team_cost: dict[tuple[str, str], Fraction] = {}
-    for ln, c in zip(lines, cost, strict=True):
-        if ln.department:
-            k = (ln.department, ln.team)
-            team_cost[k] = team_cost.get(k, Fraction(0)) + c
     for i, ln in enumerate(lines):
-        k = (ln.department, ln.team)
-        if not ln.department or not team_cost.get(k) or k not in drawn:
-            continue
-        share = Fraction(drawn[k], 10**12) * rate * cost[i] / team_cost[k]
-        out[i] = max(Fraction(0), min(share, cost[i] + alloc[i] + markup[i]))
+        got = drawn.get(tuple(getattr(ln, d) for d in LINE_DIMS))
+        if got and ln.department:
+            out[i] = max(Fraction(0), min(Fraction(got, 10**12) * rate, cost[i] + alloc[i] + markup[i]))
     return out
 
 

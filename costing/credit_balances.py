@@ -121,7 +121,7 @@ class Credits:
             if landed is None:
                 landed = in_ledger(conn, a.pending())
             grants = all_grants(conn, self.settings)
-            d = drawdown(conn, grants, now)
+            d = drawdown(conn, grants, now + timedelta(microseconds=1))  # calls recorded at `now` included
             balance, mine = a.reread(d, landed, now)
             if balance:
                 committed = renew(

@@ -21,6 +21,11 @@ if TYPE_CHECKING:  # config imports months, which closes a month with the credit
     from .config import Settings
 
 HOUR = timedelta(hours=1)
+LINE_REST = ["project", "kind", "provider", "model", "tool", "adjustment", "tags"]  # chargeback.LINE_DIMS after team
+# SQLite keeps times as text, written with or without microseconds and an offset, so a bound
+# compared in SQL can miss a row at that very instant: SQL gets a second either side, and the
+# exact bounds are applied here.
+SLACK = timedelta(seconds=1)
 
 
 def _utc(ts: datetime | None) -> datetime | None:
@@ -151,27 +156,34 @@ def read_spend(conn: sa.Connection, grants: list[Grant], until: datetime) -> lis
     exact_hours = {b.replace(minute=0, second=0, microsecond=0) for b in boundaries(grants)}
     r, e = ROLLUPS, EVENTS
     who = sa.or_(r.c.team.in_(teams), r.c.department.in_(depts))
+    dims = [r.c[d] for d in LINE_REST]
     q = (
-        sa.select(r.c.hour, r.c.department, r.c.team, r.c.charge_period, sa.func.sum(r.c.cost_pico))
-        .where(r.c.hour >= start, r.c.hour < until, who, r.c.department != "")
-        .group_by(r.c.hour, r.c.department, r.c.team, r.c.charge_period)
+        sa.select(r.c.hour, r.c.department, r.c.team, r.c.charge_period, *dims, sa.func.sum(r.c.cost_pico))
+        .where(r.c.hour >= start - SLACK, r.c.hour < until + SLACK, who, r.c.department != "")
+        .group_by(r.c.hour, r.c.department, r.c.team, r.c.charge_period, *dims)
     )
     out: list[Spend] = []
-    for raw_hour, dept, team, period, pico in conn.execute(q):
+    for raw_hour, dept, team, period, *rest, pico in conn.execute(q):
         hour = _utc(raw_hour) or raw_hour
-        if hour in exact_hours or not pico:
+        if hour in exact_hours or not pico or not start <= hour < until:
             continue
-        out.append(Spend(hour, dept, team, period, int(pico)))
+        out.append(Spend(hour, dept, team, period, int(pico), _line(rest)))
     ewho = sa.or_(e.c.team.in_(teams), e.c.department.in_(depts))
     for hour in sorted(exact_hours):
         if hour >= until or hour + HOUR <= start:
             continue
-        eq = sa.select(e.c.ts, e.c.department, e.c.team, e.c.charge_period, e.c.cost_pico).where(
-            e.c.ts >= hour, e.c.ts < min(hour + HOUR, until), ewho, e.c.cost_pico > 0, e.c.department != ""
+        eq = sa.select(e.c.ts, e.c.department, e.c.team, e.c.charge_period, *(e.c[d] for d in LINE_REST), e.c.cost_pico).where(
+            e.c.ts >= hour - SLACK, e.c.ts < min(hour + HOUR, until) + SLACK, ewho, e.c.cost_pico > 0, e.c.department != ""
         )
-        for ts, dept, team, period, pico in conn.execute(eq):
-            out.append(Spend(_utc(ts) or ts, dept, team, period, int(pico)))
+        for raw_ts, dept, team, period, *rest, pico in conn.execute(eq):
+            ts = _utc(raw_ts) or raw_ts
+            if hour <= ts < min(hour + HOUR, until):
+                out.append(Spend(ts, dept, team, period, int(pico), _line(rest)))
     return out
+
+
+def _line(rest: list[object]) -> tuple[object, ...]:
+    return tuple(bool(v) if d == "adjustment" else v for d, v in zip(LINE_REST, rest, strict=True))
 
 
 def drawdown(db: sa.Engine | sa.Connection, grants: list[Grant], until: datetime) -> Drawdown:
@@ -182,15 +194,15 @@ def drawdown(db: sa.Engine | sa.Connection, grants: list[Grant], until: datetime
         return draw_down(grants, read_spend(conn, grants, until), until)
 
 
-def period_credits(db: sa.Engine | sa.Connection, settings: Settings, period: str) -> dict[tuple[str, str], int]:
-    """Credits drawn by the calls billed in `period`, per (department, team), pico."""
+def period_credits(db: sa.Engine | sa.Connection, settings: Settings, period: str) -> dict[tuple[object, ...], int]:
+    """Credits drawn by the calls billed in `period`, per chargeback line (LINE_DIMS), pico."""
     y, m = int(period[:4]), int(period[5:])
     end = datetime(y + m // 12, m % 12 + 1, 1, tzinfo=UTC)
     grants = all_grants(db, settings)
     if not grants:
         return {}
     d = drawdown(db, grants, end)
-    return {(dept, team): pico for (p, dept, team), pico in d.by_period.items() if p == period and pico}
+    return {k[1:]: pico for k, pico in d.by_line.items() if k[0] == period and pico}
 
 
 __all__ = [

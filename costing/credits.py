@@ -12,7 +12,7 @@ time, lowest `priority` first, then the earliest to end (expiry, revocation or, 
 recurring grant, the month's end), then team grants before department grants, then by id.
 The ledger is read in hourly buckets (the rollups), and event by event in the hours where a
 grant starts or stops other than on the hour; within a bucket the teams draw in order of
-their ids. The same ledger and grants always give the same draw-down, per grant, per day,
+their ids (and a team's chargeback lines in order of their dimensions). The same ledger and grants always give the same draw-down, per grant, per day,
 per team and per billing month (`Drawdown`), exact to the pico-dollar.
 
 What is drawn never exceeds what was granted: each month's instance of a grant is drawn to
@@ -97,6 +97,7 @@ class Spend:
     team: str
     charge_period: str
     pico: int
+    line: tuple[object, ...] = ()  # the rest of its chargeback line's dimensions (chargeback.LINE_DIMS)
 
 
 @dataclass
@@ -106,6 +107,8 @@ class Drawdown:
     by_day: dict[tuple[str, date, str, str], int] = field(default_factory=dict)
     # (charge period, department, team) -> pico drawn by the calls billed in that month
     by_period: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # (charge period, department, team, *line) -> pico drawn by one chargeback line's calls
+    by_line: dict[tuple[object, ...], int] = field(default_factory=dict)
     until: datetime = NEVER
 
     def eligible(self, department: str, team: str) -> list[Instance]:
@@ -181,7 +184,7 @@ def draw_down(grants: Iterable[Grant], spend: Iterable[Spend], until: datetime) 
     """The draw-down of `grants` by `spend` (in any order; sorted here by time, then team)."""
     made = _Instances(grants)
     out = Drawdown(instances=made.all, until=until)
-    for s in sorted(spend, key=lambda s: (s.ts, s.team, s.department, s.charge_period)):
+    for s in sorted(spend, key=lambda s: (s.ts, s.team, s.department, s.charge_period, repr(s.line))):
         if s.ts >= until:
             break
         made.advance(s.ts)
@@ -198,6 +201,8 @@ def draw_down(grants: Iterable[Grant], spend: Iterable[Spend], until: datetime) 
             out.by_day[k] = out.by_day.get(k, 0) + take
             p = (s.charge_period, s.department, s.team)
             out.by_period[p] = out.by_period.get(p, 0) + take
+            ln = (*p, *s.line)
+            out.by_line[ln] = out.by_line.get(ln, 0) + take
             if not left:
                 break
     made.advance(until)

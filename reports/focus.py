@@ -49,6 +49,7 @@ import orjson
 from meterline.costing import Chargeback, ChargebackLine
 
 from .chargeback import Q6
+from .focus_credits import credit_records
 from .numbering import statement_number
 
 VERSIONS = ("1.2", "1.3")
@@ -277,6 +278,7 @@ def focus_records(
     pool = _pool(cb)
     for ln in cb.lines:
         yield focus_record(cb, ln, names, version=version, allocation=allocation, pool=pool)
+    yield from credit_records(cb, names, COLUMNS[version], _month_bounds(cb.period))  # focus_credits.py
 
 
 def focus_rows(

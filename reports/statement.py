@@ -12,8 +12,9 @@ What it shows, and how it ties to the chargeback CSV:
 - adjustments: late usage of closed months billed this month, at their usage cost;
 - the department's share of the shared costs (`allocated_usd`) and its markup (`markup_usd`,
   negative: a discount), each as one line;
-- the total, which is the department's billed amount: its exact charge (the sum of its
-  `charge_usd` in the CSV) rounded to the cent so the departments add up to the month. Every
+- the credits its calls drew (the sum of its `credit_usd`), as a negative line;
+- the total, which is the department's billed amount: its exact charge less its credits (the
+  sum of its `billed_usd` in the CSV) rounded to the cent so the departments add up to the month. Every
   amount above is rounded to cents by the largest-remainder method so they add up to the
   total; when the month's rounding across departments moved this one by a cent, a "Rounding"
   line says so.
@@ -83,6 +84,8 @@ class Statement:
     issued: str  # when the document was made (UTC)
     closed_at: str | None
     shared_names: str = ""
+    credits: Decimal = ZERO  # cents, negative: the credits its calls drew
+    credit_usd: Decimal = ZERO  # six places: the sum of its lines' credit_usd in the chargeback CSV
     teams: list[tuple[str, list[tuple[str, list[Item]]]]] = field(default_factory=list)
 
     @property
@@ -134,7 +137,8 @@ def statement(
     keys = sorted(grouped, key=lambda k: (k[0], k[1], k[2], k[5], k[3], k[4]))
     shared6 = sum((ln.allocated_usd for ln in lines), ZERO)
     markup6 = sum((ln.markup_usd for ln in lines), ZERO)
-    cents = largest_remainder([grouped[k][3] for k in keys] + [shared6, markup6], 2)
+    credit6 = sum((ln.credit_usd for ln in lines), ZERO)
+    cents = largest_remainder([grouped[k][3] for k in keys] + [shared6, markup6, -credit6], 2)
     total = charge.billed if charge else ZERO
     items = [
         Item(team=k[1], project=k[2], kind=k[3], provider=k[4], name=k[5], requests=grouped[k][0],
@@ -143,7 +147,7 @@ def statement(
     ]  # fmt: skip
     usage = [i for i, k in zip(items, keys, strict=True) if not k[0]]
     late = [i for i, k in zip(items, keys, strict=True) if k[0]]
-    shared, markup = cents[-2], cents[-1]
+    shared, markup, credits = cents[-3], cents[-2], cents[-1]
     st = Statement(
         department=department,
         name=(cfg.name or cfg.id) if cfg else (charge.name if charge else department),
@@ -167,6 +171,8 @@ def statement(
         else (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
         closed_at=cb.closed_at,
         shared_names=", ".join(s.name for s in settings.chargeback.shared_costs),
+        credits=credits,
+        credit_usd=credit6,
     )
     st.teams = _by_team(usage)
     return st

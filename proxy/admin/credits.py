@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -27,6 +27,7 @@ from ..runtime import Runtime
 from .credit_models import CreditCreate, CreditDetail, CreditList, CreditOut
 
 router = APIRouter(tags=["credits"])
+INSTANT = timedelta(microseconds=1)
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -95,7 +96,7 @@ def _departments(rt: Runtime) -> dict[str, str]:
 
 def _read(rt: Runtime, now: datetime) -> tuple[list[Grant], Drawdown]:
     grants = all_grants(rt.engine, rt.settings)
-    return grants, drawdown(rt.engine, grants, now)
+    return grants, drawdown(rt.engine, grants, now + INSTANT)  # calls recorded at `now` included
 
 
 @router.post("/credits", status_code=201, response_model=CreditOut)

@@ -16,6 +16,7 @@ from tests.conftest import ADMIN_KEY
 
 IN, OUT = Decimal("0.15") / 10**6, Decimal("0.60") / 10**6  # gpt-4o-mini per token in the test config
 ONE_CALL = 5 * IN + 16 * OUT  # the simulator's usage for a one-word chat message
+CALL = ONE_CALL * 10_000  # at the prices of the agreement test
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
@@ -215,3 +216,46 @@ def test_grants_are_checked_when_made(make_proxy, upstream):
     assert (gone.status_code, gone.json()["error"]["code"]) == (409, "grant_in_config")
     listed = httpx.get(f"{proxy.url}/admin/credits", params={"department": "research"}, headers=ADMIN).json()
     assert [g["id"] for g in listed["data"]] == ["cfg"] and listed["balance_usd"] == "5.000000"
+
+
+def test_chargeback_focus_statement_and_admin_api_agree_to_the_cent(make_proxy, upstream, tmp_path):
+    prices = [{"model": "gpt-4o-mini", "input_per_mtok": "1500", "output_per_mtok": "6000"}]  # cents per call
+    credits = [
+        {"id": "research-pool", "department": "research", "amount_usd": str(5 * CALL), "effective_from": "2026-11-01", "priority": 1},
+        {"id": "nlp-own", "team": "nlp", "amount_usd": str(2 * CALL), "effective_from": "2026-11-01", "expires": "2026-12-01"},
+    ]  # fmt: skip
+    proxy = make_proxy(prices=prices, departments=departments(), credits=credits, chargeback={"markup_percent": {"research": "10"}}, budgets={"refresh_seconds": 60})
+    use_clock(proxy, datetime(2026, 11, 12, 9, 0, tzinfo=UTC))
+    for team, n in (("nlp", 4), ("vision", 3), ("web", 2)):
+        c = client(proxy, proxy.key(team))
+        for _ in range(n):
+            ask(c)
+    settle(proxy)
+    month = "2026-11"
+    lines = chargeback(proxy, month)
+    get = lambda path, **q: httpx.get(f"{proxy.url}{path}", params=q, headers=ADMIN)  # noqa: E731
+    focus = list(csv.DictReader(io.StringIO(get("/admin/exports/chargeback", month=month, format="focus").text)))
+    report = get("/admin/reports/chargeback", month=month).json()
+    grants = get("/admin/credits").json()["data"]
+    html = proxy_statement(proxy, month, "research")
+
+    credited = sum(Decimal(r["credit_usd"]) for r in lines)
+    # nlp's own grant first (it ends first), then the department's pool for the rest: 7 calls'
+    # worth of credit for 7 research calls; web has none.
+    assert credited == (7 * CALL).quantize(Decimal("0.000001"))
+    assert sum(Decimal(g["drawn_usd"]) for g in grants) == 7 * CALL
+    assert {g["id"]: Decimal(g["drawn_usd"]) for g in grants} == {"nlp-own": 2 * CALL, "research-pool": 5 * CALL}
+    assert -sum(Decimal(r["BilledCost"]) for r in focus if r["ChargeCategory"] == "Credit") == credited
+    assert sum(Decimal(r["BilledCost"]) for r in focus) == sum(Decimal(r["billed_usd"]) for r in lines)
+    research = next(d for d in report["departments"] if d["department"] == "research")
+    assert Decimal(research["credit_usd"]) == credited
+    billed = sum(Decimal(r["billed_usd"]) for r in lines if r["department"] == "research")
+    assert Decimal(research["billed"]) == billed.quantize(Decimal("0.01"))  # only the markup is billed
+    assert f"Total USD</td><td class=\"num\">{Decimal(research['billed']):,.2f}" in html
+    assert f"-{credited.quantize(Decimal('0.01')):,.2f}" in html
+
+
+def proxy_statement(proxy, month, department):
+    from tests.conftest import run_cli
+
+    return run_cli("export", "statement", "--month", month, "--department", department, "--format", "html", "--config", str(proxy.config_path)).stdout

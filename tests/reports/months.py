@@ -89,11 +89,15 @@ def hard_month(folder: Path) -> Month:
         *cfg["departments"],
         {"id": "legal", "name": "Legal & Compliance", "cost_center": "CC-700"},
     ]
+    now = datetime.now(UTC)
+    this = now.replace(day=1, hour=0, minute=30, second=0, microsecond=0)
+    cfg["credits"] = [  # nlp's grant covers part of its month, product's all of web's usage
+        {"id": "nlp-q", "team": "nlp", "amount_usd": "100.333333", "effective_from": this.strftime("%Y-%m-01")},
+        {"id": "product-trial", "department": "product", "amount_usd": "50", "effective_from": this.strftime("%Y-%m-01")},
+    ]
     path = _write(folder, cfg)
     engine = create_engine(cfg["database"])
     create_schema(engine)
-    now = datetime.now(UTC)
-    this = now.replace(day=1, hour=0, minute=30, second=0, microsecond=0)
     last = (this - timedelta(days=1)).replace(day=10, hour=12)
     for ts in (last, this):
         seed(engine, [
