@@ -274,6 +274,36 @@ class JetStreamConfig(_Section):
     redeliver_seconds: float = Field(10.0, ge=1)  # events a dead writer took go to another after this
 
 
+class RunCapsOverride(_Section):
+    max_cost_usd: Decimal | None = Field(None, gt=0)
+    max_calls: int | None = Field(None, gt=0)
+    max_depth: int | None = Field(None, ge=0)
+    max_seconds: float | None = Field(None, gt=0)
+    max_repeats: int | None = Field(None, gt=0)
+
+
+class RunCapsConfig(_Section):
+    """Caps for every agent run, however its calls were linked (costing/run_caps.py); unset: no cap."""
+
+    max_cost_usd: Decimal | None = Field(None, gt=0)
+    max_calls: int | None = Field(None, gt=0)
+    max_depth: int | None = Field(None, ge=0)
+    max_seconds: float | None = Field(None, gt=0)
+    max_repeats: int | None = Field(None, gt=0)  # the same tool with the same arguments, in one run
+    teams: dict[str, RunCapsOverride] = {}  # a team's own caps, over these
+
+    def any(self) -> bool:
+        return any(getattr(self, f) is not None for f in _RUN_CAPS)
+
+    def merged(self, override: RunCapsOverride) -> RunCapsConfig:
+        """These caps with a team's own over them."""
+        mine = {f: getattr(override, f) for f in _RUN_CAPS if getattr(override, f) is not None}
+        return self.model_copy(update={**mine, "teams": {}})
+
+
+_RUN_CAPS = ("max_cost_usd", "max_calls", "max_depth", "max_seconds", "max_repeats")
+
+
 class ServerConfig(_Section):
     max_body_bytes: int = Field(32 * MIB, gt=0)
     spool_dir: str = "meterline-spool"
@@ -344,6 +374,7 @@ class Settings(_Section):
     chargeback: ChargebackConfig = ChargebackConfig()
     budgets: BudgetsConfig = BudgetsConfig()
     limits: list[LimitConfig] = []
+    runs: RunCapsConfig = RunCapsConfig()
     # alerts: AlertsConfig = AlertsConfig()  # with the anomaly detector
     server: ServerConfig = ServerConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
@@ -393,6 +424,9 @@ class Settings(_Section):
                 raise ValueError(f"credits.{g.id}.department: unknown department {g.department!r}")
             if g.team is not None and g.team not in seen:
                 raise ValueError(f"credits.{g.id}.team: unknown team {g.team!r}")
+        for team in self.runs.teams:
+            if team not in seen:
+                raise ValueError(f"runs.teams.{team}: unknown team {team!r}")
         return self
 
 

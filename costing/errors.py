@@ -6,6 +6,7 @@
     ├── BudgetExceeded       a department, team or key is over its monthly budget
     ├── CreditsExhausted     a team or department that requires credits has none left
     ├── RateLimited          a key, team or department is over a rate limit (retry later)
+    ├── RunCapExceeded       an agent run is past one of its caps (`runs:`), and stays refused
     ├── InvalidKey           missing, unknown, revoked or expired virtual key
     ├── UnknownKey           no key with that id (managing keys, not calling with one)
     ├── KeyRequestError      a key cannot be made or changed as asked (names the field)
@@ -87,6 +88,10 @@ class RateLimited(CostingError):
         self.kind = kind
         self.retry_after = retry_after
         self.headers = headers
+
+
+class RunCapExceeded(CostingError):
+    """A call refused because its agent run is past a cap (cost, calls, depth, duration, a loop)."""
 
 
 class LedgerWriteError(CostingError):

@@ -84,6 +84,28 @@ def _wake(conn: sa.Connection, clues: set[tuple[str, str]]) -> None:
 def _resolve(conn: sa.Connection, call_id: str, team: str, asked: dict[str, Any], ts: datetime) -> bool:
     """Link `call_id` to the latest call that produced its clues; True when that question is
     settled (linked, or ambiguous: two runs made its clues, and no later landing changes that)."""
+    found = _producers(conn, call_id, team, asked, ts)
+    if not found:
+        return False
+    if len({f.trace_id for f in found}) > 1:
+        return True  # ambiguous: left a root of its own rather than put in a wrong run
+    parent = max(found, key=lambda f: (f.ts, f.call_id))
+    _link(conn, call_id, parent.call_id, parent.trace_id, asked.get("kind") or "continuation")
+    return True
+
+
+def producer_of(engine: sa.Engine, call_id: str, team: str, asked: dict[str, Any], ts: datetime) -> tuple[str, str] | None:
+    """(call id, trace id) of the call in the ledger that produced what `asked` names, if one
+    run did: for a proxy placing a call at admission whose producer another process served."""
+    with engine.connect() as conn:
+        found = _producers(conn, call_id, team, asked, ts)
+    if not found or len({f.trace_id for f in found}) > 1:
+        return None
+    parent = max(found, key=lambda f: (f.ts, f.call_id))
+    return parent.call_id, parent.trace_id
+
+
+def _producers(conn: sa.Connection, call_id: str, team: str, asked: dict[str, Any], ts: datetime) -> list[Any]:
     c = RUN_CLUES
     q = sa.select(c.c.call_id, c.c.trace_id, c.c.tool, c.c.ts).where(
         c.c.team == team,
@@ -95,13 +117,7 @@ def _resolve(conn: sa.Connection, call_id: str, team: str, asked: dict[str, Any]
     found = list(conn.execute(q))
     if asked.get("kind") == TOOL_REQUEST:
         found = [f for f in found if same_tool(f.tool, asked.get("tool", ""))]
-    if not found:
-        return False
-    if len({f.trace_id for f in found}) > 1:
-        return True  # ambiguous: left a root of its own rather than put in a wrong run
-    parent = max(found, key=lambda f: (f.ts, f.call_id))
-    _link(conn, call_id, parent.call_id, parent.trace_id, asked.get("kind") or "continuation")
-    return True
+    return found
 
 
 def _link(conn: sa.Connection, child: str, parent: str, parent_trace: str, link: str) -> None:
@@ -179,4 +195,4 @@ def _chunks(items: list[Any], n: int) -> Iterable[list[Any]]:
         yield items[i : i + n]
 
 
-__all__ = ["link_runs", "move_trace", "sweep_moves"]
+__all__ = ["link_runs", "move_trace", "producer_of", "sweep_moves"]

@@ -32,6 +32,7 @@ from meterline.costing.errors import (
     PeriodClosed,
     PeriodNotEnded,
     RateLimited,
+    RunCapExceeded,
     UnknownKey,
 )
 
@@ -59,6 +60,10 @@ def from_costing(e: CostingError) -> ProxyError:
         return ProxyError(429, "budget_exceeded", str(e), type="insufficient_quota")
     if isinstance(e, CreditsExhausted):
         return ProxyError(429, "credits_exhausted", str(e), type="insufficient_quota")
+    if isinstance(e, RunCapExceeded):
+        err = ProxyError(429, "run_budget_exceeded", str(e), type="insufficient_quota")
+        err.headers["x-should-retry"] = "false"  # the OpenAI SDKs' own retry would only be refused again
+        return err
     if isinstance(e, RateLimited):
         err = ProxyError(429, "rate_limit_exceeded", str(e), type=e.kind)
         err.headers.update(e.headers)

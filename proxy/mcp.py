@@ -104,7 +104,7 @@ async def _post(rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget) 
             if not is_request(m):
                 continue  # notifications and answers to server requests: forwarded, not metered
             size = len(body) if len(msgs) == 1 else len(dumps(m))
-            call = _start(rt, request, key, target, m, size, exchange)
+            call = await _start(rt, request, key, target, m, size, exchange)
             first = first or call
             if m["method"] == "tools/call" or meta_traceparent(m) is not None:
                 rewritten = set_meta_traceparent(m, call.traceparent, rt.meter.tracestate(call)) or rewritten
@@ -141,7 +141,7 @@ async def _post(rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget) 
     return RelayResponse(relay, resp.status_code, headers)
 
 
-def _start(
+async def _start(
     rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget, m: dict[str, Any], size: int, exchange: Exchange
 ) -> Call:
     """The metered call of one JSON-RPC request: a new one, or the multi-round call it continues."""
@@ -164,6 +164,7 @@ def _start(
         tracestate=meta_tracestate(m),
         asked=asked_by_tool_call(tool, m.get("params")) if tool else None,
     )
+    call = await rt.prepare(call)  # before the exchange owns it: a call cancelled here was never admitted
     exchange.add(m, call)
     rt.admit(call)
     return call

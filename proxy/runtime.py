@@ -24,6 +24,8 @@ from meterline.costing.prices import PriceBook
 from meterline.costing.rate_leases import RateLeases
 from meterline.costing.rate_limits import RateLimits
 from meterline.costing.redaction import Redactor
+from meterline.costing.run_caps import RunCaps
+from meterline.costing.run_ledger import producer_of
 from meterline.costing.spool import Spool, claim
 
 from . import alerts
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
 
     from .litellm_provider import LiteLLMProviders
     from .telemetry import Telemetry
+
+PLACE_TRIES = 5  # looks in the ledger, a flush interval apart, for the producer of a capped run's call
 
 log = logging.getLogger("meterline.proxy")
 
@@ -130,7 +134,13 @@ class Runtime:
         # a CostingError, which the route records as `rejected`) or return headers for the
         # response. A call refused by a later step gives back what earlier ones reserved when
         # its refusal is recorded (their settle). Run caps take their place here.
-        self.admission: list[Callable[[Call], dict[str, str] | None]] = [self.rate_limits.admit, self._credits, self._budget]
+        self.run_caps = RunCaps(
+            settings, self.budgets.accountant.estimator.estimate, engine, refresh_seconds=settings.budgets.refresh_seconds
+        )
+        self.writer.on_written.append(self.run_caps.landed)
+        self.admission: list[Callable[[Call], dict[str, str] | None]] = [
+            self.rate_limits.admit, self._run_caps, self._credits, self._budget,
+        ]  # fmt: skip
         self.meter.on_record.append(self._settle)
         self.litellm: LiteLLMProviders | None = None
         if any(p.kind == "litellm" for p in settings.providers.values()):
@@ -246,6 +256,38 @@ class Runtime:
                 headers = h if headers is None else headers | h
         return headers
 
+    async def prepare(self, call: Call) -> Call:
+        """What admission needs from the ledger, read off the event loop: the run of a call
+        whose clues name a call another process served, and (for run caps) what that run
+        has spent elsewhere. Returns the call, placed in its run if the ledger knew it."""
+        capped = self.run_caps.enabled and self.run_caps.caps(call.payer.team) is not None
+        try:
+            if call.asked is not None:
+                call = await self._place(call, wait=capped)
+            if capped and self.run_caps.needs_ledger(call):
+                await asyncio.to_thread(self.run_caps.read_ledger, call.trace_id)
+        except sa.exc.SQLAlchemyError as e:  # admitted on what this process knows
+            log.warning("could not read the run of call %s from the ledger: %s", call.call_id, str(e).splitlines()[0][:200])
+        return call
+
+    async def _place(self, call: Call, wait: bool) -> Call:
+        asked = call.asked
+        assert asked is not None
+        for attempt in range(PLACE_TRIES if wait else 1):
+            if attempt:
+                # Its producer may have ended on another replica a moment ago: spooled, not yet
+                # landed. With run caps on, a run must not escape them by changing replica.
+                await asyncio.sleep(self.settings.server.flush_interval_ms / 1000)
+            found = await asyncio.to_thread(producer_of, self.engine, call.call_id, call.key_team, asked._asdict(), call.ts)
+            if found is not None:
+                parent, trace = found
+                # The payer stays the key's team: a link found after the fact proves no more.
+                return call._replace(trace_id=trace, parent_call_id=parent, parent_span_id=parent, link=asked.kind, asked=None)
+        return call
+
+    def _run_caps(self, call: Call) -> None:
+        self.run_caps.admit(call)
+
     def _credits(self, call: Call) -> None:
         self.credits.admit(call)
 
@@ -253,6 +295,7 @@ class Runtime:
         self.budgets.admit(call)
 
     def _settle(self, event: dict[str, Any], call: Call, response_model: str) -> None:
+        self.run_caps.settle(event, call)
         self.credits.settle(event, call)
         self.budgets.settle(event, call)
         self.rate_limits.settle(event, call)
