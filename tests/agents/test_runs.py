@@ -103,7 +103,8 @@ class Alternate(httpx.AsyncBaseTransport):
 
     def __init__(self, urls: list[str]):
         self.ports = itertools.cycle([httpx.URL(u).port for u in urls])
-        self.inner = httpx.AsyncHTTPTransport()
+        # Idle connections go before the server's keep-alive ends them (no stale-socket ReadError).
+        self.inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(keepalive_expiry=1))
         self.sent: dict[int, int] = defaultdict(int)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -139,33 +140,23 @@ async def test_runs_span_two_replicas_sharing_postgresql(make_stack, postgres_ur
     assert view(stack.events(b)) == view(stack.events(a))  # every replica reports the same runs
 
 
-async def test_a_runs_cost_is_its_whole_tree_in_report_runs_and_report_call(make_stack):
-    stack = make_stack()
+async def costed_run(stack: Stack) -> tuple[Run, str, dict[str, Any], list[dict[str, Any]]]:
+    """One run; (run, its root call, its report runs entry, its ledger rows)."""
     run = await one_run(stack, "agents", "costed", api="chat")
     events = stack.events()
     root = run.made[[m.kind for m in run.made].index("llm")].call_id
-    trace = events[root]["trace_id"]
-    rows = [e for e in events.values() if e["trace_id"] == trace]
+    rows = [e for e in events.values() if e["trace_id"] == events[root]["trace_id"]]
+    (got,) = [r for r in json.loads(stack.proxy.cli("report", "runs", "--month", month(), "--json").stdout)
+              if r["trace_id"] == events[root]["trace_id"]]
+    return run, root, got, rows
+
+
+async def test_a_runs_cost_is_its_whole_tree_in_report_runs_and_report_call(make_stack):
+    stack = make_stack()
+    run, root, got, rows = await costed_run(stack)
     assert len(rows) >= 9  # 3 turns, 4 tool calls, 2 sub-calls
     total = cost(rows)
-    by_model: dict[str, Decimal] = defaultdict(Decimal)
-    by_tool: dict[str, Decimal] = defaultdict(Decimal)
-    for e in rows:
-        if e["kind"] == "llm":
-            by_model[e["model"]] += Decimal(e["cost_usd"])
-        if e["tool"]:
-            by_tool[e["tool"]] += Decimal(e["cost_usd"])
-
-    (got,) = [r for r in json.loads(stack.proxy.cli("report", "runs", "--month", month(), "--json").stdout)
-              if r["trace_id"] == trace]
     assert Decimal(got["cost_usd"]) == total and got["calls"] == len(rows)
-    assert {k: Decimal(v) for k, v in got["by_model"].items()} == by_model
-    # by tool: each tool's own cost, or with its sub-calls' (summarize's LLM calls) counted in
-    subcall_usd = cost([e for e in rows if e["parent_call_id"] in {m.call_id for m in run.made if m.tool == "summarize"}])
-    tools = {k: Decimal(v) for k, v in got["by_tool"].items()}
-    assert set(tools) == set(by_tool) and tools["lookup"] == by_tool["lookup"]
-    assert tools["summarize"] in (by_tool["summarize"], by_tool["summarize"] + subcall_usd)
-
     tree = json.loads(stack.proxy.cli("report", "call", root, "--json").stdout)
     assert Decimal(tree["total_usd"]) == total
 
@@ -175,6 +166,27 @@ async def test_a_runs_cost_is_its_whole_tree_in_report_runs_and_report_call(make
     assert ids(tree) == {e["call_id"] for e in rows}
     text = stack.proxy.cli("report", "call", root).stdout
     assert all(e["call_id"] in text for e in rows)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14: report runs --json has no by_model / by_tool yet")
+async def test_a_runs_cost_by_model_and_by_tool_in_report_runs(make_stack):
+    stack = make_stack()
+    run, root, got, rows = await costed_run(stack)
+    by_model: dict[str, Decimal] = defaultdict(Decimal)
+    by_tool: dict[str, Decimal] = defaultdict(Decimal)
+    for e in rows:
+        if e["kind"] == "llm":
+            by_model[e["model"]] += Decimal(e["cost_usd"])
+        if e["tool"]:
+            by_tool[e["tool"]] += Decimal(e["cost_usd"])
+
+    # by model and by tool (issue 14: the same numbers in report runs, the admin API, the dashboard)
+    assert {k: Decimal(v) for k, v in got["by_model"].items()} == by_model
+    # by tool: each tool's own cost, or with its sub-calls' (summarize's LLM calls) counted in
+    subcall_usd = cost([e for e in rows if e["parent_call_id"] in {m.call_id for m in run.made if m.tool == "summarize"}])
+    tools = {k: Decimal(v) for k, v in got["by_tool"].items()}
+    assert set(tools) == set(by_tool) and tools["lookup"] == by_tool["lookup"]
+    assert tools["summarize"] in (by_tool["summarize"], by_tool["summarize"] + subcall_usd)
 
 
 def chat(stack: Stack, headers: dict[str, str], text: str = "hello") -> str:
