@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,8 +24,10 @@ from .ledger_queries import EVENTS, rollup_sums
 
 _COLUMNS = (
     "call_id", "parent_call_id", "trace_id", "ts", "kind", "method", "provider", "model", "tool",
-    "status", "team", "key_team", "cost_pico",
+    "status", "department", "team", "key_team", "cost_pico", "link", "latency_ms",
 )  # fmt: skip
+LINKS = ("root", "traceparent", "header", "continuation", "tool_request")
+"""How a run's calls joined it (the events' `link`), in this order; `root` is the empty link."""
 
 
 @dataclass
@@ -45,6 +47,18 @@ class CallNode:
     key_team: str  # the key's own
     cost_usd: Decimal
     children: list[CallNode] = field(default_factory=list)
+    department: str = ""  # charged
+    link: str = ""  # how it joined its run: traceparent, header, continuation, tool_request, "" (a root)
+    latency_ms: int = 0
+
+    @property
+    def what(self) -> str:
+        """What was called: `server/tool` for a tool call, else the model (or the MCP method)."""
+        return f"{self.provider}/{self.tool}" if self.is_tool_call else (self.model or self.method)
+
+    @property
+    def ends(self) -> datetime:
+        return self.ts + timedelta(milliseconds=self.latency_ms)
 
     @property
     def is_tool_call(self) -> bool:
@@ -73,6 +87,8 @@ class CallNode:
             "model": self.model,
             "tool": self.tool,
             "status": self.status,
+            "link": self.link,
+            "department": self.department,
             "team": self.team,
             "key_team": self.key_team,
             "cost_usd": exact(self.cost_usd),
@@ -111,10 +127,41 @@ class ToolCost:
 
 
 @dataclass
+class ModelCost:
+    """What a run's calls of one model cost (LLM and embedding calls)."""
+
+    provider: str
+    model: str
+    calls: int = 0
+    cost_usd: Decimal = ZERO
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"provider": self.provider, "model": self.model, "calls": self.calls, "cost_usd": exact(self.cost_usd)}
+
+
+@dataclass
+class Charged:
+    """What one team is charged of a run (`chargeback.subcalls`: the root caller's team pays
+    for the whole tree, or each key's team for its own calls)."""
+
+    department: str
+    team: str
+    calls: int = 0
+    cost_usd: Decimal = ZERO
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"department": self.department, "team": self.team, "calls": self.calls, "cost_usd": exact(self.cost_usd)}
+
+
+@dataclass
 class Run:
     """An agent run (one trace). The calls without a parent in the ledger hang off the agent
     itself: `depth` counts levels below it (1: no sub-calls), `fan_out` is the most children
-    any one caller had, the agent included."""
+    any one caller had, the agent included.
+
+    Its cost parts add up to `cost_usd` exactly: `by_model` (LLM and embedding calls) plus the
+    tool calls' own cost in `by_tool` plus `other_usd` (MCP requests besides tools/call);
+    `charged` splits the same total by the team billed for each call."""
 
     trace_id: str
     calls: int
@@ -123,11 +170,23 @@ class Run:
     depth: int
     fan_out: int
     cost_usd: Decimal
-    team: str  # charged for the run's first call
+    team: str  # the payer: charged for the run's first call, its root caller
     teams: list[str]  # every key team that took part
     started: datetime
     last: datetime
     roots: list[CallNode]
+    department: str = ""  # the payer's
+    ended: datetime | None = None  # when its last call finished
+    by_model: list[ModelCost] = field(default_factory=list)
+    by_tool: list[ToolCost] = field(default_factory=list)
+    other_usd: Decimal = ZERO
+    charged: list[Charged] = field(default_factory=list)
+    links: dict[str, int] = field(default_factory=dict)  # calls per `link` (LINKS), "" as "root"
+
+    @property
+    def duration_ms(self) -> int:
+        """From its first call's start to the end of the call that finished last."""
+        return int(((self.ended or self.last) - self.started) / timedelta(milliseconds=1))
 
     def as_dict(self, tree: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -138,10 +197,17 @@ class Run:
             "depth": self.depth,
             "fan_out": self.fan_out,
             "cost_usd": exact(self.cost_usd),
+            "department": self.department,
             "team": self.team,
             "teams": self.teams,
             "started": self.started.isoformat(),
             "last": self.last.isoformat(),
+            "duration_ms": self.duration_ms,
+            "links": self.links,
+            "by_model": [m.as_dict() for m in self.by_model],
+            "by_tool": [t.as_dict() for t in self.by_tool],
+            "other_usd": exact(self.other_usd),
+            "charged": [c.as_dict() for c in self.charged],
         }
         if tree:
             d["tree"] = [r.as_dict() for r in self.roots]
@@ -162,6 +228,9 @@ def _node(row: Any) -> CallNode:
         team=row.team,
         key_team=row.key_team,
         cost_usd=from_pico(row.cost_pico),
+        department=row.department,
+        link=row.link,
+        latency_ms=row.latency_ms,
     )
 
 
@@ -252,7 +321,9 @@ def call_tree(engine: sa.Engine, call_id: str) -> CallNode | None:
         trace = conn.execute(sa.select(t.c.trace_id).where(t.c.call_id == call_id)).scalar()
         if trace is None:
             return None
-        rows = conn.execute(sa.select(*(t.c[c] for c in _COLUMNS)).where(t.c.trace_id == trace)).all()
+        # A call with no trace (recorded before runs were traced) is a tree of its own.
+        same = t.c.trace_id == trace if trace else t.c.call_id == call_id
+        rows = conn.execute(sa.select(*(t.c[c] for c in _COLUMNS)).where(same)).all()
     for root in build_trees(rows):
         for node in root.walk():
             if node.call_id == call_id:
@@ -266,6 +337,29 @@ def _depth(node: CallNode) -> int:
 
 def run_of(trace_id: str, roots: list[CallNode]) -> Run:
     nodes = [n for r in roots for n in r.walk()]
+    models: dict[tuple[str, str], ModelCost] = {}
+    tools: dict[tuple[str, str], ToolCost] = {}
+    charged: dict[tuple[str, str], Charged] = {}
+    links = dict.fromkeys(LINKS, 0)
+    other = ZERO
+    for n in nodes:
+        if n.is_tool_call:
+            tc = tools.setdefault((n.provider, n.tool), ToolCost(n.provider, n.tool))
+            tc.calls += 1
+            tc.errors += n.status != "ok"
+            tc.own_usd += n.cost_usd
+            tc.subcalls += sum(1 for _ in n.walk()) - 1
+            tc.subcall_usd += n.subcall_usd
+        elif n.kind == "mcp":
+            other += n.cost_usd
+        else:
+            m = models.setdefault((n.provider, n.model), ModelCost(n.provider, n.model))
+            m.calls += 1
+            m.cost_usd += n.cost_usd
+        c = charged.setdefault((n.department, n.team), Charged(n.department, n.team))
+        c.calls += 1
+        c.cost_usd += n.cost_usd
+        links[n.link or "root"] = links.get(n.link or "root", 0) + 1
     return Run(
         trace_id=trace_id,
         calls=len(nodes),
@@ -279,7 +373,28 @@ def run_of(trace_id: str, roots: list[CallNode]) -> Run:
         started=min(n.ts for n in nodes),
         last=max(n.ts for n in nodes),
         roots=roots,
+        department=roots[0].department if roots else "",
+        ended=max(n.ends for n in nodes),
+        by_model=sorted(models.values(), key=lambda m: (-m.cost_usd, m.provider, m.model)),
+        by_tool=sorted(tools.values(), key=lambda t: (-t.total_usd, t.server, t.tool)),
+        other_usd=other,
+        charged=sorted(charged.values(), key=lambda c: (-c.cost_usd, c.department, c.team)),
+        links={k: v for k, v in links.items() if v},
     )
+
+
+def run_detail(engine: sa.Engine, trace_id: str, period: str | None = None) -> Run | None:
+    """One run with its tree: every call of the trace, or only those billed in `period`
+    (as `top_runs` sees it); None if it has no call there."""
+    t = EVENTS
+    if not trace_id:
+        return None
+    q = sa.select(*(t.c[c] for c in _COLUMNS)).where(t.c.trace_id == trace_id)
+    if period is not None:
+        q = q.where(_in_month(t, period))
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    return run_of(trace_id, build_trees(rows)) if rows else None
 
 
 def top_runs(engine: sa.Engine, period: str, top: int = 20, department: str | None = None) -> list[Run]:
@@ -326,23 +441,43 @@ def tools_table(period: str, rows: list[ToolCost]) -> str:
 
 
 def runs_table(period: str, runs: list[Run]) -> str:
-    return _table(
+    table = _table(
         f"Top agent runs {period} by cost",
-        f"{'TRACE':<34} {'TEAM':<14} {'CALLS':>6} {'TOOLS':>6} {'LLM':>6} {'DEPTH':>6} {'FAN-OUT':>8} {'COST USD':>14}",
+        f"{'TRACE':<34} {'PAYER':<24} {'CALLS':>6} {'TOOLS':>6} {'LLM':>6} {'DEPTH':>6} {'FAN-OUT':>8} {'SECONDS':>8} {'COST USD':>14}",
         [
-            f"{r.trace_id:<34} {r.team:<14} {r.calls:>6,} {r.tool_calls:>6,} {r.llm_calls:>6,} "
-            f"{r.depth:>6} {r.fan_out:>8} {usd(r.cost_usd):>14}"
+            f"{r.trace_id:<34} {r.department + '/' + r.team:<24} {r.calls:>6,} {r.tool_calls:>6,} {r.llm_calls:>6,} "
+            f"{r.depth:>6} {r.fan_out:>8} {r.duration_ms / 1000:>8.1f} {usd(r.cost_usd):>14}"
             for r in runs
         ],
-        "(no agent runs this month: calls share a run when they carry one traceparent)",
+        "(no agent runs this month: no calls linked by traceparent, X-Meterline-Run or their content)",
     )
+    return "\n\n".join([table, *(run_text(r) for r in runs)])
+
+
+def run_text(run: Run) -> str:
+    """What a run's cost is made of: by model, by tool, by team charged; how its calls linked."""
+
+    def line(what: str, name: str, calls: int, cost: Decimal, more: str = "") -> str:
+        return f"  {what:<8} {name:<36} {calls:>6,} calls {usd(cost):>14}{more}"
+
+    lines = [f"Run {run.trace_id}: {run.calls} calls, {usd(run.cost_usd)} USD, paid by {run.department}/{run.team}"]
+    lines += [line("model", f"{m.provider}/{m.model}", m.calls, m.cost_usd) for m in run.by_model]
+    lines += [
+        line("tool", f"{t.server}/{t.tool}", t.calls, t.own_usd, f"   with its {t.subcalls:,} sub-calls {usd(t.total_usd)}")
+        for t in run.by_tool
+    ]
+    others = sum(1 for r in run.roots for n in r.walk() if n.kind == "mcp" and not n.is_tool_call)
+    if others:
+        lines.append(line("mcp", "other requests", others, run.other_usd))
+    lines += [line("charged", f"{c.department}/{c.team}", c.calls, c.cost_usd) for c in run.charged]
+    lines.append("  linked:  " + ", ".join(f"{k} {v}" for k, v in run.links.items()))
+    return "\n".join(lines)
 
 
 def tree_text(node: CallNode, indent: str = "") -> str:
     """A call tree, one call a line: what it was, who paid, its own and its tree's cost."""
-    what = f"{node.provider}/{node.tool}" if node.is_tool_call else (node.model or node.method)
     line = (
-        f"{indent}{node.call_id}  {node.kind:<9} {what:<32} {node.status:<14} "
+        f"{indent}{node.call_id}  {node.kind:<9} {node.what:<32} {node.link or 'root':<13} {node.status:<14} "
         f"{node.team} (key {node.key_team})  own {usd(node.cost_usd)}  total {usd(node.total_usd)}"
     )
     return "\n".join([line, *(tree_text(c, indent + "  ") for c in node.children)])

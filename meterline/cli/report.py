@@ -47,7 +47,8 @@ def report_runs(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON, with each run's call tree")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Agent runs (traces of several calls) by cost, with depth and fan-out."""
+    """Agent runs (traces of several calls) by cost: payer, depth, fan-out, duration, cost by
+    model, tool and team charged, how the calls were linked."""
     from meterline.reports.agents import runs_table, top_runs
 
     runs = top_runs(ledger(settings(config)), month(month_), top)
@@ -60,10 +61,16 @@ def report_call(
     as_json: Annotated[bool, typer.Option("--json")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """One call with everything made on its behalf, and what each part cost."""
-    from meterline.reports.agents import call_tree, tree_text
+    """One call with everything made on its behalf, and what each part cost; then its run."""
+    from meterline.reports.agents import call_tree, run_detail, run_text, tree_text
 
-    node = call_tree(ledger(settings(config)), call_id)
+    engine = ledger(settings(config))
+    node = call_tree(engine, call_id)
     if node is None:
         fail(f"no call {call_id!r} in the ledger (recent calls reach it within a flush interval)")
-    typer.echo(json.dumps(node.as_dict(), indent=2) if as_json else tree_text(node))
+    run = run_detail(engine, node.trace_id)
+    run = run if run is not None and run.calls > 1 else None  # one call is not a run
+    if as_json:
+        typer.echo(json.dumps({**node.as_dict(), "run": run.as_dict(tree=False) if run else None}, indent=2))
+    else:
+        typer.echo(tree_text(node) + (f"\n\n{run_text(run)}" if run else ""))

@@ -1,4 +1,4 @@
-"""The admin API under /admin: keys, usage, budgets, reports, exports, closing months.
+"""The admin API under /admin: keys, usage, budgets, reports, agent runs, exports, closing months.
 
 `Authorization: Bearer $METERLINE_ADMIN_KEY` may do everything; the finance key
 (`server.finance_key_env`) may read usage, budgets, reports and exports and close months
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import credits, exports, guards, keys, reports, usage
+from . import credits, exports, guards, keys, reports, runs, usage
 
 router = APIRouter(prefix="/admin")
-for _module in (keys, credits, usage, reports, exports, guards):
+for _module in (keys, credits, usage, reports, runs, exports, guards):
     router.include_router(_module.router)
 
 __all__ = ["router"]

@@ -99,8 +99,9 @@ def test_report_commands_print_tables_and_json(engine, tmp_path, upstream):
 def test_report_call_prints_one_tree_or_fails_in_one_line(engine, tmp_path, upstream):
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(base_config(tmp_path, upstream.url)))
-    text = run_cli("report", "call", "t1", "--config", str(cfg)).stdout
-    assert [line.split()[0] for line in text.splitlines()] == ["t1", "l1", "l2", "t2", "l3"]
+    tree, run = run_cli("report", "call", "t1", "--config", str(cfg)).stdout.split("\n\n")
+    assert [line.split()[0] for line in tree.splitlines()] == ["t1", "l1", "l2", "t2", "l3"]
+    assert run.startswith(f"Run {RUN}: 7 calls, 0.094000 USD, paid by research/nlp")
     assert json.loads(run_cli("report", "call", "t2", "--json", "--config", str(cfg)).stdout)["total_usd"] == "0.021000"
     missing = run_cli("report", "call", "nope", "--config", str(cfg), check=False)
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
