@@ -131,7 +131,13 @@ def in_process() -> dict[str, float]:
 
 
 def index_memory(clues: int = 100_000) -> float:
-    from meterline.costing.run_links import Produced, Producer, RunIndex, arguments_clue, tool_call_clue
+    from meterline.costing.run_links import (
+        Produced,
+        Producer,
+        RunIndex,
+        arguments_clue,
+        tool_call_clue,
+    )
 
     tracemalloc.start()
     runs = RunIndex(capacity=clues)
