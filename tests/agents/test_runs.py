@@ -168,7 +168,6 @@ async def test_a_runs_cost_is_its_whole_tree_in_report_runs_and_report_call(make
     assert all(e["call_id"] in text for e in rows)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: report runs --json has no by_model / by_tool yet")
 async def test_a_runs_cost_by_model_and_by_tool_in_report_runs(make_stack):
     stack = make_stack()
     run, root, got, rows = await costed_run(stack)
@@ -181,12 +180,13 @@ async def test_a_runs_cost_by_model_and_by_tool_in_report_runs(make_stack):
             by_tool[e["tool"]] += Decimal(e["cost_usd"])
 
     # by model and by tool (issue 14: the same numbers in report runs, the admin API, the dashboard)
-    assert {k: Decimal(v) for k, v in got["by_model"].items()} == by_model
-    # by tool: each tool's own cost, or with its sub-calls' (summarize's LLM calls) counted in
+    assert {m["model"]: Decimal(m["cost_usd"]) for m in got["by_model"]} == by_model
+    # by tool: each tool's own cost, and its sub-calls' (summarize's LLM calls) apart
     subcall_usd = cost([e for e in rows if e["parent_call_id"] in {m.call_id for m in run.made if m.tool == "summarize"}])
-    tools = {k: Decimal(v) for k, v in got["by_tool"].items()}
-    assert set(tools) == set(by_tool) and tools["lookup"] == by_tool["lookup"]
-    assert tools["summarize"] in (by_tool["summarize"], by_tool["summarize"] + subcall_usd)
+    tools = {t["tool"]: t for t in got["by_tool"]}
+    assert set(tools) == set(by_tool)
+    assert {k: Decimal(t["own_usd"]) for k, t in tools.items()} == by_tool
+    assert Decimal(tools["summarize"]["subcall_usd"]) == subcall_usd and Decimal(tools["lookup"]["subcall_usd"]) == 0
 
 
 def chat(stack: Stack, headers: dict[str, str], text: str = "hello") -> str:
