@@ -248,10 +248,9 @@ class AlertsConfig(_Section):
 
     anomalies: bool = False
     webhook_url: str | None = None  # unset: budgets.webhook_url
-    baseline_hours: int = Field(168, ge=24, le=24 * 90)  # the hours before the one checked
-    threshold: Decimal = Field(Decimal(8), gt=0)  # robust z-score (median / MAD) that is a spike
+    threshold: Decimal = Field(Decimal(6), gt=0)  # robust z-score (median / MAD) that is a spike
     min_usd: Decimal = Field(Decimal(1), ge=0)  # an hour under this is never a spike
-    min_ratio: Decimal = Field(Decimal(3), ge=1)  # nor one under this multiple of its median hour
+    min_ratio: Decimal = Field(Decimal(3), ge=1)  # nor one under this multiple of its usual and its busiest hours
     check_seconds: float = Field(300.0, gt=0)  # how often a proxy checks the last full hour
 
 
@@ -375,7 +374,7 @@ class Settings(_Section):
     budgets: BudgetsConfig = BudgetsConfig()
     limits: list[LimitConfig] = []
     runs: RunCapsConfig = RunCapsConfig()
-    # alerts: AlertsConfig = AlertsConfig()  # with the anomaly detector
+    alerts: AlertsConfig = AlertsConfig()
     server: ServerConfig = ServerConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     dashboard: DashboardConfig = DashboardConfig()

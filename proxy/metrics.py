@@ -69,6 +69,15 @@ class Metrics:
             "Ledger queries made since start for secrets the key cache did not know (each may ask for many).",
             registry=self.registry,
         )
+        self.anomalies = Counter(
+            "meterline_spend_anomalies",
+            "Spend anomalies (each spike once fleet-wide, counted by the replica that noted it).",
+            ("scope", "id"),
+            registry=self.registry,
+        )
+        self.anomalies_open = Gauge(
+            "meterline_spend_anomalies_open", "Teams and keys whose spend is in a spike, at the last check.", registry=self.registry
+        )
         self._series: dict[tuple[str, ...], Any] = {}
         self._models: set[str] = set()
 

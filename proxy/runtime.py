@@ -29,6 +29,7 @@ from meterline.costing.run_ledger import producer_of
 from meterline.costing.spool import Spool, claim
 
 from . import alerts
+from .anomaly_watch import AnomalyWatch
 from .auth import KeyLookups
 from .caps import Caps
 from .durability import unavailable
@@ -142,6 +143,8 @@ class Runtime:
             self.rate_limits.admit, self._run_caps, self._credits, self._budget,
         ]  # fmt: skip
         self.meter.on_record.append(self._settle)
+        hook = alerts.anomaly_webhook(settings.alerts.webhook_url or settings.budgets.webhook_url)
+        self.anomalies = AnomalyWatch(engine, settings.alerts, self.metrics, hook, lambda: self.meter.clock())
         self.litellm: LiteLLMProviders | None = None
         if any(p.kind == "litellm" for p in settings.providers.values()):
             from .litellm_provider import LiteLLMProviders  # slow import, only when needed
@@ -196,6 +199,8 @@ class Runtime:
         await asyncio.to_thread(rt.credits.start)
         rt.rate_leases.start()
         rt._tasks.append(asyncio.create_task(rt._refresh_keys()))
+        if settings.alerts.anomalies:
+            rt._tasks.append(asyncio.create_task(rt.anomalies.run()))
         return rt
 
     async def stop(self) -> None:

@@ -74,3 +74,15 @@ def report_call(
         typer.echo(json.dumps({**node.as_dict(), "run": run.as_dict(tree=False) if run else None}, indent=2))
     else:
         typer.echo(tree_text(node) + (f"\n\n{run_text(run)}" if run else ""))
+
+
+@report_app.command("anomalies")
+def report_anomalies(
+    month_: MonthOption, as_json: Annotated[bool, typer.Option("--json")] = False, config: ConfigOption = None
+) -> None:
+    """Spend anomalies: hours a team's or key's spend spiked against its own recent hours."""
+    from meterline.reports.guards import anomalies_table, month_anomalies, spike_row
+
+    s = settings(config)
+    spikes = month_anomalies(ledger(s), s.alerts, month(month_))
+    typer.echo(json.dumps([spike_row(x) for x in spikes], indent=2) if as_json else anomalies_table(month_, spikes))

@@ -3,14 +3,18 @@ anomalies (`GET /admin/anomalies`); admin or finance key."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse, Response
+
+from meterline.reports.guards import recent_anomalies
 
 from ..auth import check_admin
 from ..runtime import Runtime
-from .models import LimitsOut
+from .models import AnomaliesOut, LimitsOut
 
 router = APIRouter(tags=["guards"])
 
@@ -40,3 +44,15 @@ async def limits_route(request: Request) -> Response:
             }
         )
     return JSONResponse({"limits": out})
+
+
+@router.get("/anomalies", response_model=AnomaliesOut)
+async def anomalies_route(
+    request: Request, hours: Annotated[int, Query(ge=1, le=24 * 62, description="spikes that started in the last this many hours")] = 24
+) -> Response:
+    """Spend anomalies from the ledger: each team's or key's spike that started in the last
+    `hours`, newest first; `open` while it goes on (the current or the last full hour)."""
+    rt: Runtime = request.app.state.runtime
+    check_admin(rt, request, finance=True)
+    rows = await asyncio.to_thread(recent_anomalies, rt.engine, rt.settings.alerts, rt.meter.clock(), hours)
+    return JSONResponse({"hours": hours, "anomalies": rows})

@@ -118,6 +118,25 @@ class LimitsOut(BaseModel):
     limits: list[LimitUse]
 
 
+class Anomaly(BaseModel):
+    scope: Literal["team", "key"]
+    id: str
+    start: str = Field(description="its first hour, UTC")
+    hours: int
+    spend_usd: str = Field(description="in its first hour")
+    peak_usd: str
+    total_usd: str
+    usual_usd: str = Field(description="the median of the same hour on the last 14 days")
+    z: str = Field(description="the first hour's robust z-score")
+    message: str
+    open: bool = Field(description="it goes on into the current or the last full hour")
+
+
+class AnomaliesOut(BaseModel):
+    hours: int
+    anomalies: list[Anomaly]
+
+
 class UsageRow(BaseModel):
     day: str | None = None
     department: str | None = None
