@@ -16,9 +16,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
+from meterline.costing.run_links import CONTINUATION, HEADER, TOOL_REQUEST, TRACEPARENT
+
 from .meter import Call
 
 LABELS = ("department", "team", "model", "kind", "status")
+LINKS = (TRACEPARENT, HEADER, CONTINUATION, TOOL_REQUEST)
 TOKEN_TYPES = {
     "input": "input_tokens",
     "cached_input": "cached_input_tokens",
@@ -78,6 +81,20 @@ class Metrics:
         self.anomalies_open = Gauge(
             "meterline_spend_anomalies_open", "Teams and keys whose spend is in a spike, at the last check.", registry=self.registry
         )
+        self.run_links = Counter(
+            "meterline_run_links",
+            "Calls placed in an agent run at admission, by how (traceparent, header, continuation, tool_request).",
+            ("link",),
+            registry=self.registry,
+        )
+        self._links = {link: self.run_links.labels(link) for link in LINKS}
+        self.run_clues_ambiguous = Gauge(
+            "meterline_run_clues_ambiguous",
+            "Lookups that found a clue two runs produced, so linked nothing (since start).",
+            registry=self.registry,
+        )
+        self.run_clues = Gauge("meterline_run_clues", "Clues the run index holds (bounded).", registry=self.registry)
+        self.runs_capped = Gauge("meterline_runs_capped", "Agent runs capped by `runs:` since start.", registry=self.registry)
         self._series: dict[tuple[str, ...], Any] = {}
         self._models: set[str] = set()
 
@@ -102,6 +119,8 @@ class Metrics:
         cost.inc(event["cost_pico"] / PICO_PER_USD)  # a float for Prometheus only
         if not event["priced"]:
             self.unpriced.labels(self.model_label(event["model"] or "")).inc()
+        if call.link:
+            self._links[call.link].inc()
 
     def model_label(self, model: str) -> str:
         """`model` as a label value: itself for the first MAX_MODELS names, then OTHER."""
@@ -120,4 +139,7 @@ async def metrics(request: Request) -> Response:
     m.spooled.set(await asyncio.to_thread(rt.spool.pending) if rt.spool_kind == "disk" else rt.spool.pending())
     m.degraded.set(1 if rt.writer.degraded else 0)
     m.key_lookups.set(rt.keys.lookups)
+    m.run_clues.set(len(rt.meter.runs))
+    m.run_clues_ambiguous.set(rt.meter.runs.ambiguous)
+    m.runs_capped.set(rt.run_caps.capped_total)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -172,3 +173,10 @@ async def test_an_mcp_tool_call_joins_the_run_of_the_llm_call_that_asked_for_it(
     assert (linked["parent_call_id"], linked["link"]) == (asked, "tool_request")
     assert linked["trace_id"] == by_id(proxy)[asked]["trace_id"]
     assert (unasked["parent_call_id"], unasked["link"]) == ("", "")
+
+
+def test_metrics_count_the_links_made_at_admission(proxy):
+    first, second = agent_turns(client(proxy, proxy.key("nlp")), stream=False)
+    text = httpx.get(proxy.url + "/metrics").text
+    assert 'meterline_run_links_total{link="continuation"} 1.0' in text
+    assert "meterline_run_clues " in text and 'meterline_run_links_total{link="tool_request"} 0.0' in text
