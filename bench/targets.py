@@ -17,6 +17,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM_VENV = ROOT / "bench" / ".venv-litellm"
@@ -161,8 +162,12 @@ def passthrough(workdir: Path, upstream: str) -> Target:
     )
 
 
-def meterline(workdir: Path, upstream: str) -> Target:
-    """Meterline as users run it (`meterline serve`), metering, budgets and the durable ledger on."""
+def meterline(workdir: Path, upstream: str, *, name: str = "meterline", label: str = "Meterline",
+              server: dict[str, Any] | None = None) -> Target:  # fmt: skip
+    """Meterline as users run it (`meterline serve`), metering, budgets and the durable ledger on.
+    `server`: settings over the default `server:` (`spool_url`, say); `name` names its files."""
+    workdir = workdir / name if name != "meterline" else workdir
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     cfg = {
         "database": f"sqlite:///{workdir / 'ledger.db'}",
@@ -173,7 +178,7 @@ def meterline(workdir: Path, upstream: str) -> Target:
             {"id": "research", "cost_center": "CC-100", "budget_usd_monthly": 1_000_000,
              "teams": [{"id": "nlp", "budget_usd_monthly": 1_000_000}]},
         ],
-        "server": {"spool_dir": str(workdir / "spool")},
+        "server": {"spool_dir": str(workdir / "spool"), **(server or {})},
     }
     path = workdir / "meterline.yaml"
     path.write_text(json.dumps(cfg, indent=2))  # JSON is YAML
@@ -185,7 +190,7 @@ def meterline(workdir: Path, upstream: str) -> Target:
     )
     key = json.loads(out.stdout)["key"]
     return Target(
-        "meterline", "Meterline",
+        name, label,
         [*meterline_bin, "serve", "--port", str(port), "--log-level", "warning"],
         port, key, env=env, log=workdir / "meterline.log",
     )

@@ -348,6 +348,11 @@ class StreamWriter:
                     msgs = await self._fetch(timeout=max(self.interval, 0.5))
                     if msgs:
                         await self._write(msgs)
+                if 0 < len(msgs) < self.cfg.batch:
+                    # A batch that was not full: wait for the next one to fill for a flush
+                    # interval, as the disk spool's writer does, rather than one transaction
+                    # per event at a low rate (bench/RESULTS.md).
+                    await asyncio.sleep(self.interval)
                 if time.monotonic() - last_info > 1.0 and self.spool is not None:
                     last_info = time.monotonic()
                     info = await self.js.consumer_info(self.cfg.stream, self.cfg.consumer)
