@@ -20,6 +20,28 @@ from .ledger_queries import EVENTS
 
 TEXT = "text"  # the cost of calls billed as text only, at the default tier
 
+# What people read for each dimension of `cost_detail` (statement, dashboard).
+LABELS = {
+    TEXT: "Text, standard rates",
+    "input": "Input tokens",
+    "cached_input": "Cached input tokens",
+    "cache_write": "Cache writes (5 minutes)",
+    "cache_write_1h": "Cache writes (1 hour)",
+    "input_audio": "Audio input tokens",
+    "input_image": "Image input tokens",
+    "output": "Output tokens",
+    "reasoning": "Reasoning tokens",
+    "output_audio": "Audio output tokens",
+    "output_image": "Image output tokens",
+    "web_search": "Web searches",
+    "file_search": "File searches",
+    "code_interpreter": "Code interpreter sessions",
+}
+
+
+def label(dimension: str) -> str:
+    return LABELS.get(dimension, dimension.replace("_", " ").capitalize())
+
 
 @dataclass
 class DimensionCosts:
@@ -27,6 +49,13 @@ class DimensionCosts:
     by_service_tier: dict[str, Decimal] = field(default_factory=dict)
     long_context_usd: Decimal = ZERO  # calls whose prompt passed a context threshold (whole cost)
     flagged_requests: dict[str, int] = field(default_factory=dict)  # usage_flag -> calls
+
+    @property
+    def billed_beyond_text(self) -> bool:
+        """Whether any of the cost is more than text at the default tier (worth a breakdown)."""
+        return any(k != TEXT and v for k, v in self.by_dimension.items()) or bool(self.long_context_usd) or any(
+            k != "default" and v for k, v in self.by_service_tier.items()
+        )
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -77,4 +106,4 @@ def dimension_costs(engine: sa.Engine, period: str, total: Decimal, where: dict[
     return out
 
 
-__all__ = ["DimensionCosts", "TEXT", "dimension_costs"]
+__all__ = ["LABELS", "DimensionCosts", "TEXT", "dimension_costs", "label"]

@@ -21,6 +21,7 @@ from meterline.costing import (
 from .chargeback import CSV_COLUMNS, csv_rows
 from .csvsafe import csv_line, safe_text
 from .focus import COLUMNS, focus_rows
+from .focus_dimensions import line_parts
 from .focus_parquet import focus_parquet
 from .ledger_queries import events
 
@@ -92,7 +93,8 @@ def chargeback_csv(engine: sa.Engine, settings: Settings, period: str) -> Iterat
 def chargeback_focus(engine: sa.Engine, settings: Settings, period: str, *, focus_version: str = "1.2") -> Iterator[str]:
     """FinOps FOCUS CSV, version 1.2 or 1.3 (see reports/focus.py for how Meterline maps)."""
     cb = load_chargeback(engine, settings, period)
-    rows = focus_rows(cb, version=focus_version, allocation=settings.chargeback.allocation)
+    parts = line_parts(engine, period)  # a row per SKU for lines billed along more than text
+    rows = focus_rows(cb, version=focus_version, allocation=settings.chargeback.allocation, parts=parts)
     return _csv(COLUMNS[focus_version], rows)
 
 
@@ -101,7 +103,8 @@ def chargeback_focus_parquet(
 ) -> Iterator[bytes]:
     """The FOCUS rows as one Parquet file (bytes, not text)."""
     cb = load_chargeback(engine, settings, period)
-    yield focus_parquet(cb, version=focus_version, allocation=settings.chargeback.allocation)
+    parts = line_parts(engine, period)
+    yield focus_parquet(cb, version=focus_version, allocation=settings.chargeback.allocation, parts=parts)
 
 
 def chargeback_json(engine: sa.Engine, settings: Settings, period: str) -> Iterator[str]:

@@ -1,7 +1,9 @@
 """The chargeback as FinOps FOCUS rows, version 1.2 (default) or 1.3; our own columns start
 with x_ and come after every FOCUS column.
 
-One row per chargeback line, so BilledCost adds up to the chargeback CSV's charge_usd exactly.
+One row per chargeback line, or per SKU of a line billed along more than text (cached input,
+cache writes, audio, image, tools, a service or long-context tier: focus_dimensions.py), so
+BilledCost adds up to the chargeback CSV's charge_usd exactly.
 
 Who is who. Meterline's chargeback is an internal invoice: the platform team (Meterline)
 makes AI services available to departments and bills them, and the upstream providers (an
@@ -50,7 +52,10 @@ from meterline.costing import Chargeback, ChargebackLine
 
 from .chargeback import Q6
 from .focus_credits import credit_records
+from .focus_dimensions import LineKey, LineParts, line_key, split
 from .numbering import statement_number
+
+Parts = dict[LineKey, LineParts]
 
 VERSIONS = ("1.2", "1.3")
 _COMMON = [
@@ -272,20 +277,23 @@ def _method_details(ln: ChargebackLine, pool: Decimal) -> str:
 
 
 def focus_records(
-    cb: Chargeback, *, version: str = "1.2", allocation: str = "proportional"
+    cb: Chargeback, *, version: str = "1.2", allocation: str = "proportional", parts: Parts | None = None
 ) -> Iterator[dict[str, Any]]:
+    """`parts`: the lines' costs by billed dimension (focus_dimensions.line_parts); with them a
+    line billed along more than text is one row per SKU."""
     names = {d.department: d.name for d in cb.departments}
     pool = _pool(cb)
     for ln in cb.lines:
-        yield focus_record(cb, ln, names, version=version, allocation=allocation, pool=pool)
+        rec = focus_record(cb, ln, names, version=version, allocation=allocation, pool=pool)
+        yield from split(rec, ln, parts.get(line_key(ln))) if parts else (rec,)
     yield from credit_records(cb, names, COLUMNS[version], _month_bounds(cb.period))  # focus_credits.py
 
 
 def focus_rows(
-    cb: Chargeback, *, version: str = "1.2", allocation: str = "proportional"
+    cb: Chargeback, *, version: str = "1.2", allocation: str = "proportional", parts: Parts | None = None
 ) -> Iterator[list[Any]]:
     columns = COLUMNS[version]
-    for rec in focus_records(cb, version=version, allocation=allocation):
+    for rec in focus_records(cb, version=version, allocation=allocation, parts=parts):
         yield [rec[c] for c in columns]
 
 

@@ -16,6 +16,7 @@ from .focus import (
     MONEY_COLUMNS,
     QUANTITY_COLUMNS,
     TIME_COLUMNS,
+    Parts,
     focus_records,
 )
 
@@ -44,7 +45,7 @@ def _time(value: str) -> datetime:
 
 
 def focus_parquet(
-    cb: Chargeback, *, version: str = "1.2", allocation: str = "proportional"
+    cb: Chargeback, *, version: str = "1.2", allocation: str = "proportional", parts: Parts | None = None
 ) -> bytes:
     import pyarrow as pa  # only this export needs it
     import pyarrow.parquet as pq
@@ -52,7 +53,7 @@ def focus_parquet(
     columns = COLUMNS[version]
     schema = pa.schema([pa.field(c, _type(c)) for c in columns])
     data: dict[str, list[Any]] = {c: [] for c in columns}
-    for rec in focus_records(cb, version=version, allocation=allocation):
+    for rec in focus_records(cb, version=version, allocation=allocation, parts=parts):
         for c in columns:
             v = rec[c]
             data[c].append(_time(v) if c in TIME_COLUMNS and v else v)

@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from meterline.costing import ZERO, CostingError, Settings, largest_remainder
 
 from .chargeback import chargeback_report
+from .dimensions import dimension_costs, label
 from .numbering import statement_number
 from .trend import change_percent
 
@@ -87,6 +88,10 @@ class Statement:
     credits: Decimal = ZERO  # cents, negative: the credits its calls drew
     credit_usd: Decimal = ZERO  # six places: the sum of its lines' credit_usd in the chargeback CSV
     teams: list[tuple[str, list[tuple[str, list[Item]]]]] = field(default_factory=list)
+    # The usage cost by billed dimension (label, cents), when any of it is more than text at
+    # the default tier; then what of it was at another service tier or past a context threshold.
+    dimensions: list[tuple[str, Decimal]] = field(default_factory=list)
+    dimension_notes: list[tuple[str, Decimal]] = field(default_factory=list)
 
     @property
     def usage(self) -> Decimal:
@@ -175,7 +180,27 @@ def statement(
         credit_usd=credit6,
     )
     st.teams = _by_team(usage)
+    exact = sum((i.exact for i in items), ZERO)
+    st.dimensions, st.dimension_notes = by_dimension(engine, period, department, exact)
     return st
+
+
+def by_dimension(
+    engine: sa.Engine, period: str, department: str, usage: Decimal
+) -> tuple[list[tuple[str, Decimal]], list[tuple[str, Decimal]]]:
+    """The department's usage cost (`usage`, usage and adjustments, six places) by billed
+    dimension in cents, largest first, adding up to it rounded; and the notes: the cost of its
+    calls at a service tier other than the default, and past a long-context threshold. Nothing
+    when all of it was text at the default tier."""
+    dc = dimension_costs(engine, period, usage, where={"department": department})
+    if not dc.billed_beyond_text:
+        return [], []
+    parts = [(label(k), v) for k, v in dc.by_dimension.items() if v]
+    cents = largest_remainder([v for _, v in parts], 2)
+    notes = [(f"at the {tier} service tier", v) for tier, v in dc.by_service_tier.items() if tier != "default" and v]
+    if dc.long_context_usd:
+        notes.append(("with a prompt past a long-context threshold (whole calls)", dc.long_context_usd))
+    return [(name, c) for (name, _), c in zip(parts, cents, strict=True)], [(n, v.quantize(CENT)) for n, v in notes]
 
 
 def _issued(closed_at: str) -> str:
