@@ -26,11 +26,13 @@ from starlette.responses import Response
 
 from meterline.costing.config import ProviderConfig
 from meterline.costing.money import Usage
+from meterline.costing.run_links import NO_PRODUCE
 
 from .caps import DEFAULT as DEFAULT_CAPS
 from .errors import ProxyError
 from .meter import Call, Meter
 from .responses import CALL_ID, error_event, meter_headers
+from .run_clues import StreamedToolCalls, produced_by_body
 from .sse import data_event
 from .streaming import RelayResponse
 from .usage import delta_text, estimate, parse_usage
@@ -118,7 +120,8 @@ class LiteLLMProviders:
             raise err from None
         if not stream:
             data = result.model_dump_json(exclude_none=True).encode()
-            usage = parse_usage(result.model_dump().get("usage"))
+            whole = result.model_dump()
+            usage = parse_usage(whole.get("usage"))
             if usage is None:
                 usage, source = estimate(doc, call.model, _message_text(result)), "estimated"
             else:
@@ -130,6 +133,7 @@ class LiteLLMProviders:
                 usage_source=source,
                 response_model=result.model or "",
                 response_bytes=len(data),
+                produced=produced_by_body(path, whole) if b'"tool_calls"' in data else NO_PRODUCE,
             )
             return Response(data, 200, media_type="application/json", headers=meter_headers(call.call_id, cost))
         headers = {CALL_ID: call.call_id, "content-type": "text/event-stream", "cache-control": "no-cache"}
@@ -233,10 +237,12 @@ async def _relay(
     status, usage, response_model, error = "client_closed", None, "", ""
     held: dict[str, Any] | None = None  # the chunk that carried usage, leaving once the call is recorded
     broken: ProxyError | None = None
+    tool_calls = StreamedToolCalls()  # what the stream asks for: the clues of its run (costing/run_links.py)
     try:
         try:
             async for chunk in chunks:
                 out = chunk.model_dump(exclude_none=True)
+                tool_calls.feed(out)
                 piece = delta_text(out)
                 seen += len(piece)
                 if kept < KEEP_CHARS:
@@ -260,9 +266,11 @@ async def _relay(
                 usage = estimate(doc, call.model, "".join(text))  # bounded: a sample of a long text
                 if seen > kept:
                     usage = Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens * seen // kept)
-                meter.record(call, status=status, usage=usage, usage_source="estimated", response_bytes=size, error=error)
+                meter.record(call, status=status, usage=usage, usage_source="estimated", response_bytes=size, error=error,
+                             produced=tool_calls.produced())  # fmt: skip
             else:
-                meter.record(call, status=status, usage=usage, response_model=response_model, response_bytes=size)
+                meter.record(call, status=status, usage=usage, response_model=response_model, response_bytes=size,
+                             produced=tool_calls.produced())  # fmt: skip
         if broken is not None:
             yield error_event(broken, "/chat/completions")
             return

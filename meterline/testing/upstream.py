@@ -25,7 +25,7 @@ last user text changes behaviour.  Keys (all integers):
     tools        with `tools` in the request: call the first N of them at once (default 1)
     turns        with `tools`: answer with tool calls for N rounds, then text (default 1)
 
-Tools (chat and Responses), like an agent's LLM: a request with `tools` whose conversation
+Tools (chat, Responses and Anthropic Messages), like an agent's LLM: a request with `tools` whose conversation
 has had fewer tool rounds (since the last user message) than `turns` is answered with calls
 to the first `tools` tools, with random ids as providers mint them (`call_` + 24
 alphanumerics; Responses `fc_`/`resp_` + hex). The arguments come from the request: each
@@ -462,6 +462,22 @@ def _chat_rounds(messages: Any) -> int:
     return rounds
 
 
+def _anthropic_rounds(messages: Any) -> int:
+    """Assistant tool_use turns since the last user message that is not a tool result."""
+    rounds = 0
+    for m in reversed(messages if isinstance(messages, list) else ()):
+        if not isinstance(m, dict):
+            break
+        content = m.get("content")
+        blocks = content if isinstance(content, list) else []
+        kinds = {b.get("type") for b in blocks if isinstance(b, dict)}
+        if m.get("role") == "user" and "tool_result" not in kinds:
+            break
+        if m.get("role") == "assistant" and "tool_use" in kinds:
+            rounds += 1
+    return rounds
+
+
 def _split(s: str, parts: int = 3) -> list[str]:
     """`s` in up to `parts` pieces, as providers stream tool arguments."""
     size = max(1, -(-len(s) // parts))
@@ -871,6 +887,11 @@ async def anthropic_messages(request: web.Request, body: dict[str, Any]) -> web.
     )
     usage = None if d.get("no_usage") else _anthropic_usage(prompt, output, d)
     mid, model = _random_id("msg_"), body.get("model", "")
+    tools = [{"name": t.get("name"), "parameters": t.get("input_schema")} for t in body.get("tools") or () if isinstance(t, dict)]
+    uses = [
+        {"type": "tool_use", "id": _random_id("toolu_"), "name": name, "input": orjson.loads(args)}
+        for name, args in _tool_calls(tools, d, _last_user_text(messages), _anthropic_rounds(messages))
+    ]
 
     if not body.get("stream"):
         out: dict[str, Any] = {
@@ -878,8 +899,8 @@ async def anthropic_messages(request: web.Request, body: dict[str, Any]) -> web.
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": completion_text(chunks)}],
-            "stop_reason": "end_turn",
+            "content": uses or [{"type": "text", "text": completion_text(chunks)}],
+            "stop_reason": "tool_use" if uses else "end_turn",
             "stop_sequence": None,
         }
         if usage is not None:
@@ -902,7 +923,7 @@ async def anthropic_messages(request: web.Request, body: dict[str, Any]) -> web.
         }  # like Anthropic: a placeholder until message_delta
     delta: dict[str, Any] = {
         "type": "message_delta",
-        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "delta": {"stop_reason": "tool_use" if uses else "end_turn", "stop_sequence": None},
     }
     if usage is not None:
         delta["usage"] = {"output_tokens": output}
@@ -927,8 +948,15 @@ async def anthropic_messages(request: web.Request, body: dict[str, Any]) -> web.
         )
         for p in _pieces(chunks)
     ]
-    tail = [
-        _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    tail = [_event("content_block_stop", {"type": "content_block_stop", "index": 0})]
+    for i, use in enumerate(uses, start=1):  # after a short text block, as Claude often answers
+        start_block = {"type": "content_block_start", "index": i, "content_block": {**use, "input": {}}}
+        tail.append(_event("content_block_start", start_block))
+        for piece in _split(orjson.dumps(use["input"]).decode()):
+            tail.append(_event("content_block_delta", {"type": "content_block_delta", "index": i,
+                                                       "delta": {"type": "input_json_delta", "partial_json": piece}}))  # fmt: skip
+        tail.append(_event("content_block_stop", {"type": "content_block_stop", "index": i}))
+    tail += [
         _event("message_delta", delta),
         _event("message_stop", {"type": "message_stop"}),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -253,3 +254,33 @@ def test_anthropic_that_never_accepts_the_connection_is_502(make_proxy, unaccept
     with pytest.raises(openai.APIStatusError) as e:
         client(proxy, proxy.key()).chat.completions.create(model="claude-haiku", messages=[{"role": "user", "content": "x"}])
     assert (e.value.status_code, e.value.code) == (502, "upstream_unavailable")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_claude_agent_turn_through_litellm_joins_the_run_of_the_call_that_asked(claude_proxy, stream):
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}]
+    c = openai.OpenAI(base_url=claude_proxy.url + "/v1", api_key=claude_proxy.key("nlp"), max_retries=0)
+    messages: list = [{"role": "user", "content": "find the report"}]
+    if stream:
+        with c.chat.completions.with_streaming_response.create(model="claude-haiku", messages=messages, tools=tools, stream=True) as r:
+            first = r.headers["x-meterline-call-id"]
+            deltas = [tc for chunk in r.parse() for ch in chunk.choices for tc in (ch.delta.tool_calls or [])]
+        call_id, name = next(d.id for d in deltas if d.id), next(d.function.name for d in deltas if d.function and d.function.name)
+        args = "".join(d.function.arguments or "" for d in deltas if d.function)
+    else:
+        raw = c.chat.completions.with_raw_response.create(model="claude-haiku", messages=messages, tools=tools)
+        first = raw.headers["x-meterline-call-id"]
+        tc = raw.parse().choices[0].message.tool_calls[0]
+        call_id, name, args = tc.id, tc.function.name, tc.function.arguments
+    assert json.loads(args) == {"q": "find the report"}
+    messages += [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}]},
+        {"role": "tool", "tool_call_id": call_id, "content": "it is in the drawer"},
+    ]
+    raw2 = c.chat.completions.with_raw_response.create(model="claude-haiku", messages=messages, tools=tools)
+    assert raw2.parse().choices[0].message.content
+    second = raw2.headers["x-meterline-call-id"]
+
+    events = {e["call_id"]: e for e in claude_proxy.events()}
+    assert (events[second]["parent_call_id"], events[second]["link"]) == (first, "continuation")
+    assert events[second]["trace_id"] == events[first]["trace_id"]
