@@ -37,6 +37,7 @@ import sqlalchemy as sa
 
 from .credit_ledger import period_credits
 from .errors import ConfigError
+from .rate_cards import COMMITMENT, Rated, commitment, rated_lines
 from .tables import PERIODS, ROLLUPS, PeriodSnapshot
 
 if TYPE_CHECKING:  # config imports months, which closes a month with compute(): no runtime import
@@ -81,6 +82,7 @@ class ChargebackLine:
     adjustment: bool = False  # usage of a closed month, billed in this one
     tags: str = ""
     credit_usd: Decimal = Decimal("0.000000")  # credits drawn by the line's calls (costing/credits.py)
+    rated_usd: Decimal | None = None  # its usage at the department's rate card (rate_cards.py); None: at cost
 
     @property
     def charge_usd(self) -> Decimal:
@@ -150,7 +152,8 @@ def _from(cls: type, d: dict[str, Any]) -> Any:
     kw = {}
     for f in fields(cls):
         if f.name in d:
-            kw[f.name] = Decimal(d[f.name]) if f.type == "Decimal" else d[f.name]
+            money = f.type == "Decimal" or (f.type == "Decimal | None" and d[f.name] is not None)
+            kw[f.name] = Decimal(d[f.name]) if money else d[f.name]
     return cls(**kw)
 
 
@@ -170,10 +173,15 @@ def exchange_rate(settings: Settings, period: str) -> Decimal:
 
 
 def compute(
-    rows: Iterable[dict[str, Any]], settings: Settings, period: str, credits: dict[tuple[object, ...], int] | None = None
+    rows: Iterable[dict[str, Any]],
+    settings: Settings,
+    period: str,
+    credits: dict[tuple[object, ...], int] | None = None,
+    rated: dict[tuple[Any, ...], Rated] | None = None,
 ) -> Chargeback:
     """The chargeback of `period` from line sums (LINE_DIMS + LINE_SUMS, money in pico-USD),
-    and the credits the month's calls drew per line (keyed by LINE_DIMS), pico-USD."""
+    the credits the month's calls drew per line (keyed by LINE_DIMS, pico-USD) and the lines'
+    usage at their departments' rate cards (rate_cards.py; unrated lines: at cost)."""
     cb = settings.chargeback
     rate = exchange_rate(settings, period)
     fr = Fraction(rate)
@@ -215,7 +223,16 @@ def compute(
         alloc.append(fixed)
 
     pct = {d: _markup_percent(settings, d) for d in {ln.department for ln in lines}}
-    markup = [(c + a) * Fraction(pct[ln.department]) / 100 for ln, c, a in zip(lines, cost, alloc, strict=True)]
+    # A rate card bills its rated usage instead of the cost: the difference is markup, and the
+    # percent applies to rated usage plus shared costs.
+    usage_at = _rated_usage(lines, cost, rated or {}, fr)
+    markup = [
+        (u - c) + (u + a) * Fraction(pct[ln.department]) / 100
+        for ln, c, a, u in zip(lines, cost, alloc, usage_at, strict=True)
+    ]
+    _commitments(settings, period, lines, cost, alloc, markup, depts, fr)
+    for ln in lines[len(usage_at) :]:  # a commitment's department may have no other line
+        pct.setdefault(ln.department, _markup_percent(settings, ln.department))
 
     order = sorted({ln.department for ln in lines}, key=lambda d: (d == "", d))
     members = {d: [i for i, ln in enumerate(lines) if ln.department == d] for d in order}
@@ -231,9 +248,13 @@ def compute(
     markup6 = _round_column(markup, members)
     credit = _credits(lines, cost, alloc, markup, credits or {}, fr)
     credit6 = _round_column(credit, members)
+    usage_at += [Fraction(0)] * (len(lines) - len(usage_at))  # commitment lines
+    rated6 = _round_column(usage_at, members) if rated else {}
     for i, ln in enumerate(lines):
         ln.cost_usd, ln.allocated_usd, ln.markup_usd = cost6[i], alloc6[i], markup6[i]
         ln.credit_usd = credit6[i]
+        if rated and tuple(getattr(ln, d) for d in LINE_DIMS) in rated:
+            ln.rated_usd = rated6[i]
 
     exact_charge = [sum((cost[i] + alloc[i] + markup[i] - credit[i] for i in members[d]), Fraction(0)) for d in order]
     billed = split(exact_charge, CENTS)
@@ -267,6 +288,48 @@ def compute(
         total=sum(billed, Decimal("0.00")),
         warnings=warnings,
     )
+
+
+def _rated_usage(
+    lines: list[ChargebackLine], cost: list[Fraction], rated: dict[tuple[Any, ...], Rated], rate: Fraction
+) -> list[Fraction]:
+    out = []
+    for ln, c in zip(lines, cost, strict=True):
+        r = rated.get(tuple(getattr(ln, d) for d in LINE_DIMS)) if rated else None
+        out.append(c if r is None else r.usd * rate)
+    return out
+
+
+def _commitments(
+    settings: Settings,
+    period: str,
+    lines: list[ChargebackLine],
+    cost: list[Fraction],
+    alloc: list[Fraction],
+    markup: list[Fraction],
+    depts: dict[str, Any],
+    rate: Fraction,
+) -> None:
+    """A line for each department whose month's charge falls short of its commitment."""
+    if not settings.rate_cards:
+        return
+    for d in sorted({c.department for c in settings.rate_cards}):
+        minimum = commitment(settings, d, period)
+        if minimum is None:
+            continue
+        charge = sum((cost[i] + alloc[i] + markup[i] for i, ln in enumerate(lines) if ln.department == d), Fraction(0))
+        short = minimum * rate - charge
+        if short > 0:
+            cfg = depts.get(d)
+            lines.append(
+                ChargebackLine(
+                    period=period, department=d, cost_center=cfg.cost_center if cfg else "", team="", project="",
+                    kind=COMMITMENT, provider="", model="", tool=f"monthly commitment {minimum}",
+                )
+            )  # fmt: skip
+            cost.append(Fraction(0))
+            alloc.append(Fraction(0))
+            markup.append(short)
 
 
 def _credits(
@@ -410,7 +473,9 @@ def load_chargeback(engine: sa.Engine, settings: Settings, period: str) -> Charg
         cb = Chargeback.from_dict(orjson.loads(snap.snapshot))
         cb.closed_at = snap.closed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         return cb
-    return compute(line_sums(engine, period), settings, period, period_credits(engine, settings, period))
+    return compute(
+        line_sums(engine, period), settings, period, period_credits(engine, settings, period), rated_lines(engine, settings, period)
+    )
 
 
 __all__ = [

@@ -154,6 +154,46 @@ class CreditGrantConfig(_Section):
         return self
 
 
+class TierConfig(_Section):
+    up_to: Decimal | None = Field(None, gt=0)  # units of the month (Mtok or calls) this tier ends at; None: the rest
+    rate_usd: Decimal = Field(ge=0)  # per unit
+
+
+class RateConfig(_Section):
+    """What one model, provider or tool is charged at on a rate card (the first that matches)."""
+
+    model: str | None = None  # exact name or glob
+    provider: str | None = None
+    tool: str | None = None
+    kind: Literal["llm", "embedding", "mcp"] | None = None
+    unit: Literal["mtok", "call"] = "mtok"  # a million tokens (input + output), or a call
+    flat_usd: Decimal | None = Field(None, ge=0)  # per unit
+    graduated: list[TierConfig] = []  # the month's first units at the first tier's rate, the next at the next...
+    volume: list[TierConfig] = []  # every unit of the month at the rate of the tier the month's total reaches
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> RateConfig:
+        modes = sum(x for x in (self.flat_usd is not None, bool(self.graduated), bool(self.volume)))
+        if modes != 1:
+            raise ValueError("a rate needs exactly one of flat_usd, graduated and volume")
+        for tiers in (self.graduated, self.volume):
+            ends = [t.up_to for t in tiers]
+            if tiers and (ends[-1] is not None or any(e is None for e in ends[:-1])):
+                raise ValueError("tiers: every tier but the last needs `up_to`; the last has none")
+            if any(a is not None and b is not None and b <= a for a, b in zip(ends, ends[1:], strict=False)):
+                raise ValueError("tiers: `up_to` must grow from tier to tier")
+        return self
+
+
+class RateCardConfig(_Section):
+    """What a department is charged when it is not the cost (costing/rate_cards.py)."""
+
+    department: str
+    effective_from: date = date(1970, 1, 1)  # from this day (UTC) on, until a later card of the department
+    rates: list[RateConfig] = []
+    commitment_usd_monthly: Decimal | None = Field(None, ge=0)  # a shortfall below it is billed as its own line
+
+
 class SharedCost(_Section):
     name: str
     monthly_usd: Decimal = Field(ge=0)
@@ -370,6 +410,7 @@ class Settings(_Section):
     mcp_servers: dict[str, MCPServerConfig] = {}
     departments: list[DepartmentConfig] = []
     credits: list[CreditGrantConfig] = []
+    rate_cards: list[RateCardConfig] = []
     chargeback: ChargebackConfig = ChargebackConfig()
     budgets: BudgetsConfig = BudgetsConfig()
     limits: list[LimitConfig] = []
@@ -414,6 +455,9 @@ class Settings(_Section):
             unknown = sorted(set(ids) - depts)
             if unknown:
                 raise ValueError(f"chargeback.{name}: unknown department {unknown[0]!r}")
+        for i, card in enumerate(self.rate_cards):
+            if card.department not in depts:
+                raise ValueError(f"rate_cards.{i}.department: unknown department {card.department!r}")
         credit_ids: set[str] = set()
         for g in self.credits:
             if g.id in credit_ids:

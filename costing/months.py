@@ -22,6 +22,7 @@ from .chargeback import Chargeback, compute, line_sums, snapshot
 from .credit_ledger import period_credits
 from .errors import InvalidMonth, PeriodClosed, PeriodNotEnded
 from .period_lock import lock_periods
+from .rate_cards import rated_lines
 from .tables import PERIODS, PeriodSnapshot, utcnow
 
 if TYPE_CHECKING:  # config validates its months with parse_month: a runtime import would be a cycle
@@ -120,7 +121,7 @@ def close_period(
     with engine.begin() as conn:
         if period in lock_periods(conn, exclusive=True):
             raise PeriodClosed(f"{period} was closed by someone else just now")
-        cb = compute(line_sums(conn, period), settings, period, period_credits(conn, settings, period))
+        cb = compute(line_sums(conn, period), settings, period, period_credits(conn, settings, period), rated_lines(conn, settings, period))
         row = PeriodSnapshot(period=period, closed_at=now or utcnow(), snapshot=orjson.dumps(cb.as_dict()).decode())
         conn.execute(sa.insert(PERIODS).values(**row.model_dump()))
     cb.closed_at = row.closed_at.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -33,9 +33,10 @@ CONTRACT_COLUMNS = (
     "cached_input_tokens output_tokens reasoning_tokens tool_calls cost_usd allocated_usd markup_usd charge_usd"
 ).split()
 CREDIT_COLUMNS = ["credit_usd", "billed_usd"]
-CSV_COLUMNS = [*CONTRACT_COLUMNS, *CREDIT_COLUMNS, "adjustment", "currency", "tags"]
+CSV_COLUMNS = [*CONTRACT_COLUMNS, *CREDIT_COLUMNS, "rated_usd", "adjustment", "currency", "tags"]
 """The contract's columns, then: the credits the line's calls drew and what is billed beyond
-them (`charge_usd - credit_usd`), adjustment (usage of a closed month billed in this one), the
+them (`charge_usd - credit_usd`), the usage at the department's rate card (`rated_usd`, the
+cost when no rate card prices it), adjustment (usage of a closed month billed in this one), the
 currency the money columns hold, and the calls' tags."""
 
 
@@ -88,6 +89,7 @@ def line_record(cb: Chargeback, ln: ChargebackLine) -> dict[str, Any]:
     rec: dict[str, Any] = {c: getattr(ln, c) for c in CONTRACT_COLUMNS[:15]}
     for c in ("cost_usd", "allocated_usd", "markup_usd", "charge_usd", "credit_usd", "billed_usd"):
         rec[c] = getattr(ln, c).quantize(Q6)
+    rec["rated_usd"] = (ln.cost_usd if ln.rated_usd is None else ln.rated_usd).quantize(Q6)
     rec["adjustment"] = ln.adjustment
     rec["currency"] = cb.currency
     rec["tags"] = ln.tags

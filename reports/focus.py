@@ -143,6 +143,7 @@ SERVICES = {
     "embedding": ("Embeddings", "Generative AI"),
     "mcp": ("MCP tools", "AI Platforms"),
     "shared": ("Shared AI platform", "AI Platforms"),
+    "commitment": ("Committed AI spend", "AI Platforms"),  # a commitment's shortfall (rate_cards.py)
 }
 ISSUER = "Meterline"
 Q1 = Decimal("0.0")
@@ -166,6 +167,8 @@ def tags_json(tags: str) -> str:
 def _description(ln: ChargebackLine) -> str:
     if ln.kind == "shared":
         return f"Share of shared costs ({ln.tool})" if ln.tool else "Share of shared costs"
+    if ln.kind == "commitment":
+        return f"Shortfall below the {ln.tool}"
     what = f"{ln.kind} calls to {ln.tool or ln.model or 'unknown'}"
     who = f" by team {ln.team}" if ln.team else ""
     late = " (late usage of a closed month)" if ln.adjustment else ""
@@ -187,7 +190,7 @@ def focus_record(
     pool: Decimal | None = None,
 ) -> dict[str, Any]:
     start, end = _month_bounds(cb.period)
-    shared = ln.kind == "shared"
+    shared = ln.kind in ("shared", "commitment")  # a month of the platform, or of a committed minimum
     tokens = ln.input_tokens + ln.output_tokens
     quantity, unit = (ln.requests, "Calls") if ln.kind == "mcp" else (tokens, "Tokens")
     if shared:  # one month of the department's share of the platform

@@ -87,6 +87,8 @@ class Statement:
     shared_names: str = ""
     credits: Decimal = ZERO  # cents, negative: the credits its calls drew
     credit_usd: Decimal = ZERO  # six places: the sum of its lines' credit_usd in the chargeback CSV
+    shortfall: Decimal = ZERO  # cents: what its month fell short of its rate card's commitment
+    rate_card: Decimal = ZERO  # cents: its rate card's charge less the cost of the usage it rated
     teams: list[tuple[str, list[tuple[str, list[Item]]]]] = field(default_factory=list)
     # The usage cost by billed dimension (label, cents), when any of it is more than text at
     # the default tier; then what of it was at another service tier or past a context threshold.
@@ -130,7 +132,7 @@ def statement(
 
     grouped: dict[tuple[Any, ...], list[Any]] = {}
     for ln in lines:
-        if ln.kind == "shared":
+        if ln.kind in ("shared", "commitment"):
             continue
         name = ln.tool if ln.kind == "mcp" else ln.model
         key = (ln.adjustment, ln.team, ln.project, ln.kind, ln.provider, name)
@@ -143,7 +145,12 @@ def statement(
     shared6 = sum((ln.allocated_usd for ln in lines), ZERO)
     markup6 = sum((ln.markup_usd for ln in lines), ZERO)
     credit6 = sum((ln.credit_usd for ln in lines), ZERO)
-    cents = largest_remainder([grouped[k][3] for k in keys] + [shared6, markup6, -credit6], 2)
+    # A commitment's shortfall is its own line; the markup line keeps the rest of the markup
+    # (a rate card's difference from cost included).
+    short6 = sum((ln.markup_usd for ln in lines if ln.kind == "commitment"), ZERO)
+    card6 = sum((ln.rated_usd - ln.cost_usd for ln in lines if ln.rated_usd is not None), ZERO)
+    markup6 -= short6 + card6
+    cents = largest_remainder([grouped[k][3] for k in keys] + [card6, short6, shared6, markup6, -credit6], 2)
     total = charge.billed if charge else ZERO
     items = [
         Item(team=k[1], project=k[2], kind=k[3], provider=k[4], name=k[5], requests=grouped[k][0],
@@ -152,7 +159,7 @@ def statement(
     ]  # fmt: skip
     usage = [i for i, k in zip(items, keys, strict=True) if not k[0]]
     late = [i for i, k in zip(items, keys, strict=True) if k[0]]
-    shared, markup, credits = cents[-3], cents[-2], cents[-1]
+    card, shortfall, shared, markup, credits = cents[-5], cents[-4], cents[-3], cents[-2], cents[-1]
     st = Statement(
         department=department,
         name=(cfg.name or cfg.id) if cfg else (charge.name if charge else department),
@@ -178,6 +185,8 @@ def statement(
         shared_names=", ".join(s.name for s in settings.chargeback.shared_costs),
         credits=credits,
         credit_usd=credit6,
+        shortfall=shortfall,
+        rate_card=card,
     )
     st.teams = _by_team(usage)
     exact = sum((i.exact for i in items), ZERO)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -63,6 +64,9 @@ def prices_show(
 def reprice(
     month_: MonthOption,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    rate_cards: Annotated[
+        Path | None, typer.Option("--rate-cards", help="a YAML file with `rate_cards:`: each department's charge with them instead (any month)")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Dry run: what the current prices would change in an open month (nothing is written)."""
@@ -70,6 +74,9 @@ def reprice(
     from meterline.reports.tables import reprice_table
 
     s = settings(config)
+    if rate_cards is not None:
+        _reprice_cards(s, month(month_), rate_cards, as_json)
+        return
     try:
         result = run(ledger(s), s, month(month_))
     except CostingError as e:
@@ -78,6 +85,21 @@ def reprice(
         typer.echo(json.dumps(result.as_dict(), indent=2))
     else:
         typer.echo(reprice_table(result))
+
+
+def _reprice_cards(s: Any, period: str, path: Path, as_json: bool) -> None:
+    from meterline.reports.reprice_cards import reprice_cards, with_cards
+
+    try:
+        result = reprice_cards(ledger(s), s, period, with_cards(s, path))
+    except CostingError as e:
+        fail(str(e))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    typer.echo(f"{'DEPARTMENT':<24}{'COST USD':>16}{'CHARGE USD':>16}{'NEW CHARGE USD':>18}{'CHANGE':>16}")
+    for r in result.rows:
+        typer.echo(f"{r.department or '(unallocated)':<24}{r.cost_usd:>16.2f}{r.charge_usd:>16.2f}{r.new_charge_usd:>18.2f}{r.diff_usd:>+16.2f}")
 
 
 def report_chargeback(

@@ -4,7 +4,7 @@
   seeded calls of every kind, unpriced `house-model` calls included.
 - `hard_month`: everything that makes a chargeback hard at once: fixed shared costs, usage no
   department owns, a department with no usage (it gets a line of shared costs only), markup and
-  a discount, names a spreadsheet would run, unpriced calls, and late usage of the month before,
+  a discount, credit grants, a graduated rate card and a commitment's shortfall, names a spreadsheet would run, unpriced calls, and late usage of the month before,
   which is closed, billed as adjustments in this (open) month.
 """
 
@@ -95,6 +95,10 @@ def hard_month(folder: Path) -> Month:
         {"id": "nlp-q", "team": "nlp", "amount_usd": "100.333333", "effective_from": this.strftime("%Y-%m-01")},
         {"id": "product-trial", "department": "product", "amount_usd": "50", "effective_from": this.strftime("%Y-%m-01")},
     ]
+    cfg["rate_cards"] = [  # research's big model on graduated tiers; product committed to more than it uses
+        {"department": "research", "rates": [{"model": "gpt-4.1-mini", "graduated": [{"up_to": "5", "rate_usd": "100"}, {"rate_usd": "50"}]}]},
+        {"department": "product", "commitment_usd_monthly": "500"},
+    ]  # fmt: skip
     path = _write(folder, cfg)
     engine = create_engine(cfg["database"])
     create_schema(engine)
