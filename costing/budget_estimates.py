@@ -75,6 +75,7 @@ class Estimator:
         self.prices = prices
         self.default_output_tokens = default_output_tokens
         self._outputs: dict[str, deque[int]] = {}
+        self._largest: dict[str, int] = {}  # max of each `_outputs`, kept as it changes (read per call)
         self._costs: dict[tuple[str, str, str], deque[Decimal]] = {}
 
     def estimate(self, call: Admissible) -> Decimal:
@@ -90,8 +91,9 @@ class Estimator:
     def output_tokens(self, call: Admissible) -> int:
         """The output an LLM call is assumed to have: its model's largest of late, capped by
         the request's own `max_tokens`."""
-        recent = self._outputs.get(call.model)
-        output = max(recent) if recent else (self.default_output_tokens if call.kind == "llm" else 0)
+        output = self._largest.get(call.model)
+        if output is None:
+            output = self.default_output_tokens if call.kind == "llm" else 0
         cap: int = getattr(call, "max_output_tokens", 0)  # the request's max_tokens: output cannot pass it
         return min(output, cap) if cap else output
 
@@ -106,7 +108,15 @@ class Estimator:
         """Take in a recorded call (not a refused one): its output size or its cost."""
         if event["kind"] in ("llm", "embedding"):
             if event["usage_source"] == "reported" and event["status"] == "ok":
-                self._outputs.setdefault(event["model"], deque(maxlen=RECENT)).append(event["output_tokens"])
+                model, n = event["model"], event["output_tokens"]
+                recent = self._outputs.setdefault(model, deque(maxlen=RECENT))
+                dropped = recent[0] if len(recent) == RECENT else None
+                recent.append(n)
+                largest = self._largest.get(model)
+                if largest is None or n >= largest:
+                    self._largest[model] = n
+                elif dropped == largest:  # the largest left the window: look again
+                    self._largest[model] = max(recent)
         else:
             k = (event["kind"], event["provider"], event["tool"])
             if k in self._costs or len(self._costs) < MAX_TOOLS:  # tool names are the client's: bounded

@@ -41,7 +41,7 @@ from pydantic import ValidationError
 from .budget_estimates import Admissible, Estimator
 from .config import RATE_LIMIT_FIELDS, RateLimitsConfig, Settings
 from .errors import KeyRequestError, RateLimited
-from .money import to_pico
+from .money import from_pico, to_pico
 from .prices import PriceBook
 
 MINUTE = 60.0
@@ -165,9 +165,6 @@ def duration(seconds: float) -> str:
         return f"{math.ceil(seconds * 10) / 10:g}s"
     m, s = divmod(math.ceil(seconds), 60)
     return f"{m}m{s}s"
-
-
-_HEADER_KIND = {"requests": "requests", "tokens": "tokens"}  # USD limits have no OpenAI header
 
 
 class RateLimits:
@@ -327,19 +324,21 @@ class RateLimits:
 
     def headers(self, ws: Iterable[Window], now: float) -> dict[str, str]:
         """OpenAI's `x-ratelimit-*` headers from the tightest limit on requests and on tokens."""
-        tightest: dict[str, tuple[float, Window]] = {}
+        tight: dict[str, tuple[float, float, Window]] = {}  # kind -> (share left, in use, window)
         for w in ws:
-            kind = _HEADER_KIND.get(w.kind)
-            if kind is None:
+            kind = w.kind
+            if kind == "usd":  # USD limits have no OpenAI header
                 continue
-            left = w.limit - w.in_use(now)
-            share = left / w.limit if w.limit else 0.0
-            if kind not in tightest or share < tightest[kind][0]:
-                tightest[kind] = (share, w)
+            f = now / w.seconds - w.bucket
+            used = (w.used_prev + w.others_prev) * (1.0 - f) + w.used + w.others
+            share = (w.limit - used) / w.limit if w.limit else 0.0
+            best = tight.get(kind)
+            if best is None or share < best[0]:
+                tight[kind] = (share, used, w)
         out: dict[str, str] = {}
-        for kind, (_, w) in tightest.items():
+        for kind, (_, used, w) in tight.items():
             out[f"x-ratelimit-limit-{kind}"] = str(w.limit)
-            out[f"x-ratelimit-remaining-{kind}"] = str(max(0, int(w.limit - w.in_use(now))))
+            out[f"x-ratelimit-remaining-{kind}"] = str(max(0, int(w.limit - used)))
             out[f"x-ratelimit-reset-{kind}"] = duration(w.reset_in(now))
         return out
 
@@ -359,7 +358,7 @@ class RateLimits:
                 "usd": event["cost_pico"] or 0,
             }
             if event["kind"] in ("llm", "embedding") or event["cost_pico"]:
-                self.estimator.learn(event, Decimal(event["cost_pico"] or 0) * Decimal("1e-12"))
+                self.estimator.learn(event, from_pico(event["cost_pico"] or 0))
         with self._lock:
             for w, need in zip(ws, needs, strict=True):
                 delta = actual[w.kind] - need
