@@ -60,6 +60,11 @@ def money_col(label: str, currency: str = "USD", help: str = EXACT_HELP, width: 
     return st.column_config.NumberColumn(label if currency == "USD" else f"{label} ({currency})", format=fmt, help=help, width=width)
 
 
+def fine_money_col(label: str, places: int = 6, help: str | None = None, width: Any = MONEY_WIDTH) -> Any:
+    """Dollars with `places` decimals, for amounts a cent would hide (one call, one agent run)."""
+    return st.column_config.NumberColumn(label, format=f"$%.{places}f", help=help, width=width)
+
+
 def count_col(label: str, help: str | None = None, width: Any = COUNT_WIDTH) -> Any:
     return st.column_config.NumberColumn(label, format="localized", help=help, width=width)
 

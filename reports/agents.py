@@ -50,6 +50,13 @@ class CallNode:
     department: str = ""  # charged
     link: str = ""  # how it joined its run: traceparent, header, continuation, tool_request, "" (a root)
     latency_ms: int = 0
+    parent_call_id: str = ""
+
+    @property
+    def how_linked(self) -> str:
+        """Its `link`, `root` for a call with no parent. A parent with no link was found by
+        traceparent: the only way calls were linked before the ledger said how."""
+        return self.link or ("traceparent" if self.parent_call_id else "root")
 
     @property
     def what(self) -> str:
@@ -181,7 +188,7 @@ class Run:
     by_tool: list[ToolCost] = field(default_factory=list)
     other_usd: Decimal = ZERO
     charged: list[Charged] = field(default_factory=list)
-    links: dict[str, int] = field(default_factory=dict)  # calls per `link` (LINKS), "" as "root"
+    links: dict[str, int] = field(default_factory=dict)  # calls per CallNode.how_linked, in LINKS order
 
     @property
     def duration_ms(self) -> int:
@@ -231,6 +238,7 @@ def _node(row: Any) -> CallNode:
         department=row.department,
         link=row.link,
         latency_ms=row.latency_ms,
+        parent_call_id=row.parent_call_id,
     )
 
 
@@ -359,7 +367,7 @@ def run_of(trace_id: str, roots: list[CallNode]) -> Run:
         c = charged.setdefault((n.department, n.team), Charged(n.department, n.team))
         c.calls += 1
         c.cost_usd += n.cost_usd
-        links[n.link or "root"] = links.get(n.link or "root", 0) + 1
+        links[n.how_linked] = links.get(n.how_linked, 0) + 1
     return Run(
         trace_id=trace_id,
         calls=len(nodes),
@@ -477,7 +485,7 @@ def run_text(run: Run) -> str:
 def tree_text(node: CallNode, indent: str = "") -> str:
     """A call tree, one call a line: what it was, who paid, its own and its tree's cost."""
     line = (
-        f"{indent}{node.call_id}  {node.kind:<9} {node.what:<32} {node.link or 'root':<13} {node.status:<14} "
+        f"{indent}{node.call_id}  {node.kind:<9} {node.what:<32} {node.how_linked:<13} {node.status:<14} "
         f"{node.team} (key {node.key_team})  own {usd(node.cost_usd)}  total {usd(node.total_usd)}"
     )
     return "\n".join([line, *(tree_text(c, indent + "  ") for c in node.children)])

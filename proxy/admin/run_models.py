@@ -63,7 +63,7 @@ class RunOut(BaseModel):
     started: str
     last: str = Field(description="when its last call started")
     duration_ms: int = Field(description="from its first call's start to the end of the call that finished last")
-    links: dict[str, int] = Field(description="calls per link: root, traceparent, header, continuation, tool_request")
+    links: dict[str, int] = Field(description="calls per link: root (no parent), traceparent, header, continuation, tool_request")
     by_model: list[RunModelCost]
     by_tool: list[RunToolCost]
     other_usd: str = Field(description="MCP requests other than tools/call")

@@ -167,6 +167,8 @@ def cells(at: AppTest, i: int = 0) -> list[dict[str, str]]:
             return f"{x:,.0f}" if float(x).is_integer() else f"{x:,}"
         if fmt == "%.1f%%":
             return f"{x:.1f}%"
+        if fmt and fmt.startswith("$%."):  # fine_money_col: printf, as the browser formats it
+            return "$" + fmt[1:] % x
         return str(x)
 
     return [{cfg.get(c, {}).get("label", c): show(c, row[c]) for c in frame.columns} for _, row in frame.iterrows()]

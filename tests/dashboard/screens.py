@@ -88,7 +88,7 @@ def _heading(title: str) -> str:
 
 
 def screenshots(
-    url: str, password: str, out: Path, user: str = "admin", widths: tuple[int, ...] = WIDTHS
+    url: str, password: str, out: Path, user: str = "admin", widths: tuple[int, ...] = WIDTHS, pages: list[str] = PAGES
 ) -> tuple[dict[tuple[str, int], Path], list[str]]:
     """Sign in and save a full-page PNG of each page at each width.
 
@@ -108,7 +108,7 @@ def screenshots(
                 page.on("pageerror", lambda e, w=width: problems.append(f"{w}px: page error {e}"))
                 page.goto(url)
                 _sign_in(page, password, user)
-                for title in PAGES:
+                for title in pages:
                     if title != "Overview":
                         page.get_by_role("link", name=title).click()
                     page.get_by_role("heading", name=_heading(title)).first.wait_for()

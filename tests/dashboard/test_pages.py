@@ -34,12 +34,12 @@ def test_agents_page_shows_tool_costs_with_subcalls_and_the_largest_runs(ledger)
     tools = tool_costs(ledger.engine, ledger.period)
     rows = cells(at, 0)
     assert [r["Tool"] for r in rows] == [f"{t.server}/{t.tool}" for t in tools] == ["sim/summarize"]
-    assert rows[0]["Sub-calls cost"] == "$0.05" and rows[0]["Total"] == "$0.06"
+    assert rows[0]["Sub-calls cost"] == "$0.0500" and rows[0]["Total"] == "$0.0600"
     runs = top_runs(ledger.engine, ledger.period, 20)
     rows = cells(at, 1)
     assert [r["Trace id"] for r in rows] == [r.trace_id for r in runs]
-    assert [r["Cost"] for r in rows] == [money(r.cost_usd) for r in runs] == ["$0.07"]
-    assert rows[0]["Team"] == "nlp (Research)"
+    assert [r["Cost"] for r in rows] == [f"${r.cost_usd:.4f}" for r in runs] == ["$0.0650"]
+    assert rows[0]["Paid by"] == "nlp (Research)"
     assert (rows[0]["Depth"], rows[0]["Fan-out"]) == ("2", "2")
 
 

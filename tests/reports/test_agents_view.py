@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from meterline.reports.agents import CallNode, run_of
-from meterline.reports.agents_view import fan_out_counts, icicle
+from meterline.reports.agents_view import fan_out_counts, icicle, tree_rows
 
 T = datetime(2026, 11, 10, tzinfo=UTC)
 
@@ -37,3 +37,17 @@ def test_a_run_that_cost_nothing_is_drawn_by_call_count():
 def test_fan_out_counts_runs_per_fan_out():
     runs = [run_of("x", [node("a", "1"), node("b", "1")]), run_of("y", [node("c", "1")]), run_of("z", [node("d", "1")])]
     assert fan_out_counts(runs) == [(1, 2), (2, 1)]
+
+
+def test_tree_rows_put_every_call_under_the_one_that_made_it_with_exact_shares():
+    tool = node("t1", "0.01", "mcp", [node("l1", "0.03"), node("l2", "0.02", children=[node("l3", "0.01")])])
+    run = run_of("t" * 32, [node("r1", "0.03"), tool])
+    rows = tree_rows(run)
+    assert [r.call_id for r in rows] == ["r1", "t1", "l1", "l2", "l3"]
+    assert [r.tree_label for r in rows] == [
+        "llm gpt-4o-mini", "tool sim/summarize", "├─ llm gpt-4o-mini", "└─ llm gpt-4o-mini", "   └─ llm gpt-4o-mini",
+    ]  # fmt: skip
+    assert [r.spawned_by for r in rows] == ["agent", "agent", "tool sim/summarize", "tool sim/summarize", "llm gpt-4o-mini"]
+    assert [r.share for r in rows] == [Decimal("0.3"), Decimal("0.7"), Decimal("0.3"), Decimal("0.3"), Decimal("0.1")]
+    assert [r.below for r in rows] == [0, 3, 0, 1, 0] and rows[1].total_usd == Decimal("0.07")
+    assert tree_rows(run_of("x", [node("a", "0")]))[0].share == 0
