@@ -34,6 +34,7 @@ def main() -> None:
         st.Page(str(PAGES / "agents.py"), title="Agents and tools", icon=":material/smart_toy:"),
         st.Page(str(PAGES / "budgets.py"), title="Budgets", icon=":material/savings:"),
         st.Page(str(PAGES / "chargeback.py"), title="Chargeback", icon=":material/receipt_long:"),
+        st.Page(str(PAGES / "guards.py"), title="Guards", icon=":material/shield:"),
     ]
     if not auth.signed_in(settings.dashboard):
         # A link to /budgets?month=... must land there once signed in: remember the page

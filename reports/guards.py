@@ -40,15 +40,39 @@ def spike_row(s: anomalies.Spike, now: datetime | None = None) -> dict[str, Any]
     return row
 
 
+def key_teams(engine: sa.Engine) -> dict[str, str]:
+    """Each key's team, for showing a key's guards to its department's viewers only."""
+    with engine.connect() as conn:
+        return {r[0]: r[1] for r in conn.execute(sa.select(KEYS.c.id, KEYS.c.team))}
+
+
+def in_department(scope: str, settings: Settings, department: str | None, keys: dict[str, str]) -> bool:
+    """Whether a scope ("team:nlp", "key:key_...", "department:research") is `department`'s
+    (always, with no department to limit to)."""
+    if department is None:
+        return True
+    kind, _, name = scope.partition(":")
+    if kind == "department":
+        return name == department
+    team = keys.get(name, "") if kind == "key" else name
+    return any(t.id == team for d in settings.departments if d.id == department for t in d.teams)
+
+
 def month_anomalies(engine: sa.Engine, cfg: AlertsConfig, month: str) -> list[anomalies.Spike]:
     """Every spike that started in `month`, from the ledger (the same whether or not a proxy
     with `alerts.anomalies` was running then)."""
     return anomalies.spikes(engine, cfg, month_start(month), month_end(month))
 
 
-def recent_anomalies(engine: sa.Engine, cfg: AlertsConfig, now: datetime, hours: int = 24) -> list[dict[str, Any]]:
-    """Spikes that started in the last `hours`, newest first, with whether each is still open."""
+def recent_anomalies(
+    engine: sa.Engine, cfg: AlertsConfig, now: datetime, hours: int = 24, *, settings: Settings | None = None, department: str | None = None
+) -> list[dict[str, Any]]:
+    """Spikes that started in the last `hours`, newest first, with whether each is still open;
+    of `department`'s teams and keys only, when given (with `settings`)."""
     found = anomalies.spikes(engine, cfg, anomalies.hour_of(now) - hours * HOUR, now + HOUR)
+    if department is not None and settings is not None:
+        keys = key_teams(engine)
+        found = [s for s in found if in_department(f"{s.scope[0]}:{s.scope[1]}", settings, department, keys)]
     return [spike_row(s, now) for s in sorted(found, key=lambda s: s.start, reverse=True)]
 
 
@@ -77,9 +101,10 @@ class LimitUse:
         return (self.used * 100 / self.limit).quantize(Decimal("0.1")) if self.limit else Decimal(0)
 
 
-def rate_use(engine: sa.Engine, settings: Settings, now: datetime | None = None) -> list[LimitUse]:
+def rate_use(engine: sa.Engine, settings: Settings, now: datetime | None = None, department: str | None = None) -> list[LimitUse]:
     """Each rate limit (`limits:` and keys' own) with the fleet's use of it, as the replicas last
-    published it (within `budgets.refresh_seconds`). A limit nobody counts now shows 0."""
+    published it (within `budgets.refresh_seconds`). A limit nobody counts now shows 0. Of
+    `department`'s teams and keys only, when given."""
     now = now or datetime.now(UTC)
     limits: dict[tuple[str, str], Decimal] = {}
     for entry in settings.limits:
@@ -100,8 +125,11 @@ def rate_use(engine: sa.Engine, settings: Settings, now: datetime | None = None)
         counts[(scope, metric, bucket)] = counts.get((scope, metric, bucket), 0) + used
         sharing.setdefault((scope, metric), set()).add(replica)
     epoch = now.timestamp()
+    keys = key_teams(engine) if department is not None else {}
     out = []
     for (scope, metric), limit in sorted(limits.items()):
+        if not in_department(scope, settings, department, keys):
+            continue
         unit, minutes = METRICS[metric]
         seconds = MINUTE * minutes
         bucket = int(epoch // seconds)
@@ -113,4 +141,4 @@ def rate_use(engine: sa.Engine, settings: Settings, now: datetime | None = None)
     return out
 
 
-__all__ = ["LimitUse", "anomalies_table", "month_anomalies", "rate_use", "recent_anomalies", "spike_row"]
+__all__ = ["LimitUse", "anomalies_table", "in_department", "key_teams", "month_anomalies", "rate_use", "recent_anomalies", "spike_row"]

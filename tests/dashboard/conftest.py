@@ -54,6 +54,9 @@ def dashboard_config(tmp_path: Path) -> dict[str, Any]:
         {"id": "legal", "name": "Legal", "cost_center": "CC-300", "teams": [{"id": "contracts"}]},
     ]  # fmt: skip
     cfg["chargeback"] = {"markup_percent": {"product": "10"}, "shared_costs": [{"name": "platform", "monthly_usd": "3"}]}
+    cfg["limits"] = [{"team": "nlp", "requests_per_minute": 600, "tokens_per_minute": 200000, "usd_per_hour": "20"},
+                     {"department": "product", "usd_per_hour": "5"}]  # fmt: skip
+    cfg["alerts"] = {"anomalies": True}
     cfg["dashboard"] = {"viewers": {"product-lead": {"department": "product", "password_env": "METERLINE_VIEWER_PRODUCT"}}}
     return cfg
 
