@@ -52,6 +52,7 @@ from .months import (
 )
 from .org import Org, Team
 from .prices import PriceBook
+from .run_caps import NOTE_KIND as RUN_CAPPED_NOTE
 from .tables import (
     BILLING_COLUMNS,
     DIMENSION_FIELDS,
@@ -66,6 +67,7 @@ from .tables import (
 )
 
 __all__ = [
+    "RUN_CAPPED_NOTE",
     "BILLING_COLUMNS",
     "Breakdown",
     "DIMENSION_FIELDS",

@@ -25,19 +25,22 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from .config import RunCapsConfig, Settings
+from .engine import dialect_insert
 from .errors import RunCapExceeded
 from .money import ZERO, from_pico
 from .run_links import CONTINUATION, HEADER
-from .tables import EVENTS, RUN_CLUES
+from .tables import EVENTS, NOTES, RUN_CLUES
 
 MAX_RUNS = 50_000  # runs followed per process; the least recently active go first
-CAPPED = "run capped:"  # how a capped run's refusals begin, in the ledger's `error` (reports read it)
+CAPPED = "run capped:"  # how a capped run's refusals begin, in the ledger's `error`
+NOTE_KIND = "run_capped"  # the ledger note a capped run gets, once (reports list capped runs by it)
 
 
 class RunCall(Protocol):
@@ -116,6 +119,7 @@ class RunCaps:
         self._of_call: dict[str, str] = {}  # call id -> trace, until it lands
         self._lock = threading.Lock()  # the writer's thread tells of landed calls
         self.capped_total = 0
+        self.newly_capped: list[tuple[str, str, str]] = []  # (trace, team, why) to note, taken by the proxy
 
     def caps(self, team: str) -> RunCapsConfig | None:
         return self.teams.get(team, self.defaults)
@@ -188,6 +192,7 @@ class RunCaps:
                 if not st.capped:
                     st.capped = why
                     self.capped_total += 1
+                    self.newly_capped.append((call.trace_id, call.payer.team, why))
                 raise RunCapExceeded(f"{CAPPED} {why}; the rest of this run is refused (trace {call.trace_id})")
             st.inflight[call.call_id] = estimate
             self._of_call[call.call_id] = call.trace_id
@@ -265,4 +270,17 @@ class RunCaps:
             return [(t, st.capped) for t, st in self._runs.items() if st.capped]
 
 
-__all__ = ["CAPPED", "RunCaps", "RunState"]
+def note_capped(engine: sa.Engine, trace_id: str, team: str, why: str, now: datetime) -> bool:
+    """Note in the ledger that a run was capped, once per run; True if this call noted it."""
+    t = NOTES
+    stmt = (
+        dialect_insert(engine, t)
+        .values(ts=now, kind=NOTE_KIND, subject=trace_id, period=f"{now:%Y-%m}", message=f"team {team}: {why}")
+        .on_conflict_do_nothing(index_elements=["kind", "subject", "period"])
+        .returning(t.c.id)
+    )
+    with engine.begin() as conn:
+        return conn.execute(stmt).first() is not None
+
+
+__all__ = ["CAPPED", "NOTE_KIND", "RunCaps", "RunState", "note_capped"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -24,7 +24,7 @@ from meterline.costing.prices import PriceBook
 from meterline.costing.rate_leases import RateLeases
 from meterline.costing.rate_limits import RateLimits
 from meterline.costing.redaction import Redactor
-from meterline.costing.run_caps import RunCaps
+from meterline.costing.run_caps import RunCaps, note_capped
 from meterline.costing.run_ledger import producer_of
 from meterline.costing.spool import Spool, claim
 
@@ -151,6 +151,7 @@ class Runtime:
 
             self.litellm = LiteLLMProviders(settings.providers)
         self._tasks: list[asyncio.Task[None]] = []
+        self._notes: set[asyncio.Future[None]] = set()
 
     @classmethod
     async def start(
@@ -206,6 +207,8 @@ class Runtime:
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
+        if self._notes:  # capped runs' notes still being written
+            await asyncio.gather(*self._notes, return_exceptions=True)
         await self.upstreams.close()
         if self.litellm is not None:
             await self.litellm.close()
@@ -291,7 +294,26 @@ class Runtime:
         return call
 
     def _run_caps(self, call: Call) -> None:
-        self.run_caps.admit(call)
+        try:
+            self.run_caps.admit(call)
+        finally:
+            if self.run_caps.newly_capped:
+                self._note_capped()
+
+    def _note_capped(self) -> None:
+        """Log each run just capped, and note it in the ledger (off the event loop) for reports."""
+        capped, self.run_caps.newly_capped = self.run_caps.newly_capped, []
+        for trace, team, why in capped:
+            log.warning("agent run %s of team %r capped: %s; its later calls are refused", trace, team, why)
+            task = asyncio.get_running_loop().run_in_executor(None, self._store_capped, trace, team, why)
+            self._notes.add(task)
+            task.add_done_callback(self._notes.discard)
+
+    def _store_capped(self, trace: str, team: str, why: str) -> None:
+        try:
+            note_capped(self.engine, trace, team, why, datetime.now(UTC))
+        except sa.exc.SQLAlchemyError as e:  # the log line stays; reports miss the note
+            log.warning("could not note capped run %s in the ledger: %s", trace, str(e).splitlines()[0][:200])
 
     def _credits(self, call: Call) -> None:
         self.credits.admit(call)

@@ -2,6 +2,7 @@
 
 from .agents import CallNode, Run, ToolCost, call_tree, tool_costs, top_runs, top_tool_calls
 from .budgets_report import BudgetStatus, budget_status
+from .capped_runs import CappedRun, capped_runs
 from .chargeback import ChargebackLine, ChargebackReport, chargeback_report
 from .drilldown import Drill, drilldown
 from .exports import EVENTS_CSV_COLUMNS, EXPORTS, FOCUS_FORMATS
@@ -11,6 +12,8 @@ from .overview import Overview, overview
 from .showback import Showback, showback
 
 __all__ = [
+    "CappedRun",
+    "capped_runs",
     "EVENTS_CSV_COLUMNS",
     "EXPORTS",
     "FOCUS_FORMATS",

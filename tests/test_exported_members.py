@@ -34,6 +34,7 @@ PUBLIC = {
         "Price",
         "PriceBook",
         "ROLLUP_SUMS",
+        "RUN_CAPPED_NOTE",
         "Rates",
         "Recovered",
         "Rollup",
@@ -84,6 +85,7 @@ PUBLIC = {
     "meterline.reports": [
         "BudgetStatus",
         "CallNode",
+        "CappedRun",
         "ChargebackLine",
         "ChargebackReport",
         "Drill",
@@ -98,6 +100,7 @@ PUBLIC = {
         "ToolCost",
         "budget_status",
         "call_tree",
+        "capped_runs",
         "chargeback_file",
         "chargeback_report",
         "drilldown",

@@ -74,3 +74,18 @@ class RunOut(BaseModel):
 class RunList(BaseModel):
     month: str
     runs: list[RunOut]
+
+
+class CappedRunOut(BaseModel):
+    trace_id: str
+    team: str = Field(description="charged for the run")
+    capped_at: str = Field(description="when the first call past a cap was refused (ISO 8601)")
+    why: str = Field(description="the cap it reached")
+    calls: int = Field(description="calls admitted before the cap")
+    refused: int = Field(description="calls of the run refused since")
+    cost_usd: str = Field(description="what the run had spent (decimal string)")
+
+
+class CappedRunList(BaseModel):
+    month: str
+    runs: list[CappedRunOut]

@@ -15,12 +15,13 @@ from starlette.responses import Response
 
 from meterline.costing.months import MONTH_PATTERN
 from meterline.reports.agents import run_detail, top_runs
+from meterline.reports.capped_runs import capped_runs
 
 from ..auth import check_admin
 from ..errors import ProxyError
 from ..runtime import Runtime
 from .models import Month
-from .run_models import RunList, RunOut
+from .run_models import CappedRunList, RunList, RunOut
 
 router = APIRouter(tags=["runs"])
 
@@ -40,6 +41,16 @@ async def runs_route(
     runs = await asyncio.to_thread(top_runs, rt.engine, month, top)
     body = {"month": month, "runs": [r.as_dict(tree=False) for r in runs]}
     return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get("/runs/capped", response_model=CappedRunList)
+async def capped_runs_route(request: Request, month: Month) -> Response:
+    """The month's agent runs stopped by their caps (`runs:`), the latest first: what each had
+    spent, and why it was stopped."""
+    rt: Runtime = request.app.state.runtime
+    check_admin(rt, request, finance=True)
+    runs = await asyncio.to_thread(capped_runs, rt.engine, month)
+    return Response(orjson.dumps({"month": month, "runs": [r.as_dict() for r in runs]}), media_type="application/json")
 
 
 @router.get("/runs/{trace_id}", response_model=RunOut)

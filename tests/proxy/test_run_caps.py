@@ -9,8 +9,11 @@ import secrets
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import openai
 import pytest
+
+from tests.conftest import ADMIN_KEY
 
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}]
 
@@ -59,6 +62,14 @@ def test_a_looping_agent_is_refused_at_its_run_call_cap_and_the_upstream_sees_no
     assert len(run) == 1
     rejected = [e for e in events if e["status"] == "rejected" and e["trace_id"] in run]
     assert len(rejected) == 1 and rejected[0]["error"].startswith("run capped:")
+    # Reports and the admin API list it as capped, with what it had spent.
+    proxy.flush()
+    capped = httpx.get(proxy.url + "/admin/runs/capped", params={"month": events[0]["charge_period"]},
+                       headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()["runs"]  # fmt: skip
+    (only,) = capped
+    assert only["trace_id"] in run and only["calls"] == 6 and only["refused"] == 1
+    assert Decimal(only["cost_usd"]) == sum(Decimal(e["cost_pico"]) for e in events if e["trace_id"] in run) / 10**12
+    assert "6 calls, its cap is 6" in only["why"] and only["team"] == "nlp"
     # Another task of the same key is a run of its own, and is served.
     fresh = client(proxy, proxy.key("nlp")).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     assert fresh.choices
