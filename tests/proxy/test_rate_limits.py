@@ -115,3 +115,16 @@ def test_a_department_limit_counts_its_teams_together_in_usd(make_proxy):
             _ask(b)
         assert "department 'research'" in refused.value.body["message"]
         assert refused.value.body["type"] == "tokens"
+
+
+def test_a_streamed_answer_carries_the_ratelimit_headers_too(make_proxy):
+    proxy = make_proxy(limits=[{"team": "nlp", "requests_per_hour": 50, "tokens_per_minute": 100000}])
+    with openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.key(team="nlp"), max_retries=0) as client:
+        with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+        ) as resp:
+            h = resp.headers
+            assert "".join(resp.iter_text())
+    assert h["x-ratelimit-limit-requests"] == "50" and h["x-ratelimit-remaining-requests"] == "49"
+    assert h["x-ratelimit-limit-tokens"] == "100000" and int(h["x-ratelimit-remaining-tokens"]) < 100000
+    assert h["x-ratelimit-reset-requests"].endswith(("s", "ms"))
