@@ -21,6 +21,7 @@ NOTES: sa.Table = Note.__table__  # type: ignore[attr-defined]
 class CappedRun:
     trace_id: str
     team: str  # charged for the run (its root caller's, per `chargeback.subcalls`)
+    department: str
     capped_at: datetime
     why: str
     calls: int  # admitted before the cap
@@ -31,6 +32,7 @@ class CappedRun:
         return {
             "trace_id": self.trace_id,
             "team": self.team,
+            "department": self.department,
             "capped_at": self.capped_at.isoformat(),
             "why": self.why,
             "calls": self.calls,
@@ -39,8 +41,9 @@ class CappedRun:
         }
 
 
-def capped_runs(engine: sa.Engine, period: str) -> list[CappedRun]:
-    """The runs capped in `period` (YYYY-MM), the latest first."""
+def capped_runs(engine: sa.Engine, period: str, department: str | None = None) -> list[CappedRun]:
+    """The runs capped in `period` (YYYY-MM), the latest first; of one department's (its
+    root call's), with `department`."""
     n, t = NOTES, EVENTS
     with engine.connect() as conn:
         notes = conn.execute(
@@ -52,12 +55,15 @@ def capped_runs(engine: sa.Engine, period: str) -> list[CappedRun]:
             row = conn.execute(
                 sa.select(sa.func.count(), refused, sa.func.coalesce(sa.func.sum(t.c.cost_pico), 0)).where(t.c.trace_id == trace)
             ).one()
-            root = conn.execute(sa.select(t.c.team).where(t.c.trace_id == trace).order_by(t.c.ts).limit(1)).scalar()
+            root = conn.execute(sa.select(t.c.team, t.c.department).where(t.c.trace_id == trace).order_by(t.c.ts).limit(1)).first()
+            if department is not None and (root is None or root.department != department):
+                continue
             team, _, why = message.partition(": ")
             out.append(
                 CappedRun(
                     trace_id=trace,
-                    team=root or team.removeprefix("team "),
+                    team=root.team if root else team.removeprefix("team "),
+                    department=root.department if root else "",
                     capped_at=ts if ts.tzinfo else ts.replace(tzinfo=UTC),
                     why=why or message,
                     calls=int(row[0] or 0) - int(row[1] or 0),

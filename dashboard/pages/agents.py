@@ -20,6 +20,7 @@ from meterline.dashboard.format import (
 )
 from meterline.reports.agents import tool_costs, top_runs
 from meterline.reports.agents_view import fan_out_counts, link_summary, tree_rows
+from meterline.reports.capped_runs import capped_runs
 
 TOP = 20
 ROW = 26  # px per horizontal bar: room for one label each, however many there are
@@ -77,6 +78,22 @@ else:
         "own_usd": fine_money_col("Tool calls", 4), "subcall_usd": fine_money_col("Sub-calls cost", 4),
         "total_usd": fine_money_col("Total", 4),
     }, key="tool_costs")  # fmt: skip
+
+capped = report(capped_runs, v.period, dept)
+if capped:
+    st.subheader("Runs stopped by their caps")
+    st.caption("Refused past a cap of `runs:` (cost, calls, depth, duration, a loop), and every call of theirs since.")
+    table([
+        {"trace_id": c.trace_id, "team": v.names.team_label(c.team), "capped_at": c.capped_at.strftime("%Y-%m-%d %H:%M"),
+         "calls": c.calls, "refused": c.refused, "cost_usd": c.cost_usd, "why": c.why}
+        for c in capped
+    ], {
+        "trace_id": text_col("Trace id", width=110), "team": text_col("Paid by", width=140),
+        "capped_at": text_col("Capped (UTC)", width=120), "calls": count_col("Calls", width=55),
+        "refused": count_col("Refused", width=65, help="its calls refused since"),
+        "cost_usd": fine_money_col("Spent", 4, width=85, help="at most one call past a cost cap"),
+        "why": text_col("Why", width=420),
+    }, key="capped_runs")  # fmt: skip
 
 runs = report(top_runs, v.period, TOP, dept)
 st.subheader(f"Largest agent runs (top {TOP} by cost)")

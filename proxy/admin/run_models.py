@@ -79,6 +79,7 @@ class RunList(BaseModel):
 class CappedRunOut(BaseModel):
     trace_id: str
     team: str = Field(description="charged for the run")
+    department: str
     capped_at: str = Field(description="when the first call past a cap was refused (ISO 8601)")
     why: str = Field(description="the cap it reached")
     calls: int = Field(description="calls admitted before the cap")

@@ -28,6 +28,10 @@ def runs_ledger(ledger):
 
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed")
 def test_the_agents_page_renders_every_run_in_chromium(runs_ledger):
+    from meterline.costing.run_caps import note_capped
+
+    deep = next(r for r in agent_runs(RUNS_AT) if len(r.rows) == 13)  # shown as capped too
+    note_capped(runs_ledger.engine, deep.rows[0]["trace_id"], "nlp", "it made 12 calls, its cap is 12", RUNS_AT)
     out = ARTIFACTS / "agents"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -72,3 +76,18 @@ def test_every_call_of_a_run_is_in_its_tree_under_the_call_that_made_it(runs_led
     assert [m.value for m in at.metric][:3] == [money(deep.cost_usd, 4), "nlp (Research)", "13"]
     assert at.metric[3].value == "4 · 4" and at.metric[4].value == f"{deep.duration_ms / 1000:,.1f} s"
     assert any(c.value == "Linked by: root 1, traceparent 9, continuation 1, tool_request 2" for c in at.caption)
+
+
+def test_a_capped_run_is_listed_with_what_it_spent_and_why(runs_ledger):
+    from meterline.costing.run_caps import note_capped
+
+    run = next(r for r in agent_runs(RUNS_AT) if len(r.rows) == 13)
+    trace = run.rows[0]["trace_id"]
+    note_capped(runs_ledger.engine, trace, "nlp", "it made 12 calls, its cap is 12", RUNS_AT)
+    at = page(signed_in(), "agents")
+    assert not at.exception, at.exception
+    assert "Runs stopped by their caps" in [s.value for s in at.subheader]
+    (capped,) = cells(at, 1)
+    spent = sum(r["cost_pico"] for r in run.rows) / 10**12
+    assert (capped["Trace id"], capped["Calls"], capped["Why"]) == (trace, "13", "it made 12 calls, its cap is 12")
+    assert capped["Spent"] == f"${spent:.4f}"
