@@ -13,7 +13,8 @@ spend its budget plus the credits it drew this month plus the balance its pools 
 (`Budgets.accountant.allowance`), so credits are drawn first and the budget limits what is
 billed beyond them.
 
-Alerts: a team or department's `credit_alerts_usd` thresholds (credit_alerts.py).
+Alerts: a team or department's `credit_alerts_usd` thresholds, checked at each refresh
+(credit_alerts.py): a note, a log line and `on_alert` (the proxy's webhook).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from . import credit_alerts
 from .budget_accountant import Scope as BudgetScope
 from .budget_estimates import Estimator
 from .budget_leases import lock as lock_leases
@@ -33,6 +35,7 @@ from .budget_leases import renew
 from .budget_ledger import in_ledger
 from .config import Settings
 from .credit_accountant import CreditAccountant, lease_scope
+from .credit_alerts import CreditAlert
 from .credit_ledger import all_grants, drawdown
 from .credits import Drawdown, Scope
 from .ingest import LedgerWriter
@@ -68,6 +71,7 @@ class Credits:
         *,
         replica: str,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_alert: Callable[[CreditAlert], None] | None = None,
     ):
         self.engine = engine
         self.settings = settings
@@ -80,6 +84,7 @@ class Credits:
         self.admit = self.accountant.admit
         self.settle = self.accountant.settle
         self.last: Drawdown | None = None
+        self.on_alert = on_alert
         self.on_refresh: list[Callable[[Drawdown, datetime], None]] = []  # budgets' allowance, alerts
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="meterline-credits", daemon=True)
@@ -134,6 +139,15 @@ class Credits:
         self.last = d
         for observer in self.on_refresh:
             observer(d, now)
+        self._alert(d, now)
+
+    def _alert(self, d: Drawdown, now: datetime) -> None:
+        """Note, log and announce each credit alert newly due (once per threshold and month)."""
+        for alert in credit_alerts.due(self.settings, d, now, period_of(now)):
+            if credit_alerts.store(self.engine, alert, now):
+                log.warning("credit alert: %s", alert.message)
+                if self.on_alert is not None:
+                    self.on_alert(alert)
 
 
 def budget_allowance(settings: Settings, d: Drawdown, now: datetime) -> dict[BudgetScope, Decimal]:

@@ -33,6 +33,7 @@ def main() -> None:
         st.Page(str(PAGES / "departments.py"), title="Departments", icon=":material/apartment:"),
         st.Page(str(PAGES / "agents.py"), title="Agents and tools", icon=":material/smart_toy:"),
         st.Page(str(PAGES / "budgets.py"), title="Budgets", icon=":material/savings:"),
+        st.Page(str(PAGES / "credits.py"), title="Credits", icon=":material/redeem:"),
         st.Page(str(PAGES / "chargeback.py"), title="Chargeback", icon=":material/receipt_long:"),
         st.Page(str(PAGES / "guards.py"), title="Guards", icon=":material/shield:"),
     ]

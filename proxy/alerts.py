@@ -14,6 +14,7 @@ from typing import Any
 
 from meterline.costing.anomalies import Spike
 from meterline.costing.budget_alerts import Alert, Announce
+from meterline.costing.credit_alerts import CreditAlert
 
 log = logging.getLogger("meterline.budgets")
 
@@ -47,6 +48,24 @@ def anomaly_body(spike: Spike) -> dict[str, Any]:
     }
 
 
+def credit_body(alert: CreditAlert) -> dict[str, str]:
+    """What the webhook receives when a credit balance falls below a threshold."""
+    return {
+        "kind": alert.kind,
+        "scope": alert.scope[0],
+        "id": alert.scope[1],
+        "period": alert.period,
+        "threshold_usd": str(alert.threshold),
+        "balance_usd": str(alert.balance),
+        "message": alert.message,
+    }
+
+
+def credit_webhook(url: str | None) -> Callable[[CreditAlert], None] | None:
+    """A callback that POSTs each credit alert to `url` (None when no URL is configured)."""
+    return _poster(url, credit_body, "credit")
+
+
 def webhook(url: str | None) -> Announce | None:
     """A callback that POSTs each alert to `url` (None when no URL is configured)."""
     return _poster(url, body, "budget")
@@ -72,4 +91,4 @@ def _poster(url: str | None, make: Callable[[Any], dict[str, Any]], what: str) -
     return post
 
 
-__all__ = ["anomaly_body", "anomaly_webhook", "body", "webhook"]
+__all__ = ["anomaly_body", "anomaly_webhook", "body", "credit_body", "credit_webhook", "webhook"]

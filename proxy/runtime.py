@@ -122,7 +122,10 @@ class Runtime:
         self.budgets = Budgets.from_settings(
             engine, settings, self.prices, on_alert=alerts.webhook(settings.budgets.webhook_url)
         )
-        self.credits = Credits(engine, settings, self.budgets.accountant.estimator, replica=self.budgets.replica)
+        self.credits = Credits(
+            engine, settings, self.budgets.accountant.estimator, replica=self.budgets.replica,
+            on_alert=alerts.credit_webhook(settings.alerts.webhook_url or settings.budgets.webhook_url),
+        )  # fmt: skip
         if isinstance(writer, LedgerWriter):
             # Before any call is recorded. A stream writer writes every replica's events, not
             # this one's: budgets and credits ask the ledger which of ours landed instead.

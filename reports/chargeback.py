@@ -71,7 +71,7 @@ def chargeback_report(
     except ConfigError:  # no exchange rate for a month nobody asked about
         before = None
     # A month without any usage (before Meterline ran) is no comparison, fixed costs or not.
-    active = before is not None and (before.closed_at or any(ln.kind != "shared" for ln in before.lines))
+    active = before is not None and (before.closed_at or any(ln.kind not in ("shared", "commitment") for ln in before.lines))
     previous = {d.department: d.billed for d in before.departments} if before is not None and active else {}
     fixed = cb.shared_costs
     usage_part = forecast(cb.total - fixed, period, now) if cb.closed_at is None else None

@@ -57,6 +57,14 @@ def dashboard_config(tmp_path: Path) -> dict[str, Any]:
     cfg["limits"] = [{"team": "nlp", "requests_per_minute": 600, "tokens_per_minute": 200000, "usd_per_hour": "20"},
                      {"department": "product", "usd_per_hour": "5"}]  # fmt: skip
     cfg["alerts"] = {"anomalies": True}
+    month = NOW.strftime("%Y-%m")
+    cfg["credits"] = [  # nlp's own grant (drawn most of the way), and research's, ending within days of NOW
+        {"id": "nlp-pilot", "team": "nlp", "amount_usd": "2", "effective_from": f"{month}-01"},
+        {"id": "research-q", "department": "research", "amount_usd": "5", "effective_from": f"{month}-01",
+         "expires": (NOW + timedelta(days=5)).strftime("%Y-%m-%d"), "priority": 1},
+    ]  # fmt: skip
+    cfg["rate_cards"] = [{"department": "product", "effective_from": f"{month}-01", "rates": [{"model": "house-model", "flat_usd": "100"}], "commitment_usd_monthly": "10"}]
+    cfg["departments"][0]["teams"][0]["credit_alerts_usd"] = ["1"]
     cfg["dashboard"] = {"viewers": {"product-lead": {"department": "product", "password_env": "METERLINE_VIEWER_PRODUCT"}}}
     return cfg
 

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 CHROMIUM = "/usr/bin/chromium"
-PAGES = ["Overview", "Departments", "Agents and tools", "Budgets", "Chargeback", "Guards"]
+PAGES = ["Overview", "Departments", "Agents and tools", "Budgets", "Credits", "Chargeback", "Guards"]
 WIDTHS = (1400, 1920)
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

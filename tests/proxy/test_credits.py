@@ -11,6 +11,7 @@ from decimal import Decimal
 import httpx
 import openai
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import ADMIN_KEY
 
@@ -259,3 +260,41 @@ def proxy_statement(proxy, month, department):
     from tests.conftest import run_cli
 
     return run_cli("export", "statement", "--month", month, "--department", department, "--format", "html", "--config", str(proxy.config_path)).stdout
+
+
+def test_a_balance_below_a_threshold_is_alerted_once_per_threshold_and_month(make_proxy, upstream, caplog):
+    import threading
+    from http.server import HTTPServer
+
+    from tests.conftest import free_port
+    from tests.proxy.test_budgets import _Hook
+
+    _Hook.received = []
+    server = HTTPServer(("127.0.0.1", free_port()), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        grant = {"id": "nlp-alerted", "team": "nlp", "amount_usd": str(2 * ONE_CALL), "effective_from": "2026-11-01"}
+        thresholds = [str(ONE_CALL * Decimal("1.5")), str(ONE_CALL / 2)]
+        proxy = make_proxy(
+            departments=departments(credit_alerts_usd=thresholds), credits=[grant],
+            budgets={"refresh_seconds": 60, "webhook_url": f"http://127.0.0.1:{server.server_port}/hook"},
+        )  # fmt: skip
+        use_clock(proxy, datetime(2026, 11, 3, 8, tzinfo=UTC))
+        c = client(proxy, proxy.key("nlp"))
+        caplog.set_level("WARNING", logger="meterline.credits")
+        settle(proxy)
+        assert _Hook.received == []  # a full balance is above both
+        for _ in range(3):
+            ask(c)
+            settle(proxy)
+            settle(proxy)  # a second refresh finds the same balance: no second alert
+        got = sorted((h["kind"], Decimal(h["threshold_usd"]), Decimal(h["balance_usd"])) for h in _Hook.received)
+        assert got == [("credit_low", ONE_CALL / 2, Decimal(0)), ("credit_low", ONE_CALL * Decimal("1.5"), ONE_CALL)]
+        assert {h["id"] for h in _Hook.received} == {"nlp"} and {h["period"] for h in _Hook.received} == {"2026-11"}
+        assert len([r for r in caplog.records if "credit alert" in r.getMessage()]) == 2
+        with proxy.engine.connect() as conn:
+            notes = conn.execute(sa.text("SELECT subject, period FROM notes WHERE kind = 'credit_low'")).all()
+        assert sorted(n[1] for n in notes) == ["2026-11", "2026-11"] and len({n[0] for n in notes}) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
