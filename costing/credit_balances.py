@@ -85,6 +85,12 @@ class Credits:
         self.settle = self.accountant.settle
         self.last: Drawdown | None = None
         self.on_alert = on_alert
+        # Only entitlements, budgets (their allowance) and alerts need balances in the proxy.
+        self.needed = bool(self.accountant.required) or any(
+            d.budget_usd_monthly is not None or d.credit_alerts_usd
+            or any(t.budget_usd_monthly is not None or t.credit_alerts_usd for t in d.teams)
+            for d in settings.departments
+        )  # fmt: skip
         self.on_refresh: list[Callable[[Drawdown, datetime], None]] = []  # budgets' allowance, alerts
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="meterline-credits", daemon=True)
@@ -116,6 +122,8 @@ class Credits:
         """Re-derive the draw-down from the ledger and renew this replica's pool leases."""
         now = self.now()
         a = self.accountant
+        if not self.needed:
+            return  # nothing is admitted, allowed or alerted on credits: readers derive them themselves
         if not self.settings.credits and not a.required:
             with self.engine.connect() as conn:  # grants made through the admin API only
                 if conn.execute(sa.text("SELECT 1 FROM credit_grants LIMIT 1")).first() is None:
