@@ -185,3 +185,28 @@ def test_no_cent_is_made_or_lost_between_ledger_chargeback_focus_and_statements(
         page = st_.usage + st_.adjustments_total + st_.rate_card + st_.shortfall + st_.shared + st_.markup + st_.credits + st_.rounding
         assert page == st_.total
         assert abs(st_.credits + x.credit_usd) < Decimal("0.01")
+
+
+def test_a_closed_month_keeps_its_credits_and_rated_lines(tmp_path):
+    from meterline.costing import close_period
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    create_schema(engine)
+    seed(engine, [event("1.5", START + timedelta(days=2), department="research", team="nlp", model="gpt-4o-mini",
+                        input_tokens=400_000, output_tokens=100_000)])  # fmt: skip
+    s = settings_from_dict(
+        {"departments": DEPTS, "credits": [{"id": "g", "team": "nlp", "amount_usd": "1", "effective_from": "2026-06-01"}],
+         "rate_cards": [{"department": "research", "rates": [{"model": "gpt-4o-*", "flat_usd": "4"}], "commitment_usd_monthly": "3"}]},
+        environ={},
+    )  # fmt: skip
+    before = load_chargeback(engine, s, "2026-06")
+    close_period(engine, s, "2026-06", now=datetime(2026, 7, 2, tzinfo=UTC))
+    after = load_chargeback(engine, s, "2026-06")
+    engine.dispose()
+    usage = next(ln for ln in after.lines if ln.kind == "llm")
+    assert (usage.cost_usd, usage.rated_usd, usage.credit_usd) == (Decimal("1.5"), Decimal("2"), Decimal("1"))
+    assert [(ln.kind, ln.charge_usd, ln.credit_usd, ln.rated_usd) for ln in after.lines] == [
+        (ln.kind, ln.charge_usd, ln.credit_usd, ln.rated_usd) for ln in before.lines
+    ]
+    assert next(ln for ln in after.lines if ln.kind == "commitment").charge_usd == Decimal(1)  # 3 committed, 2 used
+    assert after.total == before.total == Decimal("2.00")  # 3 charged less 1 of credit
