@@ -66,15 +66,17 @@ class DimensionCosts:
         }
 
 
-def dimension_costs(engine: sa.Engine, period: str, total: Decimal, where: dict[str, str] | None = None) -> DimensionCosts:
+def dimension_costs(
+    engine: sa.Engine, period: str, total: Decimal, where: dict[str, str | list[str]] | None = None
+) -> DimensionCosts:
     """The month's cost by dimension; `total` is the month's ledger cost (what text makes up
-    the rest of); `where`: column -> value filters (e.g. a department)."""
+    the rest of); `where`: column -> value (or values) filters (e.g. a department)."""
     t = EVENTS
     q = sa.select(t.c.cost_detail, t.c.service_tier, t.c.long_context_above, t.c.usage_flag, t.c.cost_pico).where(
         t.c.charge_period == period, sa.text(DETAILED)
     )
     for col, value in (where or {}).items():
-        q = q.where(t.c[col] == value)
+        q = q.where(t.c[col].in_(value) if isinstance(value, list) else t.c[col] == value)
     parts: dict[str, int] = {}
     tiers: dict[str, int] = {}
     flagged: dict[str, int] = {}

@@ -16,7 +16,7 @@ from meterline.costing import Chargeback, ChargebackLine, DepartmentCharge
 
 from .chargeback import CSV_COLUMNS, ChargebackReport, csv_rows
 from .exports import _csv
-from .focus import FOCUS_COLUMNS, focus_rows
+from .focus import FOCUS_COLUMNS, Parts, focus_rows
 from .trend import FORECAST_MIN_DAYS, change_percent, forecast
 
 FILES = {"csv": ("text/csv", "chargeback-{period}.csv"), "focus": ("text/csv", "chargeback-{period}-focus.csv")}
@@ -92,12 +92,13 @@ def lines_of(cb: Chargeback, department: str) -> list[ChargebackLine]:
     return [ln for ln in cb.lines if ln.department == department]
 
 
-def chargeback_file(cb: Chargeback, fmt: str, department: str | None = None) -> bytes:
+def chargeback_file(cb: Chargeback, fmt: str, department: str | None = None, parts: Parts | None = None) -> bytes:
     """The chargeback file in `fmt` (csv | focus): the bytes `meterline export chargeback`
     writes for this chargeback (the exporters render it the same way), restricted to one
-    department's rows when `department` is given."""
+    department's rows when `department` is given. `parts`: the month's costs by billed
+    dimension (focus_dimensions.line_parts), which split FOCUS rows per SKU as the export does."""
     cb = restrict(cb, department)
-    header, rows = (CSV_COLUMNS, csv_rows(cb)) if fmt == "csv" else (FOCUS_COLUMNS, focus_rows(cb))
+    header, rows = (CSV_COLUMNS, csv_rows(cb)) if fmt == "csv" else (FOCUS_COLUMNS, focus_rows(cb, parts=parts))
     return "".join(_csv(header, rows)).encode("utf-8")
 
 

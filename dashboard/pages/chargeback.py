@@ -22,6 +22,7 @@ from meterline.dashboard.format import (
     usd_axis,
 )
 from meterline.reports import chargeback_report
+from meterline.reports.focus_dimensions import line_parts
 from meterline.reports.invoice import FILES, chargeback_file, invoice, lines_of
 from meterline.reports.statement import pdf_download
 
@@ -126,10 +127,11 @@ st.subheader("Files for finance")
 scope = "" if v.department is None else f" (your department's lines only: {v.department})"
 st.caption("The same bytes as `meterline export chargeback --month " + v.period + "`" + scope + ".")
 d1, d2 = st.columns(2)
+parts = report(line_parts, v.period)  # FOCUS: a row per SKU for lines billed beyond text, as the export
 for col, fmt, label in ((d1, "csv", "Download CSV"), (d2, "focus", "Download FOCUS")):
     mime, name = FILES[fmt]
     col.download_button(
-        label, chargeback_file(cb, fmt, v.department), file_name=name.format(period=v.period), mime=mime, key=f"dl_{fmt}"
+        label, chargeback_file(cb, fmt, v.department, parts), file_name=name.format(period=v.period), mime=mime, key=f"dl_{fmt}"
     )
 
 if v.viewer.admin and cb.closed_at is None:

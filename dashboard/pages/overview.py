@@ -9,6 +9,7 @@ import streamlit as st
 from meterline.costing import previous_period
 from meterline.dashboard.context import report, view
 from meterline.dashboard.format import (
+    bar_height,
     change,
     count_col,
     exact_tooltip,
@@ -20,6 +21,7 @@ from meterline.dashboard.format import (
     text_col,
     usd_axis,
 )
+from meterline.reports.dimensions import dimension_costs, label
 from meterline.reports.overview import Ranked, overview
 from meterline.reports.trend import FORECAST_MIN_DAYS, forecast_from
 
@@ -132,3 +134,29 @@ with tab_models:
     ranked(o.top_models, "Model", "top_models")
 with tab_users:
     ranked(o.top_users, "User", "top_users")
+
+# Cost by billed dimension: only when some of it is more than text at the default tier.
+if not v.filters.tags:
+    dims = report(dimension_costs, v.period, o.total_usd, v.filters.where())
+    if dims.billed_beyond_text:
+        st.subheader("Cost by billed dimension")
+        st.caption("What the providers bill for: cached input, cache writes, audio and image tokens, server-side tools, "
+                   "service and long-context tiers. The parts add up to the month's cost.")  # fmt: skip
+        dim_rows = [{"name": label(k), "cost_usd": c} for k, c in dims.by_dimension.items() if c]
+        bars = for_chart(pd.DataFrame(dim_rows), "cost_usd")
+        st.altair_chart(
+            alt.Chart(bars).mark_bar().encode(
+                x=alt.X("cost_usd:Q", title="Cost (USD)", axis=usd_axis(float(bars["cost_usd"].max() or 0))),
+                y=alt.Y("name:N", sort="-x", title=None, axis=alt.Axis(labelLimit=260, labelOverlap=False)),
+                tooltip=[alt.Tooltip("name:N", title="Dimension"), exact_tooltip("cost_usd", "Cost (USD)")],
+            ).properties(height=bar_height()),
+            width="stretch",
+        )
+        tiers = [{"name": f"the {t} service tier", "cost_usd": c} for t, c in dims.by_service_tier.items() if c]
+        if dims.long_context_usd:
+            tiers.append({"name": "past a long-context threshold (whole calls)", "cost_usd": dims.long_context_usd})
+        left, right = st.columns(2)
+        with left:
+            table(dim_rows, {"name": text_col("Dimension", width=260), "cost_usd": money_col("Cost", width=120)}, key="dims")
+        with right:
+            table(tiers, {"name": text_col("Calls at", width=300), "cost_usd": money_col("Cost", width=120)}, key="tiers")

@@ -40,7 +40,11 @@ def detailed(parts: dict[str, Decimal], **fields) -> dict:
 
 @pytest.fixture(scope="module")
 def month(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dims")
+    return build_month(tmp_path_factory.mktemp("dims"))
+
+
+def build_month(folder):
+    """The month's config and ledger in `folder`: (config path, period, folder)."""
     cfg = base_config(folder, "http://127.0.0.1:9", chargeback={"markup_percent": {"research": "7.5"}})
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
