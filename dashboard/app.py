@@ -36,6 +36,7 @@ def main() -> None:
         st.Page(str(PAGES / "credits.py"), title="Credits", icon=":material/redeem:"),
         st.Page(str(PAGES / "chargeback.py"), title="Chargeback", icon=":material/receipt_long:"),
         st.Page(str(PAGES / "guards.py"), title="Guards", icon=":material/shield:"),
+        st.Page(str(PAGES / "keys.py"), title="Keys", icon=":material/key:"),
     ]
     if not auth.signed_in(settings.dashboard):
         # A link to /budgets?month=... must land there once signed in: remember the page

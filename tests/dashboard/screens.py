@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 CHROMIUM = "/usr/bin/chromium"
-PAGES = ["Overview", "Departments", "Agents and tools", "Budgets", "Credits", "Chargeback", "Guards"]
+PAGES = ["Overview", "Departments", "Agents and tools", "Budgets", "Credits", "Chargeback", "Guards", "Keys"]
 WIDTHS = (1400, 1920)
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -90,7 +90,7 @@ def _heading(title: str) -> str:
 def screenshots(
     url: str, password: str, out: Path, user: str = "admin", widths: tuple[int, ...] = WIDTHS, pages: list[str] = PAGES
 ) -> tuple[dict[tuple[str, int], Path], list[str]]:
-    """Sign in and save a full-page PNG of each page at each width.
+    """Sign in and save a full-page PNG of each of `pages` (titles) at each width.
 
     Returns the pictures by (page title, width) and what was wrong: any exception or error
     element on a page, any browser console error."""
