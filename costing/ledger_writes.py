@@ -44,7 +44,10 @@ def write_events(engine: sa.Engine, rows: Iterable[dict[str, Any]], *, periods: 
     closed at that moment (see lock_periods). Raises LedgerWriteError, with nothing written,
     when the ledger refuses what the rows hold; errors reaching the database as they are.
     """
-    rows = list(rows)
+    # One row per call id, the first: a batch can hold a call twice (a broker's redelivery, a
+    # publish retried past its duplicate window), and the insert below skips the second copy
+    # while the rollups would have counted both.
+    rows = _first_of_each(rows)
     if not rows:
         return 0
     try:
@@ -54,6 +57,17 @@ def write_events(engine: sa.Engine, rows: Iterable[dict[str, Any]], *, periods: 
             raise
         first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise LedgerWriteError(first, rows=len(rows)) from e
+
+
+def _first_of_each(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows in their order, a call id's later copies left out."""
+    seen: set[Any] = set()
+    out = []
+    for r in rows:
+        if r.get("call_id") not in seen:
+            seen.add(r.get("call_id"))
+            out.append(r)
+    return out
 
 
 def _refused_for_content(e: BaseException) -> bool:

@@ -129,3 +129,37 @@ def _health_503(replica: Any) -> dict[str, Any] | None:
 
 def _auth_ok(replica: Any, key: str) -> bool:
     return httpx.get(replica.url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+
+def test_an_event_delivered_twice_is_in_the_ledger_once(ledger, jetstream):
+    """Duplicates reach the writers (a publish retried past the broker's duplicate window, a
+    batch redelivered after its writer died before acking): the ledger's insert is idempotent
+    on call_id, and its rollups count the call once."""
+    import asyncio
+
+    import orjson
+
+    from meterline.costing.config import JetStreamConfig
+    from meterline.costing.jetstream import JetStreamSpool, connect, drain
+    from tests.seed import event
+
+    cfg = JetStreamConfig(**jetstream["jetstream"])
+    row = event("0.5", team="nlp")
+
+    async def publish() -> None:
+        spool = await JetStreamSpool.open(jetstream["spool_url"], cfg)
+        await spool.append(row)
+        await spool.append(row)  # the same call id: the broker keeps one
+        await spool.close()
+        nc, js = await connect(jetstream["spool_url"], cfg)
+        for n in range(2):  # past the duplicate window: other message ids, the same event
+            await js.publish(cfg.subject, orjson.dumps(row), headers={"Nats-Msg-Id": f"again-{n}"})
+        info = await js.stream_info(cfg.stream)
+        await nc.close()
+        assert info.state.messages == 3
+
+    asyncio.run(publish())
+    assert asyncio.run(drain(ledger, jetstream["spool_url"], cfg)) == 1  # three delivered, one new
+    state = ledger_state(ledger)
+    assert state["ids"] == [row["call_id"]]
+    assert state["rollups"] == state["events"] == (1, row["cost_pico"])
