@@ -20,16 +20,18 @@ Each renewal keeps the sliding window's use (P x (1 - f) + the committed of b) a
 next window's start, the committed of b and b+1 together, within the limit; f only grows and
 b-1 only shrinks, so what others were granted before stays covered. The bound this gives:
 
-    in every window, the fleet's sliding count passes a limit by at most one call per replica
-    (on requests only a replica's first call on a scope before its first lease there; on
-    tokens and USD the call admitted last, just under its lease), plus what calls in flight
-    at the edge use beyond their estimates (nothing when estimates are not below actual usage).
+    in every window, the fleet's sliding count passes a limit by less than one call's
+    reservation per replica (on requests only a replica's first call on a scope before its
+    first lease there; on tokens and USD the call admitted last, just under its lease), plus
+    what calls in flight at the edge use beyond their estimates (nothing when estimates are
+    not below actual usage).
 
 What it costs: near a limit a replica may refuse while room is left in another's share, until
 the next renewal hands it out again; a scope new to a replica gets its first call before the
-first lease (the renewal is woken, a few ms). Limits of the guarantee, as with budget leases:
-a replica that dies stops holding its share after `ttl`; calls a replica admits while its own
-renewal commits are checked against its previous lease; while the database is down each
+first lease (the renewal is woken, a few ms). A replica's new lease is in force locally before its renewal commits, and
+what it admitted meanwhile (under its previous lease, which the others respected) is in what
+it publishes. Limits of the guarantee, as with budget leases: a replica that dies stops
+holding its share after `ttl`; while the database is down each
 replica keeps its leases and, in windows it has none for, counts alone against limit /
 replicas (as last seen).
 """
@@ -80,6 +82,13 @@ class RateLeases:
         self._thread = threading.Thread(target=self._run, name="meterline-rate-limits", daemon=True)
 
     def start(self) -> None:
+        """Take the first leases before serving (so configured limits have them from the first
+        call), then renew in the background."""
+        try:
+            self.renew()
+        except sa.exc.SQLAlchemyError as e:
+            self.limits.degraded = True
+            log.warning("rate-limit leases not taken yet (database unavailable): %s", str(e).splitlines()[0])
         self._thread.start()  # keys may be given limits at any time: renewing nothing costs nothing
 
     def stop(self) -> None:
@@ -127,7 +136,6 @@ class RateLeases:
                 counted[(scope, metric, bucket)] = counted.get((scope, metric, bucket), 0) + used
                 sharing.setdefault((scope, metric), set()).add(replica)
             values = []
-            results: list[tuple[Window, int, int, int | None, tuple[int, ...]]] = []
             for w, b, used_prev, used in snap:
                 k = (w.scope, w.metric)
                 o_prev, o_cur, o_next = (others.get((*k, b + i), 0) for i in (-1, 0, 1))
@@ -138,7 +146,9 @@ class RateLeases:
                 ending = f >= 1.0 - lead  # the last renewals of the window: half its room is for the next
                 lease = used + int(max(0.0, room) / (2 * live if ending else live))
                 lease_next = int(max(0, w.limit - o_cur - lease - o_next) / live) if ending else None
-                results.append((w, b, lease, lease_next, tuple(counted.get((*k, b + i), 0) for i in (-1, 0, 1))))
+                # In force here before it is published, so that what this replica admitted while
+                # the renewal ran (under its previous lease) is in what it publishes.
+                used, lease, lease_next = self.limits.apply(w, b, lease, lease_next, tuple(counted.get((*k, b + i), 0) for i in (-1, 0, 1)))
                 wanted = [(b, used, lease)]
                 if used_prev or (w.scope, w.metric, b - 1) in self._published:
                     wanted.append((b - 1, used_prev, used_prev))
@@ -162,8 +172,6 @@ class RateLeases:
             # Rows nobody renewed for a while: windows gone by, replicas gone.
             conn.execute(sa.delete(t).where(t.c.heartbeat_at < now - max(self.ttl * 10, timedelta(hours=3))))
         self.limits.replicas = max([1, *(1 + len(s) for s in sharing.values())])
-        for w, b, lease, lease_next, seen in results:
-            self.limits.apply(w, b, lease, lease_next, seen)
         self._published = {k: v for k, v in self._published.items() if v[2] >= clock - 3 * 3600}
 
     def _due(self, w: Window, bucket: int, used: int, committed: int, clock: float) -> bool:

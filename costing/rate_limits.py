@@ -15,7 +15,8 @@ budgets estimate them, request bytes / 4 in and the model's largest recent outpu
 `max_tokens`; its USD likewise, budget_estimates.py) and settles at its real usage when it is
 recorded; a call refused by a later admission step gives its reservation back. A call is
 admitted while its scope's use is under the limit (as a budget admits while spend is under
-it), so a limit on requests is never passed and one on tokens or USD by less than one call.
+it), so a limit on requests is never passed and one on tokens or USD by less than one call's
+reservation.
 
 Several replicas and workers hold a limit together through leases: each one's count in a
 window may reach only what its lease allows, and leases are handed out under a fleet-wide lock
@@ -46,6 +47,7 @@ from .prices import PriceBook
 
 MINUTE = 60.0
 RESERVATION_MAX_AGE = 15 * 60.0  # seconds; a call not settled by then is assumed gone
+COLD_WAIT = 0.2  # seconds a call waiting for a scope's first lease here is asked to wait
 # metric -> (what it counts, window length in minutes)
 METRICS: dict[str, tuple[str, int]] = {
     "requests_per_minute": ("requests", 1),
@@ -229,6 +231,13 @@ class RateLimits:
         seen = {id(w): w for ws in (*self._configured.values(), *self._by_key.values()) for w in ws}
         return list(seen.values())
 
+    def prepare(self, key: Any) -> None:
+        """Count a key's own limits before its first call (a key made or changed here, or known
+        at start), and have the renewal lease them at once."""
+        if getattr(key, "limits", None) and key.id not in self._config_keys:
+            self._key_windows(key)
+            self.wake.set()
+
     def _key_windows(self, key: Any) -> tuple[Window, ...]:
         """A key's own limits, (re)built when the keys table changed them."""
         raw: str = key.limits
@@ -273,7 +282,8 @@ class RateLimits:
                 needs.append(tokens)
             else:
                 if usd < 0:
-                    usd = to_pico(max(call.reserved, self.estimator.estimate(call)))
+                    # An estimate in pico-dollars: scaleb, not to_pico's exact rounding (a third of the cost).
+                    usd = int(max(call.reserved, self.estimator.estimate(call)).scaleb(12))
                 needs.append(usd)
         with self._lock:
             for w in ws:
@@ -302,10 +312,13 @@ class RateLimits:
 
     def _refusal(self, w: Window, ws: tuple[Window, ...], now: float, call: Admissible) -> RateLimited:
         """The error for a call `w` refuses (under the lock)."""
-        wait = w.free_in(now)
-        if wait <= 0:  # the fleet has room but this replica's lease is spent: the next renewal
-            self.wake.set()
-        wait = max(wait, 0.0) + self.refresh_seconds
+        if w.lease is None and not self.degraded:
+            wait = COLD_WAIT  # the first lease on a scope new here: the renewal was woken, a few ms
+        else:
+            wait = w.free_in(now)
+            if wait <= 0:  # the fleet has room but this replica's lease is spent: the next renewal
+                self.wake.set()
+            wait = max(wait, 0.0) + self.refresh_seconds
         kind = "requests" if w.kind == "requests" else "tokens"
         scope_kind, _, name = w.scope.partition(":")
         unit = {"requests": "requests", "tokens": "tokens", "usd": "USD"}[w.kind]
@@ -401,15 +414,25 @@ class RateLimits:
                 out.append((w, w.bucket, w.used_prev, w.used))
             return out
 
-    def apply(self, w: Window, bucket: int, lease: int, lease_next: int | None, others: tuple[int, ...]) -> None:
+    def apply(
+        self, w: Window, bucket: int, lease: int, lease_next: int | None, others: tuple[int, ...]
+    ) -> tuple[int, int, int | None]:
         """A renewal's result for window `bucket` of `w`: this replica's leases and what the
-        others have used in the previous, this and the next window."""
+        others have used in the previous, this and the next window. Returns what to publish:
+        the count now (calls admitted since the snapshot included) and the leases, raised to
+        it where it passed them (nothing more is admitted there until the next renewal)."""
         with self._lock:
             if w.bucket == bucket:
+                lease = max(lease, w.used)
                 w.lease, w.lease_next = lease, lease_next
                 w.others_prev, w.others, w.others_next = others
-            elif w.bucket == bucket + 1:
+                return w.used, lease, lease_next
+            if w.bucket == bucket + 1:  # the next window began meanwhile: its lease is `lease_next`
+                lease = max(lease, w.used_prev)
+                lease_next = max(lease_next or 0, w.used)
                 w.lease, w.others_prev, w.others = lease_next, others[1], others[2]
+                return w.used_prev, lease, lease_next
+            return w.used, lease, lease_next
 
 
 __all__ = [

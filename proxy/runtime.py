@@ -201,7 +201,9 @@ class Runtime:
                 rt.budgets.key_budget(key.id, key.budget_usd)
         await asyncio.to_thread(rt.budgets.start)
         await asyncio.to_thread(rt.credits.start)
-        rt.rate_leases.start()
+        for key in rt.keys.known():  # keys' own rate limits, leased before their first call
+            rt.rate_limits.prepare(key)
+        await asyncio.to_thread(rt.rate_leases.start)
         rt._tasks.append(asyncio.create_task(rt._refresh_keys()))
         if settings.alerts.anomalies:
             rt._tasks.append(asyncio.create_task(rt.anomalies.run()))

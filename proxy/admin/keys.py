@@ -26,7 +26,7 @@ from meterline.costing import (
     revoke_key,
     rotate_key,
 )
-from meterline.costing.keys import set_key_limits
+from meterline.costing.keys import key_info, set_key_limits
 from meterline.costing.tables import VirtualKey
 from meterline.reports.usage import key_month_spend
 
@@ -54,6 +54,7 @@ async def create(request: Request, body: KeyCreate) -> Response:
         limits=body.limits.model_dump(exclude_none=True) if body.limits else None,
     )  # fmt: skip
     rt.keys.apply([row])
+    rt.rate_limits.prepare(key_info(row))
     return _json({"key": secret, **key_record(row, org)}, 201)
 
 
@@ -115,6 +116,7 @@ async def update(request: Request, key_id: str, body: KeyUpdate) -> Response:
     limits = body.limits.model_dump(exclude_none=True) if body.limits else None
     row = await asyncio.to_thread(set_key_limits, rt.engine, key_id, limits)
     rt.keys.apply([row])
+    rt.rate_limits.prepare(key_info(row))
     return _json(key_record(row, Org(rt.settings)))
 
 

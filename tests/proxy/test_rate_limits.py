@@ -67,9 +67,13 @@ def test_a_keys_own_requests_per_minute_set_through_the_admin_api(proxy):
     created = r.json()
     assert created["limits"] == {"requests_per_minute": 3}
     seen: list[httpx.Response] = []
-    with _client(proxy, created["key"], seen) as client:
+    # A key new to the proxy gets its first call before its first lease; a second one at once
+    # may be asked to wait for that lease (retry-after-ms, a fraction of a second): the SDK retries.
+    with _client(proxy, created["key"], seen, retries=2) as client:
         remaining = [_ask(client).headers["x-ratelimit-remaining-requests"] for _ in range(3)]
         assert remaining == ["2", "1", "0"]
+        assert all(int(r.headers["retry-after-ms"]) <= 1200 for r in seen if r.status_code == 429)
+    with _client(proxy, created["key"], seen) as client:
         with pytest.raises(openai.RateLimitError) as refused:
             _ask(client)
         assert refused.value.body["type"] == "requests"

@@ -1,4 +1,4 @@
-"""Rate limits count MCP calls too: a team over its requests per minute gets 429
+"""Rate limits count MCP calls too: a team over its requests per hour gets 429
 `rate_limit_exceeded` on its next tools/call, before the server sees it, recorded `rejected`."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from tests.proxy.test_mcp_streaming import call, post, scripted_server
 
 async def test_an_mcp_call_over_a_requests_limit_is_refused_before_the_server(make_proxy):
     async with scripted_server() as (url, state):
-        proxy = make_proxy(mcp_servers=mcp_config(url), limits=[{"team": "nlp", "requests_per_minute": 2}])
+        proxy = make_proxy(mcp_servers=mcp_config(url), limits=[{"team": "nlp", "requests_per_hour": 2}])
         headers = {"Authorization": f"Bearer {proxy.key('nlp')}"}
         for i in (1, 2):
             ok = await post(f"{proxy.url}/mcp/sim", json=call(i, "pieces"), headers=headers)
