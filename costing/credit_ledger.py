@@ -196,11 +196,11 @@ def drawdown(db: sa.Engine | sa.Connection, grants: list[Grant], until: datetime
 
 def period_credits(db: sa.Engine | sa.Connection, settings: Settings, period: str) -> dict[tuple[object, ...], int]:
     """Credits drawn by the calls billed in `period`, per chargeback line (LINE_DIMS), pico."""
-    y, m = int(period[:4]), int(period[5:])
-    end = datetime(y + m // 12, m % 12 + 1, 1, tzinfo=UTC)
     grants = all_grants(db, settings)
     if not grants:
         return {}
+    y, m = int(period[:4]), int(period[5:])  # a month of MONTH_PATTERN: its end is a datetime
+    end = datetime(y + m // 12, m % 12 + 1, 1, tzinfo=UTC)
     d = drawdown(db, grants, end)
     return {k[1:]: pico for k, pico in d.by_line.items() if k[0] == period and pico}
 

@@ -28,7 +28,10 @@ from .tables import PERIODS, PeriodSnapshot, utcnow
 if TYPE_CHECKING:  # config validates its months with parse_month: a runtime import would be a cycle
     from .config import Settings
 
-MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"  # ASCII digits; for validators that take a pattern
+# ASCII digits, for validators that take a pattern (no look-arounds: pydantic's regex has none).
+# Years 0001 to 9998: every month then has an end a datetime can hold (year 0 has no datetime,
+# and the month after 9999-12 none either).
+MONTH_PATTERN = r"^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-(0[1-9]|1[0-2])$"
 _MONTH = re.compile(MONTH_PATTERN)  # used with fullmatch: no trailing newline either
 
 

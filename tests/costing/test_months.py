@@ -31,7 +31,7 @@ def test_a_month_is_four_digits_a_dash_and_01_to_12(text):
     assert is_month(text) and parse_month(text) == text
 
 
-@pytest.mark.parametrize("text", ["2026-13", "2026-00", "2026-1", "26-01", "2026-01-01", "2026/01", "", " 2026-01", "2026-01\n", "２０２６-01"])
+@pytest.mark.parametrize("text", ["2026-13", "2026-00", "2026-1", "26-01", "2026-01-01", "2026/01", "", " 2026-01", "2026-01\n", "２０２６-01", "0000-05", "9999-12"])
 def test_anything_else_is_refused_naming_the_format(text):
     assert not is_month(text)
     with pytest.raises(InvalidMonth, match="expected YYYY-MM") as caught:
