@@ -270,18 +270,26 @@ class Runtime:
         return headers
 
     async def prepare(self, call: Call) -> Call:
-        """What admission needs from the ledger, read off the event loop: the run of a call
-        whose clues name a call another process served, and (for run caps) what that run
-        has spent elsewhere. Returns the call, placed in its run if the ledger knew it."""
+        """What run caps need from the ledger at admission, read off the event loop: the run of
+        a call whose clues name a call another process served, and what that run has spent
+        elsewhere. Returns the call, placed in its run if the ledger knew it. Without caps
+        for the call's team this does nothing (its links are made when it lands)."""
         capped = self.run_caps.enabled and self.run_caps.caps(call.payer.team) is not None
+        waited = False
         try:
-            if call.asked is not None:
-                call = await self._place(call, wait=capped)
+            if call.asked is not None and capped:
+                # Only a capped run must be whole at admission (so that it cannot escape its
+                # caps by changing replica); other calls are linked when they land.
+                waited = True
+                call = await self._place(call, wait=True)
             if capped and self.run_caps.needs_ledger(call):
+                waited = True
                 await asyncio.to_thread(self.run_caps.read_ledger, call.trace_id)
         except sa.exc.SQLAlchemyError as e:  # admitted on what this process knows
             log.warning("could not read the run of call %s from the ledger: %s", call.call_id, str(e).splitlines()[0][:200])
-        return call
+        # A call is stamped when it is admitted: others admitted while this one waited must not
+        # carry later times than it (a budget's refusal and the calls after it stay in order).
+        return call._replace(ts=self.meter.clock()) if waited else call
 
     async def _place(self, call: Call, wait: bool) -> Call:
         asked = call.asked

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from meterline.costing import ZERO, Org, Settings, configured_limits, from_pico, list_keys
+from meterline.costing import ZERO, Note, Org, Settings, configured_limits, from_pico, list_keys
 
 from .ledger_queries import key_spend, rollup_sums
 from .trend import FORECAST_MIN_DAYS, forecast
@@ -34,6 +34,7 @@ class BudgetStatus:
     run_rate_usd: Decimal | None  # month-end at the run rate; the open month after FORECAST_MIN_DAYS
     threshold_percent: Decimal
     burn: list[tuple[date, Decimal]] = field(default_factory=list)  # cumulative spend per day
+    refusing: bool = False  # its calls were refused this month (the proxy noted it): over, whatever it spent
 
     @property
     def forecast_usd(self) -> Decimal | None:
@@ -56,13 +57,22 @@ class BudgetStatus:
 
     @property
     def state(self) -> str:
-        if self.spent_usd >= self.budget_usd:
+        # A call is refused when what it may cost would pass the budget, so a refusing budget
+        # can show a little under 100%: the proxy's note says it is refusing.
+        if self.refusing or self.spent_usd >= self.budget_usd:
             return "over"
         if self.spent_usd * 100 >= self.budget_usd * self.threshold_percent:
             return "near"
         if self.run_rate_usd is not None and self.run_rate_usd > self.budget_usd:
             return "forecast_over"
         return "ok"
+
+
+def _refusing(engine: sa.Engine, period: str) -> set[str]:
+    """Budgets ("scope:id") whose calls the proxy refused in `period`: its once-a-month note."""
+    t: sa.Table = Note.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        return set(conn.execute(sa.select(t.c.subject).where(t.c.kind == "budget_hard", t.c.period == period)).scalars())
 
 
 def _cumulative(per_day: dict[date, int]) -> list[tuple[date, Decimal]]:
@@ -97,6 +107,7 @@ def budget_status(
             per_day = daily.setdefault(spender, {})
             day = r["hour"].date()
             per_day[day] = per_day.get(day, 0) + r["cost_pico"]
+    refusing = _refusing(engine, period)
     key_ids = [i for s, i in limits if s == "key"]
     keys = key_spend(engine, period, key_ids) if key_ids else {}
     out = []
@@ -115,7 +126,8 @@ def budget_status(
         spent = burn[-1][1] if burn else (from_pico(keys.get(ident, 0)) if scope == "key" else ZERO)
         out.append(
             BudgetStatus(
-                scope, ident, name, dept, budget, spent, forecast(spent, period, now, min_days=FORECAST_MIN_DAYS), threshold, burn
+                scope, ident, name, dept, budget, spent, forecast(spent, period, now, min_days=FORECAST_MIN_DAYS), threshold, burn,
+                refusing=f"{scope}:{ident}" in refusing,
             )
         )
     return sorted(out, key=lambda b: (STATES.index(b.state), -b.used_percent, b.scope, b.id))
