@@ -39,6 +39,14 @@ from tests.agents import sdks
 from tests.agents.conftest import Run, Stack, month
 from tests.agents.expect import cost, score
 
+# A socket of one of the agent SDKs' HTTP clients is now and then left to the garbage collector
+# (seen once in the full suite, in test_a_runs_cost_is_its_whole_tree...; its maker is not found yet):
+# only this message, only here.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:unclosed transport <_SelectorSocketTransport:ResourceWarning"),
+    pytest.mark.filterwarnings("ignore:Exception ignored in. <function _SelectorTransport.__del__:pytest.PytestUnraisableExceptionWarning"),
+]
+
 TARGET = 0.95  # issue 14: at least 95% of calls in the right run with the right parent
 PROMPT = "sim:tools=3,turns=2"  # every LLM turn asks for all three tools, twice, then answers
 
