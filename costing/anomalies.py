@@ -44,8 +44,8 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from .config import AlertsConfig
-from .engine import dialect_insert
 from .money import PICO, usd
+from .notes import note_once
 from .tables import EVENTS, NOTES
 
 HOUR = timedelta(hours=1)
@@ -239,14 +239,7 @@ def current(engine: sa.Engine, cfg: AlertsConfig, now: datetime) -> list[Spike]:
 
 def store(engine: sa.Engine, spike: Spike, now: datetime) -> bool:
     """Note the spike once fleet-wide; True if this call stored it."""
-    stmt = (
-        dialect_insert(engine, NOTES)
-        .values(ts=now, kind=KIND, subject=spike.subject, period=f"{spike.start:%Y-%m}", message=spike.message)
-        .on_conflict_do_nothing(index_elements=["kind", "subject", "period"])
-        .returning(NOTES.c.id)
-    )
-    with engine.begin() as conn:
-        return conn.execute(stmt).first() is not None
+    return note_once(engine, KIND, spike.subject, f"{spike.start:%Y-%m}", spike.message, now)
 
 
 def noted(engine: sa.Engine, since: datetime) -> list[tuple[datetime, str, str]]:

@@ -15,9 +15,8 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from .engine import dialect_insert
 from .money import usd
-from .tables import NOTES
+from .notes import note_once
 
 Announce = Callable[["Alert"], None]
 """Told each alert this process stored first (from the budgets' background thread)."""
@@ -46,15 +45,7 @@ class Alert:
 def store(engine: sa.Engine, alert: Alert, now: datetime) -> bool:
     """Note the alert once per scope and month; True if this call stored it (no other
     process, nor this one, had)."""
-    t = NOTES
-    stmt = (
-        dialect_insert(engine, t)
-        .values(ts=now, kind=alert.kind, subject=alert.subject, period=alert.period, message=alert.message)
-        .on_conflict_do_nothing(index_elements=["kind", "subject", "period"])
-        .returning(t.c.id)
-    )
-    with engine.begin() as conn:
-        return conn.execute(stmt).first() is not None
+    return note_once(engine, alert.kind, alert.subject, alert.period, alert.message, now)
 
 
 __all__ = ["Alert", "Announce", "store"]

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from .credits import Drawdown, Scope
-from .engine import dialect_insert
 from .money import from_pico, usd
-from .tables import NOTES
+from .notes import note_once
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -77,15 +76,7 @@ def due(settings: Settings, d: Drawdown, now: datetime, period: str) -> list[Cre
 
 def store(engine: sa.Engine, alert: CreditAlert, now: datetime) -> bool:
     """Note the alert once per threshold, scope and month; True if this call stored it."""
-    t = NOTES
-    stmt = (
-        dialect_insert(engine, t)
-        .values(ts=now, kind=alert.kind, subject=alert.subject, period=alert.period, message=alert.message)
-        .on_conflict_do_nothing(index_elements=["kind", "subject", "period"])
-        .returning(t.c.id)
-    )
-    with engine.begin() as conn:
-        return conn.execute(stmt).first() is not None
+    return note_once(engine, alert.kind, alert.subject, alert.period, alert.message, now)
 
 
 __all__ = ["KIND", "CreditAlert", "due", "pools", "store"]

@@ -32,11 +32,11 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from .config import RunCapsConfig, Settings
-from .engine import dialect_insert
 from .errors import RunCapExceeded
 from .money import ZERO, from_pico
+from .notes import note_once
 from .run_links import CONTINUATION, HEADER
-from .tables import EVENTS, NOTES, RUN_CLUES
+from .tables import EVENTS, RUN_CLUES
 
 MAX_RUNS = 50_000  # runs followed per process; the least recently active go first
 CAPPED = "run capped:"  # how a capped run's refusals begin, in the ledger's `error`
@@ -272,15 +272,7 @@ class RunCaps:
 
 def note_capped(engine: sa.Engine, trace_id: str, team: str, why: str, now: datetime) -> bool:
     """Note in the ledger that a run was capped, once per run; True if this call noted it."""
-    t = NOTES
-    stmt = (
-        dialect_insert(engine, t)
-        .values(ts=now, kind=NOTE_KIND, subject=trace_id, period=f"{now:%Y-%m}", message=f"team {team}: {why}")
-        .on_conflict_do_nothing(index_elements=["kind", "subject", "period"])
-        .returning(t.c.id)
-    )
-    with engine.begin() as conn:
-        return conn.execute(stmt).first() is not None
+    return note_once(engine, NOTE_KIND, trace_id, f"{now:%Y-%m}", f"team {team}: {why}", now)
 
 
 __all__ = ["CAPPED", "NOTE_KIND", "RunCaps", "RunState", "note_capped"]
