@@ -116,11 +116,11 @@ def in_process() -> dict[str, float]:
         data, parsed, _, _, call_id, trace = next(it)
         asked_by_request("/chat/completions", tools_doc, tools_req)
         if b'"tool_calls"' in data:
-            runs.add("nlp", Producer(call_id, trace, "nlp", 0, time.monotonic()), produced_by_body("/chat/completions", parsed))
+            runs.add("nlp", Producer(call_id, trace, "nlp", time.monotonic()), produced_by_body("/chat/completions", parsed))
 
     def agent_turn() -> None:
         data, parsed, body, turn, call_id, trace = next(it)
-        runs.add("nlp", Producer(call_id, trace, "nlp", 0, time.monotonic()), produced_by_body("/chat/completions", parsed))
+        runs.add("nlp", Producer(call_id, trace, "nlp", time.monotonic()), produced_by_body("/chat/completions", parsed))
         asked = asked_by_request("/chat/completions", turn, body)
         assert asked is not None and runs.continued("nlp", asked) is not None
 
@@ -144,7 +144,7 @@ def index_memory(clues: int = 100_000) -> float:
     base = tracemalloc.get_traced_memory()[0]
     peak = 0
     for i in range(clues):
-        p = Producer(secrets.token_hex(8), secrets.token_hex(16), "nlp", 0, time.monotonic())
+        p = Producer(secrets.token_hex(8), secrets.token_hex(16), "nlp", time.monotonic())
         runs.add("nlp", p, Produced((tool_call_clue("call_" + secrets.token_hex(12)), arguments_clue({"q": i}) or ""), ("lookup",)))
         peak = max(peak, tracemalloc.get_traced_memory()[0] - base)
     tracemalloc.stop()

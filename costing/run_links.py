@@ -106,12 +106,11 @@ class Producer:
 
     Kept small (ids as 24 bytes, not 48 characters): the index holds one per response."""
 
-    __slots__ = ("_ids", "at", "depth", "payer_team")
+    __slots__ = ("_ids", "at", "payer_team")
 
-    def __init__(self, call_id: str, trace_id: str, payer_team: str, depth: int, at: float):
+    def __init__(self, call_id: str, trace_id: str, payer_team: str, at: float):
         self._ids = bytes.fromhex(call_id + trace_id) if trace_id else b""
         self.payer_team = payer_team
-        self.depth = depth
         self.at = at  # monotonic seconds when it was recorded
 
     @property

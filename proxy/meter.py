@@ -275,7 +275,7 @@ class Meter:
         return trace, root, HEADER
 
     def _produced(self, call: Call, produced: Produced, event: dict[str, Any]) -> None:
-        self.runs.add(call.key_team, Producer(call.call_id, call.trace_id, call.payer.team, 0, time.monotonic()), produced)
+        self.runs.add(call.key_team, Producer(call.call_id, call.trace_id, call.payer.team, time.monotonic()), produced)
         tools = iter(produced.tools)
         event["run_produced"] = [(c, next(tools, "") if c.startswith("a:") else "") for c in produced.clues]
 

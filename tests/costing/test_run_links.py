@@ -33,7 +33,7 @@ def hexed(name: str, width: int) -> str:
 
 def producer(call_id: str, trace: str, at: float = 1000.0) -> Producer:
     """A producer named for reading: ids are hex as the proxy makes them."""
-    return Producer(hexed(call_id, 16), hexed(trace, 32), "nlp", 0, at)
+    return Producer(hexed(call_id, 16), hexed(trace, 32), "nlp", at)
 
 
 def test_arguments_digest_is_the_same_for_the_llm_text_and_the_mcp_object():
