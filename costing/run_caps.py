@@ -145,6 +145,9 @@ class RunCaps:
         """Take in what the ledger holds of a run (blocking: call it off the event loop)."""
         assert self.engine is not None
         t, c = EVENTS, RUN_CLUES
+        with self._lock:  # only this process's calls not yet known to have landed are looked for
+            st0 = self._runs.get(trace_id)
+            waiting = list(st0.unlanded) if st0 is not None else []
         capped = sa.func.sum(sa.case((sa.and_(t.c.status == "rejected", t.c.error.like(CAPPED + "%")), 1), else_=0))
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -153,7 +156,7 @@ class RunCaps:
                     sa.func.min(t.c.ts), capped,
                 ).where(t.c.trace_id == trace_id)
             ).one()  # fmt: skip
-            landed = set(conn.execute(sa.select(t.c.call_id).where(t.c.trace_id == trace_id)).scalars())
+            landed = set(conn.execute(sa.select(t.c.call_id).where(t.c.call_id.in_(waiting))).scalars()) if waiting else set()
             asks = conn.execute(
                 sa.select(c.c.clue, c.c.tool, sa.func.count())
                 .where(c.c.trace_id == trace_id, c.c.clue.like("a:%"))
