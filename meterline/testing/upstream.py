@@ -465,10 +465,11 @@ def _chat_rounds(messages: Any) -> int:
 def _anthropic_rounds(messages: Any) -> int:
     """Assistant tool_use turns since the last user message that is not a tool result."""
     rounds = 0
+    m: Any
     for m in reversed(messages if isinstance(messages, list) else ()):
         if not isinstance(m, dict):
             break
-        content = m.get("content")
+        content: Any = m.get("content")
         blocks = content if isinstance(content, list) else []
         kinds = {b.get("type") for b in blocks if isinstance(b, dict)}
         if m.get("role") == "user" and "tool_result" not in kinds:
