@@ -350,6 +350,9 @@ class ServerConfig(_Section):
     spool_url: str | None = Field(None, pattern=r"^(nats|tls)://\S+$")
     jetstream: JetStreamConfig = JetStreamConfig()
     flush_interval_ms: int = Field(200, gt=0)
+    # Where the spool's segments are written into the database: a child process of each serving
+    # process (its Python work off the GIL the event loop needs), or a thread in it.
+    ledger_writer: Literal["process", "thread"] = "process"
     key_refresh_seconds: float = Field(2.0, gt=0)
     store_prompts: bool = False
     admin_key_env: str = "METERLINE_ADMIN_KEY"

@@ -31,6 +31,7 @@ from .spool import (
     segments,
 )
 from .tables import EVENTS
+from .writer_process import WriterProcess
 
 log = logging.getLogger("meterline.ledger")
 
@@ -69,6 +70,10 @@ def fit_to_columns(row: dict[str, Any]) -> dict[str, Any]:
 class LedgerWriter:
     """A background thread that flushes the spool to the database every `interval` seconds.
 
+    With `mode="process"` the thread hands each sealed segment to a child process that writes
+    it (writer_process.py), and waits for its answer with the GIL released; the thread keeps
+    the sealing, the order, the deletes and the observers, so nothing else changes.
+
     While the database is unreachable the segments stay on disk and `degraded` is True; they
     are replayed in order when it is back. A database that accepts connections but does not
     answer (a hung host, a network that drops packets) raises nothing for a while: `stalled`
@@ -77,12 +82,21 @@ class LedgerWriter:
 
     ADOPT_SECONDS = 2.0  # how often the spool root is scanned for dead processes' folders
 
-    def __init__(self, engine: sa.Engine, spool: Spool, interval: float = 0.2, root: str | os.PathLike[str] | None = None):
+    def __init__(
+        self, engine: sa.Engine, spool: Spool, interval: float = 0.2, root: str | os.PathLike[str] | None = None, mode: str = "thread"
+    ):
         """Parameters:
         root: the spool root this process's folder lies in; every ADOPT_SECONDS the writer also
             writes in the folders of this host's processes that are gone (see adopt_orphans).
+        mode: "thread" writes in this process; "process" in a child of its own, from `start`
+            on (`server.ledger_writer`). An in-memory SQLite database has no URL a child could
+            open: it is written in the thread whatever the mode.
         """
         self.engine = engine
+        url = engine.url
+        in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+        self._child_url = url.render_as_string(hide_password=False) if mode == "process" and not in_memory else None
+        self.child: WriterProcess | None = None  # from `start` on, in process mode
         self.spool = spool
         self.interval = interval
         self.root = root
@@ -98,16 +112,22 @@ class LedgerWriter:
         self._thread = threading.Thread(target=self._run, name="meterline-ledger", daemon=True)
 
     def start(self) -> None:
+        if self._child_url is not None:
+            self.child = WriterProcess(self._child_url)
+            self.child.start()
         self._thread.start()
 
     def stop(self, flush: bool = True) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
-        if flush:
-            try:
+        try:
+            if flush:
                 self.flush()
-            except sa.exc.SQLAlchemyError as e:
-                log.warning("ledger not reachable at shutdown; %s stays spooled: %s", self.spool.dir, _short(e))
+        except (sa.exc.SQLAlchemyError, OSError) as e:
+            log.warning("ledger not reachable at shutdown; %s stays spooled: %s", self.spool.dir, _short(e))
+        finally:
+            if self.child is not None:
+                self.child.close()
 
     @property
     def stalled(self) -> bool:
@@ -126,7 +146,10 @@ class LedgerWriter:
     def _flush(self) -> int:
         n = 0
         for path in self.spool.seal():
-            written, landed = write_segment(self.engine, path, self.spool.dir / REJECTED)
+            if self.child is not None:
+                written, landed = self.child.write_segment(path, self.spool.dir / REJECTED)
+            else:
+                written, landed = write_segment(self.engine, path, self.spool.dir / REJECTED)
             path.unlink()
             n += written
             for observer in self.on_written:
@@ -137,9 +160,18 @@ class LedgerWriter:
 
     def adopt(self) -> int:
         """Write the spools of this host's dead processes into the ledger (see adopt_orphans)."""
-        n = adopt_orphans(self.engine, self.root) if self.root is not None else 0
+        if self.root is None:
+            return 0
+        # Before `start` (the proxy adopts before it serves) in this process: no child to wait for.
+        n = self.child.adopt(self.root) if self.child is not None else adopt_orphans(self.engine, self.root)
         self.written += n
         return n
+
+    def sweep_moves(self) -> None:
+        if self.child is not None:
+            self.child.sweep_moves()
+        else:
+            sweep_moves(self.engine)
 
     def _run(self) -> None:
         backoff = self.interval
@@ -150,7 +182,7 @@ class LedgerWriter:
                 if time.monotonic() - last_adopt > self.ADOPT_SECONDS:
                     last_adopt = time.monotonic()
                     self.adopt()
-                    sweep_moves(self.engine)
+                    self.sweep_moves()
             except (sa.exc.SQLAlchemyError, sqlite3.Error, OSError) as e:
                 if not self.degraded:
                     log.error("ledger database unavailable, spooling to %s: %s", self.spool.dir, _short(e))

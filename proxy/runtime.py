@@ -184,7 +184,7 @@ class Runtime:
                 raise
         else:
             spool = claim(server.spool_dir)  # a folder of this process's own in the shared root
-            writer = LedgerWriter(engine, spool, interval, root=server.spool_dir)
+            writer = LedgerWriter(engine, spool, interval, root=server.spool_dir, mode=server.ledger_writer)
         upstreams = Upstreams(settings.providers, upstream_client or new_session(), owned=upstream_client is None)
         mcp = MCPUpstreams(settings.mcp_servers, new_client(mcp_transport))
         rt = cls(settings, engine, spool, writer, upstreams, mcp)

@@ -105,9 +105,11 @@ def test_after_a_sigkill_every_acknowledged_call_is_in_the_export_at_once_withou
     proc = start_serve(config_path, port)
     load = Load([port], key)
     wait_for("100 acknowledged calls", lambda: len(load.received) >= 100, timeout=120)
+    (writer,) = _writer_children(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     received = load.stop()
+    wait_for("the writer process to exit with the server", lambda: not _running(writer), timeout=30)
 
     month = time.strftime("%Y-%m", time.gmtime())
     out = run_cli("export", "events", "--month", month, "--format", "jsonl", "--config", str(config_path)).stdout
@@ -157,6 +159,44 @@ def test_workers_serve_one_port_and_a_killed_worker_is_replaced_and_its_calls_ad
         assert proc.wait(timeout=60) == 0
     ids, count, rollup = ledger_ids(cfg["database"])
     assert set(received) <= ids and count == len(ids) == rollup
+
+
+def test_a_killed_writer_process_is_replaced_and_its_calls_land_once(tmp_path, upstream):
+    cfg = base_config(tmp_path, upstream.url, server={"flush_interval_ms": 20})  # the child is mostly mid-write
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(cfg))
+    key = json.loads(run_cli("keys", "create", "--team", "nlp", "--json", "--config", str(config_path)).stdout)["key"]
+    proc = start_serve(config_path, free_port())
+    port = int(proc.args[proc.args.index("--port") + 1])
+    try:
+        load = Load([port], key)
+        for n in (100, 200, 300):  # killed three times under load
+            wait_for(f"{n} acknowledged calls", lambda n=n: len(load.received) >= n, timeout=120)
+            wait_for("a writer process", lambda: len(_writer_children(proc.pid)) == 1, timeout=60)
+            os.kill(_writer_children(proc.pid)[0], signal.SIGKILL)
+        wait_for("400 acknowledged calls", lambda: len(load.received) >= 400, timeout=120)
+        received = load.stop()
+        wait_for("every acknowledged call in the ledger", lambda: set(received) <= ledger_ids(cfg["database"])[0], timeout=60)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    ids, count, rollup = ledger_ids(cfg["database"])
+    assert set(received) <= ids and count == len(ids) == rollup  # nothing lost, nothing counted twice
+
+
+def _writer_children(pid: int) -> list[int]:
+    """The ledger writer processes `pid` started (server.ledger_writer: process)."""
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if "writer_process" in line]
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def _children(pid: int) -> list[int]:
