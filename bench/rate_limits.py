@@ -16,7 +16,6 @@ single limit, and one with the seven of the side-by-side run.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import json
 import os
@@ -30,9 +29,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import aiohttp
-
 from bench.report import replace_section
+from bench.side_by_side import Sample, chat, load_average, measure, median, rotations, running
 from bench.targets import MOCK_KEY, MODEL, ROOT, Target, free_port, mock
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -72,30 +70,6 @@ def _meterline(workdir: Path, upstream: str, name: str, limited: bool) -> Target
         engine.dispose()
     cmd = [sys.executable, "-m", "meterline", "serve", "--port", str(port), "--log-level", "warning"]
     return Target(name, name, cmd, port, created["key"], env=env, log=workdir / f"{name}.log")
-
-
-async def _drive(url: str, key: str, concurrency: int, seconds: float) -> tuple[int, int, float]:
-    counts = [0, 0]
-    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
-    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hello sim:chunks=20"}], "max_tokens": 100})
-    t0 = time.monotonic()
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        while time.monotonic() < t0 + seconds:
-            async with session.post(url + "/v1/chat/completions", data=body, headers=headers) as r:
-                await r.read()
-                counts[0 if r.status == 200 else 1] += 1
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    return counts[0], counts[1], time.monotonic() - t0
-
-
-def measure(target: Target, concurrency: int, seconds: float) -> tuple[float, float, int]:
-    """(req/s, CPU µs per answered call, errors)."""
-    cpu0 = target.cpu()
-    ok, errors, elapsed = asyncio.run(_drive(target.url, target.key, concurrency, seconds))
-    return ok / elapsed, (target.cpu() - cpu0) / max(ok, 1) * 1e6, errors
 
 
 def in_process() -> dict[str, float]:
@@ -178,34 +152,24 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="meterline-bench-rl-") as tmp:
         work = Path(tmp)
         up = mock(work)
-        up.start()
         targets = [
             _meterline(work / "off", up.url, "limits off", limited=False),
             _meterline(work / "on", up.url, "limits on", limited=True),
         ]
-        rows: dict[str, list[tuple[float, float, int]]] = {}
-        try:
-            for t in targets:
-                t.start()
-                if t.failed:
-                    raise SystemExit(f"{t.label}: {t.failed}")
-            for r in range(args.rounds):
-                for t in targets if r % 2 == 0 else reversed(targets):
-                    rows.setdefault(t.name, []).append(measure(t, args.concurrency, args.seconds))
-        finally:
-            for t in (*targets, up):
-                t.stop()
+        rows: dict[str, list[Sample]] = {}
+        step = chat("hello sim:chunks=20", max_tokens=100)
+        with running([up, *targets]):
+            for _, order in rotations(targets, args.rounds):
+                for t in order:
+                    rows.setdefault(t.name, []).append(measure(t, step, args.concurrency, args.seconds))
     micro = in_process()
-
-    def med(xs: list[float]) -> float:
-        xs = sorted(xs)
-        return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+    med = median
 
     base = med([c for _, c, _ in rows["limits off"]])
     lines = [
         f"Run of {datetime.now(UTC).isoformat(timespec='seconds')} (UTC): `python -m bench.rate_limits --seconds {args.seconds:g} "
         f"--rounds {args.rounds} --concurrency {args.concurrency}`; load average at the end "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}. Chat completions, non-stream; limits on the key, its team and its "
+        f"{load_average()}. Chat completions, non-stream; limits on the key, its team and its "
         "department (7 limits: requests, tokens and USD per minute and hour), never reached.",
         "",
         "| target | req/s | CPU µs/call | limits add, µs/call | errors |",

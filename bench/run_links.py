@@ -19,9 +19,7 @@ for each kind of call, and the memory of a full RunIndex.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import secrets
 import tempfile
 import time
@@ -34,7 +32,8 @@ from typing import Any
 import aiohttp
 
 from bench.report import replace_section
-from bench.targets import Target, meterline, mock, passthrough
+from bench.side_by_side import Sample, Step, load_average, measure, median, running
+from bench.targets import meterline, mock, passthrough
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}]
@@ -48,17 +47,17 @@ def _doc(kind: str, n: int) -> dict[str, Any]:
     return doc
 
 
-async def _worker(session: aiohttp.ClientSession, url: str, key: str, kind: str, until: float, counts: list[int]) -> None:
-    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
-    n = 0
-    while time.monotonic() < until:
-        n += 1
+def _step(kind: str) -> Step:
+    """One client's unit of work: a call, or for an agent turn the call and the one handing back its tool result."""
+
+    async def step(session: aiohttp.ClientSession, url: str, headers: dict[str, str], n: int) -> tuple[int, int]:
         doc = _doc(kind, n)
         async with session.post(url + "/v1/chat/completions", data=json.dumps(doc), headers=headers) as r:
             answer = await r.json()
-            counts[0 if r.status == 200 else 1] += 1
-        if kind != "agent turn" or r.status != 200:
-            continue
+            if r.status != 200:
+                return 0, 1
+        if kind != "agent turn":
+            return 1, 0
         tc = answer["choices"][0]["message"]["tool_calls"][0]
         doc["messages"] += [
             {"role": "assistant", "content": None, "tool_calls": [tc]},
@@ -66,23 +65,9 @@ async def _worker(session: aiohttp.ClientSession, url: str, key: str, kind: str,
         ]
         async with session.post(url + "/v1/chat/completions", data=json.dumps(doc), headers=headers) as r:
             await r.read()
-            counts[0 if r.status == 200 else 1] += 1
+            return (2, 0) if r.status == 200 else (1, 1)
 
-
-async def _drive(url: str, key: str, kind: str, concurrency: int, seconds: float) -> tuple[int, int, float]:
-    counts = [0, 0]
-    t0 = time.monotonic()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        await asyncio.gather(*(_worker(session, url, key, kind, t0 + seconds, counts) for _ in range(concurrency)))
-    return counts[0], counts[1], time.monotonic() - t0
-
-
-def measure(target: Target, kind: str, concurrency: int, seconds: float) -> tuple[float, float, int]:
-    """(req/s, CPU µs per answered call, errors)."""
-    cpu0 = target.cpu()
-    ok, errors, elapsed = asyncio.run(_drive(target.url, target.key, kind, concurrency, seconds))
-    cpu = target.cpu() - cpu0
-    return ok / elapsed, cpu / max(ok, 1) * 1e6, errors
+    return step
 
 
 def in_process() -> dict[str, float]:
@@ -161,32 +146,21 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="meterline-bench-links-"))
     up = mock(work)
-    up.start()
     targets = [passthrough(work, up.url), meterline(work, up.url)]
-    try:
-        for t in targets:
-            t.start()
-            if t.failed:
-                raise SystemExit(f"{t.label}: {t.failed}")
-        rows: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+    rows: dict[tuple[str, str], list[Sample]] = {}
+    with running([up, *targets]):
         for _ in range(args.rounds):
             for kind in KINDS:
                 for t in targets:
-                    rows.setdefault((kind, t.name), []).append(measure(t, kind, args.concurrency, args.seconds))
-    finally:
-        for t in (*targets, up):
-            t.stop()
+                    rows.setdefault((kind, t.name), []).append(measure(t, _step(kind), args.concurrency, args.seconds))
     micro = in_process()
     mem = index_memory()
-
-    def med(xs: list[float]) -> float:
-        xs = sorted(xs)
-        return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+    med = median
 
     lines = [
         f"Run of {datetime.now(UTC).isoformat(timespec='seconds')} (UTC): `python -m bench.run_links --seconds {args.seconds:g} "
         f"--rounds {args.rounds} --concurrency {args.concurrency}`; load average at the end "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}.",
+        f"{load_average()}.",
         "",
         "| call | target | req/s | CPU µs/call | Meterline adds, µs/call | errors |",
         "|---|---|---:|---:|---:|---:|",
