@@ -59,8 +59,9 @@ PATHS = {"chat": "/v1/chat/completions", "responses": "/v1/responses"}
 _FIRST_TOKEN = {"chat": b'"content"', "responses": b"output_text.delta"}
 
 
-def body(stream: bool, chunks: int, api: str = "chat") -> bytes:
-    prompt = f"Say hello. sim:chunks={chunks}"
+def body(stream: bool, chunks: int, api: str = "chat", directives: str = "") -> bytes:
+    """A request for `chunks` content chunks; `directives`: more of the mock's (`tier=1,audio_in=40`)."""
+    prompt = f"Say hello. sim:chunks={chunks}" + (f",{directives}" if directives else "")
     doc: dict[str, object] = {"model": "gpt-4o-mini"}
     if api == "responses":
         doc["input"] = prompt

@@ -32,7 +32,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[tuple[int, int]]:
+    """(pid, parent pid) of `pid` and all its descendants, each parent before its children."""
     children: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -42,12 +43,16 @@ def _tree(pid: int) -> list[int]:
                 continue
             ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
             children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
+    out, todo = [], [(pid, 0)]
     while todo:
-        p = todo.pop()
+        p = todo.pop(0)
         out.append(p)
-        todo.extend(children.get(p, ()))
+        todo.extend((c, p[0]) for c in sorted(children.get(p[0], ())))
     return out
+
+
+def _tree(pid: int) -> list[int]:
+    return [p for p, _ in process_tree(pid)]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -163,9 +168,12 @@ def passthrough(workdir: Path, upstream: str) -> Target:
 
 
 def meterline(workdir: Path, upstream: str, *, name: str = "meterline", label: str = "Meterline",
-              server: dict[str, Any] | None = None) -> Target:  # fmt: skip
+              server: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+              workers: int = 1) -> Target:  # fmt: skip
     """Meterline as users run it (`meterline serve`), metering, budgets and the durable ledger on.
-    `server`: settings over the default `server:` (`spool_url`, say); `name` names its files."""
+    `server`: settings over the default `server:` (`spool_url`, say); `config`: top-level
+    sections in place of the default ones (`prices`, say); `workers`: `serve --workers`;
+    `name` names its files."""
     workdir = workdir / name if name != "meterline" else workdir
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -179,6 +187,7 @@ def meterline(workdir: Path, upstream: str, *, name: str = "meterline", label: s
              "teams": [{"id": "nlp", "budget_usd_monthly": 1_000_000}]},
         ],
         "server": {"spool_dir": str(workdir / "spool"), **(server or {})},
+        **(config or {}),
     }
     path = workdir / "meterline.yaml"
     path.write_text(json.dumps(cfg, indent=2))  # JSON is YAML
@@ -191,7 +200,7 @@ def meterline(workdir: Path, upstream: str, *, name: str = "meterline", label: s
     key = json.loads(out.stdout)["key"]
     return Target(
         name, label,
-        [*meterline_bin, "serve", "--port", str(port), "--log-level", "warning"],
+        [*meterline_bin, "serve", "--port", str(port), "--log-level", "warning", *(["--workers", str(workers)] if workers > 1 else [])],
         port, key, env=env, log=workdir / "meterline.log",
     )
 
