@@ -28,3 +28,36 @@ def test_bench_smoke_run_measures_every_target_and_writes_its_results(tmp_path):
     assert "| non-stream | 4 | Meterline |" in table
     assert "| Responses stream | 4 | Meterline |" in table
     assert "showback s" in table
+
+
+def _bench(module: str, *args: str) -> str:
+    res = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
+
+
+def test_workers_bench_reports_each_target_and_every_process_of_both_meterlines():
+    out = _bench("bench.workers", "--seconds", "0.5", "--rounds", "1", "--concurrency", "4")
+
+    for mode in ("non-stream", "stream"):
+        for label in ("bare aiohttp pass-through", "Meterline, 1 worker", "Meterline, --workers 2"):
+            row = next(line for line in out.splitlines() if line.startswith(f"| {mode} | 4 | {label} |"))
+            assert row.count("|") == 13 and row.endswith("| 0 |")  # every column, no failed call
+    procs = [line.split(" | ")[1] for line in out.splitlines() if line.startswith("| Meterline, --workers 2 | ")]
+    assert {"supervisor", "worker 1", "worker 2"} <= set(procs)
+    assert any(line.startswith("| Meterline, 1 worker | worker | 1 |") for line in out.splitlines())
+    assert "per worker:" in out and "load average at the end" in out
+
+
+def test_dimensions_bench_reports_the_in_process_paths_and_every_kind_of_answer():
+    out = _bench("bench.dimensions", "--seconds", "0.5", "--rounds", "1", "--concurrency", "4", "--repeat", "1", "--number", "50")
+
+    lines = out.splitlines()
+    for answer in ("plain text", "priority + audio"):  # in process: today, before issue 21, minimal, differences
+        assert next(line for line in lines if line.startswith(f"| {answer}")).count("|") == 7
+    for kind in ("plain text", "service_tier priority", "audio in and out", "priority + audio"):
+        row = next(line for line in lines if line.startswith(f"| non-stream | {kind} |"))
+        assert row.count("|") == 10 and row.endswith("| 0 |")
+    assert "tier priority, audio:" in out and "with a cost breakdown" in out
