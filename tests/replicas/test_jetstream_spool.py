@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from tests.conftest import base_config, free_port, run_cli
+from tests.conftest import ADMIN_KEY, base_config, free_port, run_cli
 from tests.replicas.fleet import Load, Relay, assert_each_once, ledger_state, wait_for
 
 
@@ -70,6 +72,100 @@ def test_calls_acknowledged_while_the_database_was_away_reach_the_export_after_a
         assert_each_once(ledger, load.acknowledged)
     finally:
         relay.close()
+
+
+OUTAGE = 30.0  # seconds the database is away: what issue 18 asks the fleet to ride out
+
+
+def test_a_replica_killed_for_good_while_the_database_is_away_loses_nothing_and_counts_nothing_twice(start_replica, ledger, jetstream):
+    """Two replicas on the stream, PostgreSQL away for 30 s (silent for the first half, refusing
+    connections for the second); mid-outage one replica is SIGKILLed, its disk deleted, never
+    restarted. Once the database is back, every call a client got a whole answer for is in the
+    ledger (and the CLI's export) exactly once, written by the survivor, whose /healthz said
+    `degraded` through the outage and `ok` after it."""
+    relay = Relay(target_port=ledger.url.port or 5432)
+    try:
+        via_relay = ledger.url.set(port=relay.port).render_as_string(hide_password=False)
+        with ThreadPoolExecutor() as starting:  # side by side: a start is seconds of imports
+            a, b = starting.map(lambda name: start_replica(name, database=via_relay, server=jetstream), "ab")
+        key = httpx.post(a.url + "/admin/keys", json={"team": "nlp"}, headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()["key"]
+        wait_for("b to know the key", lambda: _auth_ok(b, key))
+
+        with Load([a, b], key, threads=8) as load, HealthLog(b) as health:
+            load.wait_for_calls(50)
+            relay.hang()  # the database host stops answering: writes in flight hang
+            away_at = time.monotonic()
+            wait_for("both replicas to report degraded", lambda: _health(a)["status"] == _health(b)["status"] == "degraded")
+            load.wait_for_calls(100)  # both spool into the stream
+            a.kill()  # with a batch in hand that its hung transaction never committed
+            shutil.rmtree(a.dir)  # its spool folder, config and all: nothing of it comes back
+            killed = load.count()
+            load.wait_for_calls(100)  # b carries on alone
+            time.sleep(max(0.0, away_at + OUTAGE / 2 - time.monotonic()))
+            relay.cut()  # now it refuses connections: the hung ones fail
+            load.wait_for_calls(50)
+            time.sleep(max(0.0, away_at + OUTAGE - time.monotonic()))
+            back_at = time.monotonic()
+            relay.restore()
+            wait_for("b to recover", lambda: _health(b) == {"status": "ok"})
+            load.wait_for_calls(50)
+
+        assert back_at - away_at >= OUTAGE
+        assert load.count() > killed + 150
+        assert all(r.startswith("a:") for r in load.refused), load.refused  # b served through it all
+        # /healthz: degraded within seconds (a hung write counts once it is `stall_seconds`
+        # old, 5 s), then degraded until the database is back, then ok for good.
+        said, outage = health.since("degraded", away_at, back_at)
+        assert said - away_at < 10, outage
+        assert all(h["status"] == "degraded" and h["http"] == 200 and h["spool"] == "jetstream" and h["ledger"] for h in outage), outage
+        _, after = health.since("ok", back_at, time.monotonic())
+        assert all(h == {"status": "ok", "http": 200} for h in after), after
+
+        # No CLI yet (it would drain the stream itself): b's writer writes a's calls too.
+        wait_for("every acknowledged call in the ledger", lambda: in_ledger(ledger, load.acknowledged))
+        assert_each_once(ledger, load.acknowledged)
+        out = b.cli("export", "events", "--month", time.strftime("%Y-%m", time.gmtime()), "--format", "jsonl")
+        assert not out.stderr, out.stderr
+        exported = [json.loads(line)["call_id"] for line in out.stdout.splitlines()]
+        assert set(load.acknowledged) <= set(exported)
+        assert len(exported) == len(set(exported))
+    finally:
+        relay.close()
+
+
+class HealthLog:
+    """A replica's /healthz, read every 0.2 s in a thread."""
+
+    def __init__(self, replica: Any):
+        self.replica = replica
+        self.seen: list[tuple[float, dict[str, Any]]] = []  # (when asked, the body with its HTTP status as "http")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> HealthLog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def since(self, status: str, start: float, end: float) -> tuple[float, list[dict[str, Any]]]:
+        """When `status` was first seen between `start` and `end`, and every answer from then to `end`."""
+        seen = [(t, h) for t, h in self.seen if start <= t <= end]
+        first = next((i for i, (_, h) in enumerate(seen) if h["status"] == status), None)
+        assert first is not None, f"/healthz never said {status!r}: {[h for _, h in seen]}"
+        return seen[first][0], [h for _, h in seen[first:]]
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.2):
+            when = time.monotonic()
+            try:
+                r = httpx.get(self.replica.url + "/healthz", timeout=5)
+                answer = {**r.json(), "http": r.status_code}
+            except httpx.HTTPError as e:  # kept, so a /healthz that stops answering fails the test
+                answer = {"status": f"no answer: {type(e).__name__}"}
+            self.seen.append((when, answer))
 
 
 def test_a_broker_away_mid_run_turns_calls_away_with_503_and_healthz_says_why(start_replica, ledger, jetstream, nats_server):
