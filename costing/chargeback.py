@@ -60,6 +60,16 @@ SHARED = "shared"  # the kind of a line that only carries a department's share o
 
 
 @dataclass
+class RatedTier:
+    """A line's usage at one rate of its rate card, in the units FOCUS prices by (tokens, or
+    calls for a per-call rate), in the chargeback's currency and exact."""
+
+    unit_price: Decimal | None  # per token or call; None: hours no rate matched, billed at cost
+    quantity: Decimal
+    amount: Decimal  # unit_price x quantity (at cost: the cost)
+
+
+@dataclass
 class ChargebackLine:
     period: str
     department: str
@@ -83,6 +93,7 @@ class ChargebackLine:
     tags: str = ""
     credit_usd: Decimal = Decimal("0.000000")  # credits drawn by the line's calls (costing/credits.py)
     rated_usd: Decimal | None = None  # its usage at the department's rate card (rate_cards.py); None: at cost
+    rated_tiers: list[RatedTier] = field(default_factory=list)  # rated_usd rate by rate, exact
 
     @property
     def charge_usd(self) -> Decimal:
@@ -149,9 +160,11 @@ def _jsonable(v: Any) -> Any:
 
 
 def _from(cls: type, d: dict[str, Any]) -> Any:
-    kw = {}
+    kw: dict[str, Any] = {}
     for f in fields(cls):
-        if f.name in d:
+        if f.name == "rated_tiers":
+            kw[f.name] = [_from(RatedTier, t) for t in d.get(f.name, [])]
+        elif f.name in d:
             money = f.type == "Decimal" or (f.type == "Decimal | None" and d[f.name] is not None)
             kw[f.name] = Decimal(d[f.name]) if money else d[f.name]
     return cls(**kw)
@@ -253,8 +266,10 @@ def compute(
     for i, ln in enumerate(lines):
         ln.cost_usd, ln.allocated_usd, ln.markup_usd = cost6[i], alloc6[i], markup6[i]
         ln.credit_usd = credit6[i]
-        if rated and tuple(getattr(ln, d) for d in LINE_DIMS) in rated:
+        at_card = rated.get(tuple(getattr(ln, d) for d in LINE_DIMS)) if rated else None
+        if at_card is not None:
             ln.rated_usd = rated6[i]
+            ln.rated_tiers = _tiers(at_card, fr)
 
     exact_charge = [sum((cost[i] + alloc[i] + markup[i] - credit[i] for i in members[d]), Fraction(0)) for d in order]
     billed = split(exact_charge, CENTS)
@@ -288,6 +303,21 @@ def compute(
         total=sum(billed, Decimal("0.00")),
         warnings=warnings,
     )
+
+
+def _tiers(rated: Rated, rate: Fraction) -> list[RatedTier]:
+    """The line's pieces at each rate, in the chargeback's currency (rated ones first, cheapest
+    tier last as a graduated card lists them)."""
+    out = []
+    for per, (quantity, usd) in sorted(rated.pieces.items(), key=lambda p: (p[0] is None, -(p[0] or 0))):
+        out.append(RatedTier(None if per is None else _decimal(per * rate), _decimal(quantity), _decimal(usd * rate)))
+    return out
+
+
+def _decimal(x: Fraction) -> Decimal:
+    """`x` exactly when it is a finite decimal of up to 28 digits (rates, token counts and
+    pico-dollars at a decimal exchange rate are), else to 28 significant digits."""
+    return Decimal(x.numerator) / Decimal(x.denominator)
 
 
 def _rated_usage(
@@ -484,6 +514,7 @@ __all__ = [
     "SHARED",
     "Chargeback",
     "ChargebackLine",
+    "RatedTier",
     "DepartmentCharge",
     "compute",
     "exchange_rate",

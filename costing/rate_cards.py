@@ -23,7 +23,7 @@ of its own (`kind=commitment`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from fnmatch import fnmatchcase
 from fractions import Fraction
@@ -48,6 +48,16 @@ class Rated:
     usd: Fraction = Fraction(0)
     quantity: Fraction = Fraction(0)  # Mtok or calls the card priced
     unit: str = ""  # "mtok" or "call"; "" when no rate matched (charged at cost)
+    # Its usage per rate, in the units FOCUS prices by (tokens or calls): USD per unit (None:
+    # hours no card rate matched, charged at cost) -> [quantity, USD]. A graduated line that
+    # crossed a tier boundary has one entry per tier.
+    pieces: dict[Fraction | None, list[Fraction]] = field(default_factory=dict)
+
+    def add(self, per_unit: Fraction | None, quantity: Fraction, usd: Fraction) -> None:
+        piece = self.pieces.setdefault(per_unit, [Fraction(0), Fraction(0)])
+        piece[0] += quantity
+        piece[1] += usd
+        self.usd += usd
 
 
 def card_at(cards: list[RateCardConfig], day: date) -> tuple[int, RateCardConfig] | None:
@@ -81,18 +91,23 @@ def _units(rate: RateConfig, row: dict[str, Any]) -> Fraction:
 
 def graduated(tiers: list[TierConfig], used: Fraction, units: Fraction) -> Fraction:
     """What `units` cost after `used` units of the month, tier by tier."""
-    total, pos, left = Fraction(0), used, units
+    return sum((rate * n for rate, n in graduated_pieces(tiers, used, units)), Fraction(0))
+
+
+def graduated_pieces(tiers: list[TierConfig], used: Fraction, units: Fraction) -> list[tuple[Fraction, Fraction]]:
+    """How `units`, coming after `used` units of the month, fall into the tiers: (rate, units)."""
+    out, pos, left = [], used, units
     for t in tiers:
         end = None if t.up_to is None else Fraction(t.up_to)
         if end is not None and pos >= end:
             continue
         room = left if end is None else min(left, end - pos)
-        total += room * Fraction(t.rate_usd)
+        out.append((Fraction(t.rate_usd), room))
         left -= room
         pos += room
         if not left:
             break
-    return total
+    return out
 
 
 def volume_rate(tiers: list[TierConfig], month_units: Fraction) -> Fraction:
@@ -134,17 +149,22 @@ def rate_hours(rows: Iterable[dict[str, Any]], settings: Settings) -> dict[tuple
     for _hour, key, r, ci, ri in sorted(priced, key=lambda p: (p[0], repr(p[1]))):
         rated = out.setdefault(key, Rated())
         if ci is None or ri is None:
-            rated.usd += Fraction(int(r["cost_pico"] or 0), 10**12)
+            tokens = int(r["input_tokens"] or 0) + int(r["output_tokens"] or 0)
+            at_cost = int(r["requests"] or 0) if r["kind"] == "mcp" else tokens
+            rated.add(None, Fraction(at_cost), Fraction(int(r["cost_pico"] or 0), 10**12))
             continue
         rate = cards[r["department"]][ci].rates[ri]
         units = _units(rate, r)
         k = (r["department"], ci, ri)
         if rate.flat_usd is not None:
-            rated.usd += units * Fraction(rate.flat_usd)
+            pieces = [(Fraction(rate.flat_usd), units)]
         elif rate.graduated:
-            rated.usd += graduated(rate.graduated, used.get(k, Fraction(0)), units)
+            pieces = graduated_pieces(rate.graduated, used.get(k, Fraction(0)), units)
         else:
-            rated.usd += units * volume_rate(rate.volume, month_units[k])
+            pieces = [(volume_rate(rate.volume, month_units[k]), units)]
+        scale = MTOK if rate.unit == "mtok" else 1  # priced per Mtok, counted in tokens
+        for per, n in pieces:
+            rated.add(per / scale, n * scale, per * n)
         used[k] = used.get(k, Fraction(0)) + units
         rated.quantity += units
         rated.unit = rate.unit
@@ -186,4 +206,14 @@ def rated_lines(db: sa.Engine | sa.Connection, settings: Settings, period: str) 
     return rate_hours(hourly_rows(db, period, departments), settings)
 
 
-__all__ = ["COMMITMENT", "Rated", "card_at", "commitment", "graduated", "rate_hours", "rated_lines", "volume_rate"]
+__all__ = [
+    "COMMITMENT",
+    "Rated",
+    "card_at",
+    "commitment",
+    "graduated",
+    "graduated_pieces",
+    "rate_hours",
+    "rated_lines",
+    "volume_rate",
+]

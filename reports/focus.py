@@ -19,8 +19,10 @@ LLM API, an MCP server) are where the service comes from. So:
   with the fixed shared costs when no department takes the pool; its BillingAccountId is
   `unallocated`.
 
-Money: BilledCost = EffectiveCost = ContractedCost = the line's charge (usage + allocated
-shared costs + markup); ListCost = usage + allocated at list prices, before markup.
+Money: BilledCost = EffectiveCost = the line's charge (usage + allocated shared costs +
+markup). ListCost and ContractedCost are of the line's usage alone, at list prices and at the
+department's rate card, with ListUnitPrice and ContractedUnitPrice (focus_prices.py: a line
+billed by a card is a row per rate, a graduated tier its own row at its own rate).
 ChargeCategory is `Usage` for every line: a line that only carries a department's share of
 the fixed shared costs is its use of the platform for the month (ChargeFrequency `Recurring`,
 quantity 1 Month), not a purchase that covers future charges (FOCUS gives those EffectiveCost 0,
@@ -53,6 +55,7 @@ from meterline.costing import Chargeback, ChargebackLine
 from .chargeback import Q6
 from .focus_credits import credit_records
 from .focus_dimensions import LineKey, LineParts, line_key, split
+from .focus_prices import tier_rows, with_unit_prices
 from .numbering import statement_number
 
 Parts = dict[LineKey, LineParts]
@@ -63,6 +66,8 @@ _COMMON = [
     "EffectiveCost",
     "ListCost",
     "ContractedCost",
+    "ListUnitPrice",
+    "ContractedUnitPrice",
     "BillingCurrency",
     "BillingAccountId",
     "BillingAccountName",
@@ -132,6 +137,7 @@ MONEY_COLUMNS = (
     "x_AllocatedCost",
     "x_Markup",
 )
+PRICE_COLUMNS = ("ListUnitPrice", "ContractedUnitPrice")  # per token or call: more than six places
 QUANTITY_COLUMNS = ("ConsumedQuantity", "PricingQuantity")
 INTEGER_COLUMNS = tuple(X_COLUMNS[X_COLUMNS.index("x_Requests") : X_COLUMNS.index("x_ToolCalls") + 1])
 TIME_COLUMNS = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd")
@@ -199,11 +205,15 @@ def focus_record(
     charge = ln.charge_usd.quantize(Q6)
     service, subcategory = SERVICES.get(ln.kind, (ln.kind, "Other (AI and Machine Learning)"))
     publisher = ln.provider or ISSUER
+    at_list = (ln.cost_usd + ln.allocated_usd) if shared else ln.cost_usd  # a shared row: its share
+    contracted = ln.charge_usd if ln.kind == "commitment" else ln.rated_usd if ln.rated_usd is not None else at_list
     rec: dict[str, Any] = {
         "BilledCost": charge,
         "EffectiveCost": charge,
-        "ListCost": (ln.cost_usd + ln.allocated_usd).quantize(Q6),
-        "ContractedCost": charge,
+        "ListCost": at_list.quantize(Q6),
+        "ContractedCost": contracted.quantize(Q6),
+        "ListUnitPrice": None,  # filled per row, once lines are split (focus_prices.py)
+        "ContractedUnitPrice": None,
         "BillingCurrency": cb.currency,
         "BillingAccountId": ln.cost_center or ln.department or "unallocated",
         "BillingAccountName": names.get(ln.department, ln.department),
@@ -243,7 +253,7 @@ def focus_record(
             "ServiceProviderName": ISSUER,
             "HostProviderName": publisher,
             "AllocatedMethodId": f"meterline-{allocation}" if allocated else None,
-            "AllocatedMethodDetails": _method_details(ln, pool) if allocated else None,
+            "AllocatedMethodDetails": _method_details(ln.allocated_usd, ln.cost_usd, pool) if allocated else None,
             "AllocatedResourceId": target if allocated else None,
             "AllocatedResourceName": target if allocated else None,
             "AllocatedTags": tags_json(ln.tags) if allocated else None,
@@ -269,11 +279,11 @@ def focus_record(
     return rec
 
 
-def _method_details(ln: ChargebackLine, pool: Decimal) -> str:
-    """The line's share of the pool, and the usage it was shared by (written from Decimals:
+def _method_details(allocated: Decimal, usage: Decimal, pool: Decimal) -> str:
+    """A row's share of the pool, and the usage it was shared by (written from Decimals:
     JSON numbers need no float on the way out)."""
-    ratio = (ln.allocated_usd / pool).quantize(Decimal("0.000000001"))
-    unit = f"{ln.cost_usd.quantize(Q6):f}"
+    ratio = (allocated / pool).quantize(Decimal("0.000000001"))
+    unit = f"{usage.quantize(Q6):f}"
     return (
         f'{{"Elements":[{{"AllocatedRatio":{ratio:f},"UsageUnit":"USD","UsageQuantity":{unit}}}]}}'
     )
@@ -288,7 +298,14 @@ def focus_records(
     pool = _pool(cb)
     for ln in cb.lines:
         rec = focus_record(cb, ln, names, version=version, allocation=allocation, pool=pool)
-        yield from split(rec, ln, parts.get(line_key(ln))) if parts else (rec,)
+        if ln.rated_tiers:  # billed by its rate card: a row per rate, not per SKU of the price book
+            rows = tier_rows(rec, ln)
+        else:
+            rows = split(rec, ln, parts.get(line_key(ln))) if parts else iter((rec,))
+        for row in rows:
+            if row is not rec and row.get("AllocatedMethodDetails"):  # a line split in rows: each its own share
+                row["AllocatedMethodDetails"] = _method_details(row["x_AllocatedCost"], row["x_UsageCost"], pool)
+            yield with_unit_prices(row)
     yield from credit_records(cb, names, COLUMNS[version], _month_bounds(cb.period))  # focus_credits.py
 
 
@@ -304,6 +321,7 @@ __all__ = [
     "COLUMNS",
     "FOCUS_COLUMNS",
     "MONEY_COLUMNS",
+    "PRICE_COLUMNS",
     "VERSIONS",
     "focus_record",
     "focus_records",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from meterline.costing import Chargeback
@@ -14,6 +15,7 @@ from .focus import (
     COLUMNS,
     INTEGER_COLUMNS,
     MONEY_COLUMNS,
+    PRICE_COLUMNS,
     QUANTITY_COLUMNS,
     TIME_COLUMNS,
     Parts,
@@ -21,12 +23,19 @@ from .focus import (
 )
 
 MONEY_TYPE = (24, 6)  # 18 digits before the point, the six places every amount keeps
+# Unit prices per token, and a rate card row's ContractedCost (its rate times its tokens, exact):
+# 18 digits before the point and 20 after.
+PRICE_TYPE = (38, 20)
+EXACT_COLUMNS = (*PRICE_COLUMNS, "ContractedCost")
+PRICE_QUANTUM = Decimal(1).scaleb(-PRICE_TYPE[1])
 QUANTITY_TYPE = (24, 1)
 
 
 def _type(column: str) -> Any:
     import pyarrow as pa
 
+    if column in EXACT_COLUMNS:
+        return pa.decimal128(*PRICE_TYPE)
     if column in MONEY_COLUMNS:
         return pa.decimal128(*MONEY_TYPE)
     if column in QUANTITY_COLUMNS:
@@ -56,7 +65,11 @@ def focus_parquet(
     for rec in focus_records(cb, version=version, allocation=allocation, parts=parts):
         for c in columns:
             v = rec[c]
-            data[c].append(_time(v) if c in TIME_COLUMNS and v else v)
+            if c in TIME_COLUMNS and v:
+                v = _time(v)
+            elif c in EXACT_COLUMNS and v is not None:
+                v = v.quantize(PRICE_QUANTUM)  # exact to 20 places (a finer rate keeps 20)
+            data[c].append(v)
     table = pa.table(data, schema=schema)
     buf = io.BytesIO()
     pq.write_table(table, buf)

@@ -171,6 +171,14 @@ def test_no_cent_is_made_or_lost_between_ledger_chargeback_focus_and_statements(
     # FOCUS: usage rows carry the charge, Credit rows the credits, negative.
     assert sum((Decimal(r["BilledCost"]) for r in focus), Decimal(0)) == billed
     assert sum((Decimal(r["BilledCost"]) for r in focus if r["ChargeCategory"] == "Credit"), Decimal(0)) == -credited
+    # Each usage row's unit prices times its quantity give its list and contracted cost (a rate
+    # card's rows at their tier's rate exactly), and the rows of a rated line add up to its card.
+    for r in (r for r in focus if r["ChargeCategory"] == "Usage"):
+        for price, cost in (("ListUnitPrice", "ListCost"), ("ContractedUnitPrice", "ContractedCost")):
+            assert abs(Decimal(r[price]) * Decimal(r["PricingQuantity"]) - Decimal(r[cost])) <= Decimal("1e-18")
+    for ln in cb.lines:
+        if ln.rated_tiers:
+            assert abs(sum((t.amount for t in ln.rated_tiers), Decimal(0)) - ln.rated_usd) <= six
     # Departments: credits add up from their lines; billed cents add up to the month's total,
     # each within a cent of its exact charge less credits (largest remainder).
     for x in cb.departments:
@@ -205,8 +213,9 @@ def test_a_closed_month_keeps_its_credits_and_rated_lines(tmp_path):
     engine.dispose()
     usage = next(ln for ln in after.lines if ln.kind == "llm")
     assert (usage.cost_usd, usage.rated_usd, usage.credit_usd) == (Decimal("1.5"), Decimal("2"), Decimal("1"))
-    assert [(ln.kind, ln.charge_usd, ln.credit_usd, ln.rated_usd) for ln in after.lines] == [
-        (ln.kind, ln.charge_usd, ln.credit_usd, ln.rated_usd) for ln in before.lines
+    assert [(ln.kind, ln.charge_usd, ln.credit_usd, ln.rated_usd, ln.rated_tiers) for ln in after.lines] == [
+        (ln.kind, ln.charge_usd, ln.credit_usd, ln.rated_usd, ln.rated_tiers) for ln in before.lines
     ]
+    assert [(t.unit_price, t.quantity) for t in usage.rated_tiers] == [(Decimal("0.000004"), Decimal(500_000))]
     assert next(ln for ln in after.lines if ln.kind == "commitment").charge_usd == Decimal(1)  # 3 committed, 2 used
     assert after.total == before.total == Decimal("2.00")  # 3 charged less 1 of credit

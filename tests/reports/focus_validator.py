@@ -75,6 +75,7 @@ class Report:
     failed: list[str]  # rule ids
     skipped: int
     keywords: dict[str, str]  # rule id -> MUST, MUST NOT, SHOULD, ...
+    checked: set[str]  # rule ids the validator ran (not skipped), passed or not
 
     @property
     def must_failures(self) -> list[str]:
@@ -89,14 +90,18 @@ class Report:
         return self.total - len(self.failed) - self.skipped
 
 
-def validate(data_file: Path, out_dir: Path) -> Report:
-    """Run the validator on a FOCUS 1.2 CSV or Parquet file and read its JUnit report."""
+def validate(data_file: Path, out_dir: Path, criteria: tuple[str, ...] = ()) -> Report:
+    """Run the validator on a FOCUS 1.2 CSV or Parquet file and read its JUnit report.
+
+    criteria: the applicability criteria to declare (rules that depend on a provider supporting
+    something, such as negotiated prices, are skipped unless it is declared)."""
     venv = ensure_venv()
     site = package_dir(venv)
     junit = out_dir / f"{data_file.stem}-{data_file.suffix[1:]}-focus-validator.xml"
     res = subprocess.run(
         [str(venv / "bin" / "focus-validator"), "--data-file", str(data_file), "--validate-version", "1.2",
-         "--block-download", "--output-type", "unittest", "--output-destination", str(junit)],
+         "--block-download", "--output-type", "unittest", "--output-destination", str(junit),
+         *(["--applicability-criteria", ",".join(criteria)] if criteria else [])],
         cwd=site, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )  # fmt: skip
     if not junit.exists():
@@ -116,6 +121,9 @@ def validate(data_file: Path, out_dir: Path) -> Report:
         failed=failed,
         skipped=int(root.get("skipped", 0)),
         keywords=keywords,
+        checked={
+            t.get("name", "").split(" ")[0] for t in root.iter("testcase") if t.find("skipped") is None
+        },
     )
 
 

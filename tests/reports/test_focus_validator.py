@@ -60,3 +60,16 @@ def test_a_month_with_shared_costs_markup_adjustments_and_unpriced_calls_passes_
     month = hard_month(tmp_path)
     report = focus_validator.validate(_export(month, tmp_path / f"hard.{suffix}", fmt), tmp_path)
     _check(report)
+
+
+def test_rate_card_prices_pass_the_negotiated_pricing_rules(validator_env, tmp_path):
+    # The hard month bills research by a graduated card: its tiers are rows at their own
+    # contracted unit price. Declared as negotiated pricing, the validator checks
+    # ContractedUnitPrice x PricingQuantity = ContractedCost on every usage row.
+    month = hard_month(tmp_path)
+    report = focus_validator.validate(
+        _export(month, tmp_path / "cards.csv"), tmp_path, criteria=("NEGOTIATED_PRICING_SUPPORTED",)
+    )
+    _check(report)
+    for rule in ("ContractedUnitPrice-C-006-C", "ContractedUnitPrice-C-011-C"):
+        assert rule in report.checked and rule not in report.failed
