@@ -55,6 +55,13 @@ def event(cost_usd: str | Decimal, ts: datetime | None = None, **fields: Any) ->
     return row
 
 
+def spooled(**fields: Any) -> dict[str, Any]:
+    """An event as the proxy spools it: the writer assigns its period and adjustment."""
+    row = event("0.01", **fields)
+    del row["charge_period"], row["adjustment"]
+    return row
+
+
 def seed(engine: Any, rows: list[dict[str, Any]]) -> int:
     return write_events(engine, rows)
 

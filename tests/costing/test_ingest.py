@@ -8,26 +8,7 @@ import sqlalchemy as sa
 from meterline.costing import CostingError, LedgerWriteError, create_engine, write_events
 from meterline.costing.attribution import MAX_TAGS_CHARS, clean, parse_tags
 from meterline.costing.ingest import LedgerWriter
-from meterline.costing.spool import Spool
-from tests.seed import event
-
-
-@pytest.fixture
-def engine(ledger_engine):
-    return ledger_engine
-
-
-@pytest.fixture
-def spool(tmp_path):
-    s = Spool(tmp_path / "spool")
-    yield s
-    s.close()
-
-
-def spooled(**fields):
-    row = event("0.01", **fields)
-    del row["charge_period"], row["adjustment"]  # the writer assigns them
-    return row
+from tests.seed import event, spooled
 
 
 def stored(engine, column: str) -> dict[str, object]:

@@ -13,27 +13,8 @@ import sqlalchemy as sa
 
 from meterline.costing import create_engine, create_schema
 from meterline.costing.ingest import LedgerWriter
-from meterline.costing.spool import Spool
 from meterline.costing.writer_process import LedgerUnreachable, WriterProcess
-from tests.seed import event
-
-
-@pytest.fixture
-def engine(ledger_engine):
-    return ledger_engine
-
-
-@pytest.fixture
-def spool(tmp_path):
-    s = Spool(tmp_path / "spool")
-    yield s
-    s.close()
-
-
-def spooled(**fields):
-    row = event("0.01", **fields)
-    del row["charge_period"], row["adjustment"]  # the writer assigns them
-    return row
+from tests.seed import spooled
 
 
 def counts(engine) -> tuple[int, int]:
