@@ -9,7 +9,9 @@ may draw the pools ("team", T) and ("department", D). Per pool:
               - reserved  estimates of the calls in flight
 
 capped by this replica's lease on the pool (budget_leases.py, on scopes `credits-team:T`,
-`credits-department:D`). A call that needs credits is admitted while a pool it may draw has
+`credits-department:D`): what its calls may draw beyond the read the lease was renewed on, kept
+as the balance they may take the pool down to (a floor), so calls that land between the
+read and the lease's renewal are not counted again as room. A call that needs credits is admitted while a pool it may draw has
 something available, and reserves its estimate there; once recorded, its cost replaces the
 reservation. With nothing available it raises CreditsExhausted and the caller records the
 refusal (status `rejected`). What the calls really drew is always the derivation from the
@@ -54,7 +56,7 @@ class CreditAccountant:
         self._recorded_sum: dict[Scope, int] = {}
         self._reserved: dict[Scope, int] = {}
         self._reservations: dict[str, tuple[list[tuple[Scope, int]], float]] = {}
-        self._ceiling: dict[Scope, int] = {}
+        self._floor: dict[Scope, int] = {}  # per pool: balance at the lease's read - the lease
         self._landed: set[str] | None = None
         self._lock = threading.Lock()
 
@@ -79,10 +81,10 @@ class CreditAccountant:
 
     def _available(self, pool: Scope, at: datetime) -> int:
         balance = sum(i.remaining_pico for i in self._pools.get(pool, ()) if i.counts_at(at))
-        ceiling = self._ceiling.get(pool)
-        if ceiling is not None:
-            balance = min(balance, ceiling)
-        return balance - self._recorded_sum.get(pool, 0) - self._reserved.get(pool, 0)
+        # A call that lands moves from recorded into the read's balance, so the floor, not a
+        # room counted from the read, keeps what the lease allows the same meanwhile.
+        room = balance - max(0, self._floor.get(pool, 0))
+        return room - self._recorded_sum.get(pool, 0) - self._reserved.get(pool, 0)
 
     def _ordered(self, department: str, team: str, at: datetime) -> list[Scope]:
         """The call's pools, the one holding the first grant to draw first."""
@@ -188,10 +190,11 @@ class CreditAccountant:
             mine = {p: self._recorded_sum.get(p, 0) + self._reserved.get(p, 0) for p in tracked}
         return balance, mine
 
-    def set_ceilings(self, committed: dict[Scope, int]) -> None:
-        """This replica's leases: what its calls may draw from each pool beyond the last read."""
+    def set_ceilings(self, committed: dict[Scope, int], balance: dict[Scope, int]) -> None:
+        """This replica's leases: what its calls may draw from each pool beyond the read that
+        gave `balance` (reread's)."""
         with self._lock:
-            self._ceiling = dict(committed)
+            self._floor = {p: balance[p] - c for p, c in committed.items()}
 
 
 __all__ = ["RESERVATION_MAX_AGE", "CreditAccountant", "lease_scope"]

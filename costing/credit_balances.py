@@ -143,7 +143,7 @@ class Credits:
                     ledger={}, pending={lease_scope(p): from_pico(m) for p, m in mine.items()},
                     now=now, ttl=self.lease_ttl,
                 )  # fmt: skip
-                a.set_ceilings({p: int(committed[lease_scope(p)] * 10**12) for p in balance})
+                a.set_ceilings({p: int(committed[lease_scope(p)] * 10**12) for p in balance}, balance)
         self.last = d
         for observer in self.on_refresh:
             observer(d, now)
