@@ -39,6 +39,10 @@ from .run_links import CONTINUATION, HEADER
 from .tables import EVENTS, RUN_CLUES
 
 MAX_RUNS = 50_000  # runs followed per process; the least recently active go first
+# Calls whose depth is remembered, over every run followed (~120 bytes each): past it the least
+# recently active runs are forgotten (a run's next call then reads it from the ledger), and a run
+# holding them all forgets its oldest calls (a child of one counts as 1 deep).
+MAX_DEPTHS = 200_000
 CAPPED = "run capped:"  # how a capped run's refusals begin, in the ledger's `error`
 NOTE_KIND = "run_capped"  # the ledger note a capped run gets, once (reports list capped runs by it)
 
@@ -117,6 +121,7 @@ class RunCaps:
         self.clock = clock
         self._runs: OrderedDict[str, RunState] = OrderedDict()
         self._of_call: dict[str, str] = {}  # call id -> trace, until it lands
+        self._depths = 0  # entries in the runs' `depths`, kept under MAX_DEPTHS
         self._lock = threading.Lock()  # the writer's thread tells of landed calls
         self.capped_total = 0
         self.newly_capped: list[tuple[str, str, str]] = []  # (trace, team, why) to note, taken by the proxy
@@ -188,7 +193,7 @@ class RunCaps:
             if call.parent_call_id and call.parent_call_id not in st.depths:
                 st.own = False  # its parent was served elsewhere: the run is shared
             depth = self._depth(st, call)
-            st.depths[call.call_id] = depth
+            self._remember_depth(st, call.call_id, depth)
             estimate = self.estimate(call)
             why = st.capped or self._over(st, caps, depth, estimate, now)
             if why:
@@ -213,6 +218,24 @@ class RunCaps:
             return f"it spent ${st.cost:.6f} and this call may cost ${estimate:.6f}, its cap is ${caps.max_cost_usd}"
         return ""
 
+    def _remember_depth(self, st: RunState, call_id: str, depth: int) -> None:
+        if call_id not in st.depths:
+            self._depths += 1
+        st.depths[call_id] = depth
+        while self._depths > MAX_DEPTHS:
+            trace, oldest = next(iter(self._runs.items()))
+            if oldest is st:  # this run holds them all
+                del st.depths[next(iter(st.depths))]
+                self._depths -= 1
+            else:
+                self._forget(trace)
+
+    def _forget(self, trace_id: str) -> None:
+        gone = self._runs.pop(trace_id)
+        self._depths -= len(gone.depths)
+        for call_id in (*gone.unlanded, *gone.inflight):
+            self._of_call.pop(call_id, None)
+
     def _depth(self, st: RunState, call: RunCall) -> int:
         parent = st.depths.get(call.parent_call_id) if call.parent_call_id else None
         if parent is None:
@@ -231,9 +254,7 @@ class RunCaps:
         if st is None:
             st = self._runs[trace_id] = RunState(started=now, own=own)
             if len(self._runs) > MAX_RUNS:
-                _, gone = self._runs.popitem(last=False)
-                for call_id in (*gone.unlanded, *gone.inflight):
-                    self._of_call.pop(call_id, None)
+                self._forget(next(iter(self._runs)))
         else:
             self._runs.move_to_end(trace_id)
         return st
@@ -278,4 +299,4 @@ def note_capped(engine: sa.Engine, trace_id: str, team: str, why: str, now: date
     return note_once(engine, NOTE_KIND, trace_id, f"{now:%Y-%m}", f"team {team}: {why}", now)
 
 
-__all__ = ["CAPPED", "NOTE_KIND", "RunCaps", "RunState", "note_capped"]
+__all__ = ["CAPPED", "MAX_DEPTHS", "NOTE_KIND", "RunCaps", "RunState", "note_capped"]
