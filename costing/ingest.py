@@ -7,7 +7,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -136,12 +137,18 @@ class LedgerWriter:
 
     def flush(self) -> int:
         """Write everything spooled so far. Raises if the database refuses."""
-        with self._flush_lock:
-            self._progress = time.monotonic()
-            try:
-                return self._flush()
-            finally:
-                self._progress = None
+        with self._flush_lock, self._waiting_on_database():
+            return self._flush()
+
+    @contextmanager
+    def _waiting_on_database(self) -> Iterator[None]:
+        """While inside, `stalled` says so once the database has not answered for stall_seconds
+        (a flush, and the adoption and move sweeps between flushes, which hang just the same)."""
+        self._progress = time.monotonic()
+        try:
+            yield
+        finally:
+            self._progress = None
 
     def _flush(self) -> int:
         n = 0
@@ -181,8 +188,9 @@ class LedgerWriter:
                 self.flush()
                 if time.monotonic() - last_adopt > self.ADOPT_SECONDS:
                     last_adopt = time.monotonic()
-                    self.adopt()
-                    self.sweep_moves()
+                    with self._waiting_on_database():
+                        self.adopt()
+                        self.sweep_moves()
             except (sa.exc.SQLAlchemyError, sqlite3.Error, OSError) as e:
                 if not self.degraded:
                     log.error("ledger database unavailable, spooling to %s: %s", self.spool.dir, _short(e))

@@ -74,3 +74,28 @@ def test_tags_from_a_header_fit_the_ledger_column_whole_pairs_only():
 def test_header_values_lose_control_and_invisible_characters():
     assert clean("re\u202esearch\u200b\x00\x1b[31m\x85") == "research[31m"
     assert clean("x" * 1000) == "x" * 128
+
+
+def test_a_database_that_hangs_between_flushes_shows_as_stalled(engine, spool, monkeypatch):
+    # The writer also adopts dead processes' spools and re-applies run moves between flushes;
+    # a database that stops answering there must show on /healthz as it does during a flush.
+    import threading
+    import time
+
+    from meterline.costing import ingest
+
+    answer = threading.Event()
+    monkeypatch.setattr(ingest, "sweep_moves", lambda engine: answer.wait(30))
+    monkeypatch.setattr(LedgerWriter, "ADOPT_SECONDS", 0.0)
+    writer = LedgerWriter(engine, spool, interval=0.05)
+    writer.stall_seconds = 0.3
+    writer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not writer.stalled and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert writer.stalled
+    finally:
+        answer.set()
+        writer.stop(flush=False)
+    assert not writer.stalled
