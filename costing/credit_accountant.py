@@ -134,6 +134,11 @@ class CreditAccountant:
         """Meter observer: a recorded call's cost replaces its reservation."""
         if not self.required:
             return
+        if event["call_id"] in self._reservations and event["status"] != "rejected":
+            # The estimates at the edge must not fall below what calls cost, or every call in
+            # flight there overdraws: learn from this call's size even with no budget to (which
+            # is where the estimator learns otherwise).
+            self.estimator.learn(event, from_pico(int(event["cost_pico"])))
         with self._lock:
             held = self._reservations.pop(event["call_id"], None)
             if held is not None:

@@ -21,8 +21,13 @@ CALL = 100  # pico-USD, each call's estimate and cost
 
 
 class FixedEstimator:
+    learned = 0
+
     def estimate(self, call):
         return Decimal(CALL) / 10**12
+
+    def learn(self, event, cost):
+        self.learned += 1
 
 
 def _read(drawn: int) -> Drawdown:
@@ -36,11 +41,13 @@ def _call(n: int):
 
 
 def _settle(a: CreditAccountant, n: int) -> None:
-    a.settle({"call_id": f"c{n}", "cost_pico": CALL, "department": "research", "team": "nlp", "ts": T0 + timedelta(hours=1)})
+    a.settle({"call_id": f"c{n}", "cost_pico": CALL, "department": "research", "team": "nlp", "ts": T0 + timedelta(hours=1),
+              "status": "ok", "kind": "llm", "usage_source": "reported", "model": "m", "output_tokens": 1})  # fmt: skip
 
 
 def test_a_lease_holds_while_the_calls_it_covered_land_before_it_is_renewed():
-    a = CreditAccountant([NLP], {"nlp": "research"}, FixedEstimator())  # type: ignore[arg-type]
+    estimator = FixedEstimator()
+    a = CreditAccountant([NLP], {"nlp": "research"}, estimator)  # type: ignore[arg-type]
     at = T0 + timedelta(hours=1)
     balance, _ = a.reread(_read(0), set(), at)
     a.set_ceilings({NLP: 3 * CALL, RESEARCH: 0}, balance)  # this replica's share: three calls
@@ -49,6 +56,7 @@ def test_a_lease_holds_while_the_calls_it_covered_land_before_it_is_renewed():
         _settle(a, n)
     with pytest.raises(CreditsExhausted):
         a.admit(_call(3))
+    assert estimator.learned == 3  # the calls it admitted teach the estimate, budget or not
     # The writer commits the three calls; the next refresh reads them in the ledger and forgets
     # them as recorded, but has not renewed the lease yet: the share is still used up.
     a.reread(_read(3 * CALL), {"c0", "c1", "c2"}, at)
