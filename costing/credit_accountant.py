@@ -10,10 +10,10 @@ may draw the pools ("team", T) and ("department", D). Per pool:
 
 capped by this replica's lease on the pool (budget_leases.py, on scopes `credits-team:T`,
 `credits-department:D`): what its calls may draw beyond the read the lease was renewed on, kept
-as the balance they may take the pool down to (a floor), so calls that land between the
-read and the lease's renewal are not counted again as room. A call that needs credits is admitted while a pool it may draw has
-something available, and reserves its estimate there; once recorded, its cost replaces the
-reservation. With nothing available it raises CreditsExhausted and the caller records the
+as the balance they may take the pool down to (a floor), so calls that land between the read
+and the lease's renewal are not counted again as room. A call that needs credits is admitted
+while a pool it may draw has something available, and reserves its estimate there; once
+recorded, its cost replaces the reservation. With nothing available it raises CreditsExhausted and the caller records the
 refusal (status `rejected`). What the calls really drew is always the derivation from the
 ledger (credits.py); this only decides admission between two reads.
 """
