@@ -28,6 +28,7 @@ from .budget_alerts import Alert
 from .budget_estimates import Admissible, Estimator
 from .config import Settings
 from .errors import BudgetExceeded
+from .landings import Landings
 from .money import ZERO, from_pico, usd
 from .months import period_of
 
@@ -75,9 +76,8 @@ class Accountant:
         self._ceiling: dict[Scope, Decimal] = {}
         self._reservations: dict[str, tuple[tuple[Scope, ...], Decimal, float]] = {}
         self._alerted: set[tuple[str, Scope, str]] = set()
-        # Recorded calls the ledger writer has committed since the last read (`follow_writer`);
-        # None without a writer to say so, and then the ledger is asked (`pending`).
-        self._landed: set[str] | None = None
+        # Which recorded calls the ledger has; its writer's word, else the ledger is asked.
+        self.landings = Landings(lambda: bool(self.limits))
         self._alerts: queue.SimpleQueue[Alert] = queue.SimpleQueue()
         self._lock = threading.Lock()
         # What a scope may spend beyond its budget: credits drawn this month and left to draw
@@ -196,23 +196,6 @@ class Accountant:
                     del self._recorded_sum[(period, s)]
 
     # -- what the ledger has ------------------------------------------------------------------
-
-    def follow_writer(self) -> None:
-        """From now on the ledger writer says which recorded calls it committed (`landed`)."""
-        with self._lock:
-            self._landed = set()
-
-    def landed(self, call_ids: list[str]) -> None:
-        """Ledger writer observer: these calls are committed."""
-        with self._lock:
-            if self._landed is not None and self.limits:  # with no budget nothing is recorded
-                self._landed.update(call_ids)
-
-    def take_landed(self) -> set[str] | None:
-        """The calls committed since the last call; None when no writer is followed."""
-        with self._lock:
-            landed, self._landed = self._landed, (set() if self._landed is not None else None)
-        return landed
 
     def pending(self) -> list[str]:
         """Recorded calls not yet known to be in the ledger."""

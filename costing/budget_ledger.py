@@ -1,5 +1,5 @@
-"""What budgets read from the ledger: a month's spend per budgeted scope, and which recorded
-calls it already holds."""
+"""What budgets read from the ledger: a month's spend per budgeted scope (which recorded calls
+it already holds: landings.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import sqlalchemy as sa
 from .budget_accountant import Scope
 from .money import from_pico
 from .tables import EVENTS, ROLLUPS
-
-CHUNK = 500  # call ids per IN (...) query
 
 
 def ledger_spend(conn: sa.Connection, scopes: Iterable[Scope], period: str) -> dict[Scope, Decimal]:
@@ -38,14 +36,4 @@ def ledger_spend(conn: sa.Connection, scopes: Iterable[Scope], period: str) -> d
     return spend
 
 
-def in_ledger(conn: sa.Connection, call_ids: list[str]) -> set[str]:
-    """Which of `call_ids` the ledger has."""
-    t = EVENTS
-    found: set[str] = set()
-    for i in range(0, len(call_ids), CHUNK):
-        chunk = call_ids[i : i + CHUNK]
-        found.update(r[0] for r in conn.execute(sa.select(t.c.call_id).where(t.c.call_id.in_(chunk))))
-    return found
-
-
-__all__ = ["in_ledger", "ledger_spend"]
+__all__ = ["ledger_spend"]

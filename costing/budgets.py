@@ -44,7 +44,7 @@ from .budget_alerts import Alert, Announce
 from .budget_estimates import Admissible, Estimator
 from .budget_leases import lock as lock_leases
 from .budget_leases import renew, replica_id
-from .budget_ledger import in_ledger, ledger_spend
+from .budget_ledger import ledger_spend
 from .config import Settings
 from .ingest import LedgerWriter
 from .months import period_of
@@ -131,8 +131,7 @@ class Budgets:
     def follow(self, writer: LedgerWriter) -> None:
         """Learn from the writer of this process's spool which recorded calls reached the
         ledger, instead of asking the ledger at each refresh. Before any call is recorded."""
-        self.accountant.follow_writer()
-        writer.on_written.append(self.accountant.landed)
+        self.accountant.landings.follow(writer)
 
     # -- the background thread ---------------------------------------------------------------
 
@@ -150,16 +149,13 @@ class Budgets:
         a = self.accountant
         limits = a.limits
         if not limits:
-            a.reread(period, {}, a.take_landed() or set())  # nothing to read, and no lease to take
+            a.landings.discard()
+            a.reread(period, {}, set())  # nothing to read, and no lease to take
             return
         with self.engine.begin() as conn:
             lock_leases(conn)  # the ledger must be read under it for leases to add up
-            # Which of our recorded calls the ledger has, known before the sums are read. The
-            # writer says what it committed; without one, the ledger is asked (a query per 500
-            # calls, under the lock that also holds up the writer on SQLite).
-            landed = a.take_landed()
-            if landed is None:
-                landed = in_ledger(conn, a.pending())
+            # Which of our recorded calls the ledger has, known before the sums are read.
+            landed = a.landings.resolve(conn, a.pending)
             spend = ledger_spend(conn, limits, period)
             mine, crossed = a.reread(period, spend, landed)
             committed = renew(

@@ -30,6 +30,7 @@ from typing import Any
 from .budget_estimates import Admissible, Estimator
 from .credits import Drawdown, Instance, Scope, to_pico
 from .errors import CreditsExhausted
+from .landings import Landings
 from .money import from_pico, usd
 
 RESERVATION_MAX_AGE = 15 * 60.0  # seconds; a call not settled by then is assumed gone
@@ -57,7 +58,7 @@ class CreditAccountant:
         self._reserved: dict[Scope, int] = {}
         self._reservations: dict[str, tuple[list[tuple[Scope, int]], float]] = {}
         self._floor: dict[Scope, int] = {}  # per pool: balance at the lease's read - the lease
-        self._landed: set[str] | None = None
+        self.landings = Landings(lambda: bool(self.required))  # which recorded calls the ledger has
         self._lock = threading.Lock()
 
     def pools_of(self, department: str, team: str) -> list[Scope]:
@@ -158,20 +159,6 @@ class CreditAccountant:
             self._recorded_sum[p] -= amount
 
     # -- what the ledger has ------------------------------------------------------------------
-
-    def follow_writer(self) -> None:
-        with self._lock:
-            self._landed = set()
-
-    def landed(self, call_ids: list[str]) -> None:
-        with self._lock:
-            if self._landed is not None and self.required:
-                self._landed.update(call_ids)
-
-    def take_landed(self) -> set[str] | None:
-        with self._lock:
-            landed, self._landed = self._landed, (set() if self._landed is not None else None)
-        return landed
 
     def pending(self) -> list[str]:
         with self._lock:

@@ -32,7 +32,6 @@ from .budget_accountant import Scope as BudgetScope
 from .budget_estimates import Estimator
 from .budget_leases import lock as lock_leases
 from .budget_leases import renew
-from .budget_ledger import in_ledger
 from .config import Settings
 from .credit_accountant import CreditAccountant, lease_scope
 from .credit_alerts import CreditAlert
@@ -96,8 +95,7 @@ class Credits:
         self._thread = threading.Thread(target=self._run, name="meterline-credits", daemon=True)
 
     def follow(self, writer: LedgerWriter) -> None:
-        self.accountant.follow_writer()
-        writer.on_written.append(self.accountant.landed)
+        self.accountant.landings.follow(writer)
 
     def start(self) -> None:
         try:
@@ -130,9 +128,7 @@ class Credits:
                     return
         with self.engine.begin() as conn:
             lock_leases(conn)  # the ledger must be read under it for leases to add up
-            landed = a.take_landed()
-            if landed is None:
-                landed = in_ledger(conn, a.pending())
+            landed = a.landings.resolve(conn, a.pending)
             grants = all_grants(conn, self.settings)
             d = drawdown(conn, grants, now + timedelta(microseconds=1))  # calls recorded at `now` included
             balance, mine = a.reread(d, landed, now)

@@ -104,7 +104,9 @@ class LedgerWriter:
         self.degraded = False
         self.last_error = ""
         self.written = 0
-        # Told the call ids of each batch once it is committed (budgets forget them as pending).
+        # Told before each segment's commit, then its call ids once committed (none if it
+        # failed): budgets and credits forget them as pending (landings.py).
+        self.on_writing: list[Callable[[], None]] = []
         self.on_written: list[Callable[[list[str]], None]] = []
         self.stall_seconds = max(5.0, 20 * interval)
         self._progress: float | None = None  # while flushing: when the last segment committed
@@ -153,14 +155,19 @@ class LedgerWriter:
     def _flush(self) -> int:
         n = 0
         for path in self.spool.seal():
-            if self.child is not None:
-                written, landed = self.child.write_segment(path, self.spool.dir / REJECTED)
-            else:
-                written, landed = write_segment(self.engine, path, self.spool.dir / REJECTED)
-            path.unlink()
+            for announce in self.on_writing:
+                announce()
+            landed: list[str] = []
+            try:
+                if self.child is not None:
+                    written, landed = self.child.write_segment(path, self.spool.dir / REJECTED)
+                else:
+                    written, landed = write_segment(self.engine, path, self.spool.dir / REJECTED)
+                path.unlink()
+            finally:
+                for observer in self.on_written:
+                    observer(landed)
             n += written
-            for observer in self.on_written:
-                observer(landed)
             self._progress = time.monotonic()
         self.written += n
         return n

@@ -91,15 +91,6 @@ def test_a_ledger_read_replaces_what_it_includes_and_keeps_what_it_does_not():
     assert a.pending() == ["out"]
 
 
-def test_the_writer_says_which_calls_landed_and_only_what_it_said_is_taken_once():
-    a = accountant()
-    assert a.take_landed() is None  # no writer followed: the ledger is asked instead
-    a.follow_writer()
-    a.landed(["x", "y"])
-    assert a.take_landed() == {"x", "y"}
-    assert a.take_landed() == set()
-
-
 def test_a_new_month_starts_from_its_own_ledger_read_and_may_alert_again():
     a = accountant(team_budget="0.2")
     a.settle(_recorded("nov", "0.2"))
@@ -158,8 +149,6 @@ def test_a_key_issued_with_a_budget_of_its_own_is_held_to_it_unless_the_config_s
 
 def test_with_no_budget_at_all_calls_are_neither_reserved_nor_recorded():
     a = Accountant({}, accountant().estimator, Decimal(80), PERIOD)
-    a.follow_writer()
     assert a.admit(FakeCall("c")) == 0
     a.settle(_recorded("c", "1"))
-    a.landed(["c"])
-    assert a.pending() == [] and a.take_landed() == set()
+    assert a.pending() == [] and a.spent(TEAM) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -106,6 +107,37 @@ def test_following_the_ledger_writer_each_call_counts_once_and_one_the_ledger_re
     budgets.refresh()
     assert budgets.spent(("team", "nlp")) == Decimal("0.3")
     spool.close()
+
+
+def test_a_read_taken_between_the_writers_commit_and_its_word_counts_each_call_once(setup, tmp_path):
+    engine, budgets, _ = setup
+    spool = Spool(tmp_path / "spool")
+    writer = LedgerWriter(engine, spool)
+    committed, go_on = threading.Event(), threading.Event()
+
+    def descheduled(_ids):  # told first: holds the writer between its commit and its word to budgets
+        committed.set()
+        go_on.wait(10)
+
+    writer.on_written.append(descheduled)
+    budgets.follow(writer)
+    for i in range(5):
+        row = _recorded(f"d{i}", "0.1")
+        budgets.settle(row, None)
+        spool.append({k: v for k, v in row.items() if k not in ("charge_period", "adjustment")})
+    flushing = threading.Thread(target=writer.flush)
+    flushing.start()
+    try:
+        assert committed.wait(10)
+        budgets.refresh()  # the ledger has all five; the writer has not said so yet
+        assert budgets.spent(("team", "nlp")) == Decimal("0.5")
+        budgets.admit(FakeCall("next", request_bytes=0, max_output_tokens=1))  # half the budget is left
+    finally:
+        go_on.set()
+        flushing.join(10)
+        spool.close()
+    budgets.refresh()
+    assert budgets.spent(("team", "nlp")) == Decimal("0.5") + Decimal("0.60") / 10**6
 
 
 def test_estimates_learn_the_models_output_size(setup):
