@@ -143,11 +143,11 @@ def split(rec: dict[str, Any], ln: ChargebackLine, lp: LineParts | None) -> Iter
     if total <= 0:
         yield rec
         return
-    shares = {col: _shares(rec[col], weights, total) for col in MONEY if isinstance(rec.get(col), Decimal)}
+    split_money = {col: shares(rec[col], weights) for col in MONEY if isinstance(rec.get(col), Decimal)}
     base_tokens = Decimal(max(ln.input_tokens + ln.output_tokens - lp.tokens, 0)).quantize(Q1)
     for i, part in enumerate([None, *parts]):
         row = dict(rec)  # the first: the line's text at the default tier, and its x_ counts
-        for col, values in shares.items():
+        for col, values in split_money.items():
             row[col] = values[i]
         if part is not None:
             row |= _part_columns(rec, part)
@@ -173,9 +173,12 @@ def _part_columns(rec: dict[str, Any], part: Part) -> dict[str, Any]:
     }
 
 
-def _shares(amount: Decimal, weights: list[Decimal], total: Decimal) -> list[Decimal]:
+def shares(amount: Decimal, weights: list[Decimal]) -> list[Decimal]:
     """`amount` split in proportion to `weights`, six places each, adding up to it exactly (the
-    largest weight takes what rounding left)."""
+    largest weight takes what rounding left; equal parts when every weight is 0)."""
+    total = sum(weights, Decimal(0))
+    if total <= 0:
+        weights, total = [Decimal(1)] * len(weights), Decimal(len(weights))
     out = [(amount * w / total).quantize(Q6) for w in weights]
     largest = max(range(len(weights)), key=lambda i: weights[i])
     out[largest] += amount - sum(out, Decimal(0))
@@ -186,4 +189,4 @@ def line_key(ln: ChargebackLine) -> LineKey:
     return (ln.department, ln.team, ln.project, ln.kind, ln.provider, ln.model, ln.tool, ln.adjustment, ln.tags)
 
 
-__all__ = ["PRICING_UNITS", "LineParts", "Part", "line_key", "line_parts", "split"]
+__all__ = ["PRICING_UNITS", "LineParts", "Part", "line_key", "line_parts", "shares", "split"]

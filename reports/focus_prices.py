@@ -32,6 +32,7 @@ from typing import Any
 from meterline.costing import ChargebackLine
 
 from .chargeback import Q6
+from .focus_dimensions import shares
 
 ZERO = Decimal(0)
 BY_AMOUNT = ("BilledCost", "EffectiveCost", "x_AllocatedCost", "x_Markup")
@@ -47,8 +48,8 @@ def tier_rows(rec: dict[str, Any], ln: ChargebackLine) -> Iterator[dict[str, Any
         return
     amounts = [max(t.amount, ZERO) for t in tiers]
     quantities = [t.quantity for t in tiers]
-    by_amount = {c: _shares(rec[c], amounts) for c in BY_AMOUNT}
-    by_quantity = {c: _shares(rec[c], quantities) for c in BY_QUANTITY}
+    by_amount = {c: shares(rec[c], amounts) for c in BY_AMOUNT}
+    by_quantity = {c: shares(rec[c], quantities) for c in BY_QUANTITY}
     rated = [t for t in tiers if t.unit_price is not None]
     for i, t in enumerate(tiers):
         row = dict(rec)
@@ -99,18 +100,6 @@ def _rate_text(unit_price: Decimal, unit: str) -> str:
     if unit == "Tokens":
         return f"at {(unit_price * 1_000_000).normalize():f} per 1M tokens"
     return f"at {unit_price.normalize():f} per {unit.lower().rstrip('s')}"
-
-
-def _shares(amount: Decimal, weights: list[Decimal]) -> list[Decimal]:
-    """`amount` split in proportion to `weights`, six places each, adding up to it exactly (the
-    largest weight takes what rounding left; equal parts when every weight is 0)."""
-    total = sum(weights, ZERO)
-    if total <= 0:
-        weights, total = [Decimal(1)] * len(weights), Decimal(len(weights))
-    out = [(amount * w / total).quantize(Q6) for w in weights]
-    largest = max(range(len(weights)), key=lambda i: weights[i])
-    out[largest] += amount - sum(out, ZERO)
-    return out
 
 
 __all__ = ["tier_rows", "with_unit_prices"]
