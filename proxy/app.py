@@ -60,7 +60,8 @@ def create_app(
     async def healthz(request: Request) -> Response:
         """`{"status": "ok"}` when all is well. Otherwise what is wrong, with `spool` (`disk` or
         `jetstream`): `degraded` (200) while the ledger database is away and calls go on being
-        spooled; `unavailable` (503, with `reason`) while calls are refused because the event
+        spooled (seen by the writer, or by the key refresh when there is nothing to write);
+        `unavailable` (503, with `reason`) while calls are refused because the event
         broker is unreachable (docs/durability.md)."""
         rt: Runtime = request.app.state.runtime
         writer = rt.writer
@@ -68,8 +69,9 @@ def create_app(
         if broker not in (None, "ok"):
             body = {"status": "unavailable", "reason": broker, "spool": rt.spool_kind, "broker": broker}
             return JSONResponse(body, status_code=503)
-        if writer.degraded:
-            return JSONResponse({"status": "degraded", "ledger": writer.last_error, "spool": rt.spool_kind})
+        if writer.degraded or rt.ledger_error:
+            said = writer.last_error if writer.degraded else rt.ledger_error
+            return JSONResponse({"status": "degraded", "ledger": said, "spool": rt.spool_kind})
         if writer.stalled:
             return JSONResponse({"status": "degraded", "ledger": "the database is not answering", "spool": rt.spool_kind})
         return JSONResponse({"status": "ok"})

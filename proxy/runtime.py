@@ -103,6 +103,9 @@ class Runtime:
         # the disk spool, whose append is durable on return.
         self.ack_timeout = server.jetstream.ack_timeout_seconds if not isinstance(spool, Spool) else None
         self.spool_kind = "jetstream" if not isinstance(spool, Spool) else "disk"
+        # Why the last key refresh could not read the ledger ("" when it could): with no calls
+        # to write, the writer never meets a database that went away, the refresh does.
+        self.ledger_error = ""
         self.meter = Meter(
             spool,
             self.prices,
@@ -239,8 +242,13 @@ class Runtime:
             await asyncio.sleep(self.settings.server.key_refresh_seconds)
             try:
                 await asyncio.to_thread(self.keys.refresh)
+            except sa.exc.SQLAlchemyError as e:  # keep serving with the keys we know
+                self.ledger_error = str(e).splitlines()[0][:200]
+                log.warning("key refresh failed (ledger unavailable): %s", self.ledger_error)
             except Exception as e:  # noqa: BLE001 - keep serving with the keys we know
                 log.warning("key refresh failed: %s", e)
+            else:
+                self.ledger_error = ""
 
     def check_spool(self) -> None:
         """Raise 503 `spool_unavailable` while calls cannot be recorded durably: the JetStream

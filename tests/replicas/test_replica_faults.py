@@ -96,6 +96,21 @@ def test_replicas_keep_serving_while_the_database_is_away_and_lose_nothing_once_
         relay.close()
 
 
+def test_an_idle_replica_says_the_database_is_gone_and_back(start_replica, ledger):
+    relay = Relay(target_port=ledger.url.port or 5432)
+    try:
+        via_relay = ledger.url.set(port=relay.port).render_as_string(hide_password=False)
+        a = start_replica("a", database=via_relay, server={"key_refresh_seconds": 0.5})
+        assert _status(a) == "ok"
+        relay.cut()  # no call comes: the writer has nothing to write and cannot notice
+        wait_for("the idle replica to report degraded", lambda: _status(a) == "degraded")
+        assert a.health()["ledger"] and a.health()["spool"] == "disk"
+        relay.restore()
+        wait_for("the replica to report ok again", lambda: _status(a) == "ok")
+    finally:
+        relay.close()
+
+
 def _status(replica) -> str:
     return replica.health()["status"]
 
