@@ -126,6 +126,11 @@ class LedgerWriter:
         try:
             if flush:
                 self.flush()
+                if not self.spool.healthy:  # what the disk still refuses goes straight in
+                    written, refused = write_rows(self.engine, self.spool.take_unwritten(), "memory")
+                    self.written += written
+                    if refused:
+                        log.error("%d events the spool's disk refused were refused by the ledger too", len(refused))
         except (sa.exc.SQLAlchemyError, OSError) as e:
             log.warning("ledger not reachable at shutdown; %s stays spooled: %s", self.spool.dir, _short(e))
         finally:
@@ -154,6 +159,7 @@ class LedgerWriter:
 
     def _flush(self) -> int:
         n = 0
+        self.spool.retry()  # events the disk refused, if any, onto it first (in order)
         for path in self.spool.seal():
             for announce in self.on_writing:
                 announce()

@@ -8,6 +8,13 @@ idempotent inserts mean a replayed segment is never counted twice. The active se
 fsynced every `fsync_interval` seconds, which bounds what a power loss (not a process crash)
 could take.
 
+A disk that refuses a write (full, or read-only) leaves no partial line behind: the segment is
+cut back to its last whole event, and the event is held in memory, in order, until the writer
+thread's `retry` gets it onto the disk. Meanwhile `healthy` is False and the proxy refuses new
+calls (503 `spool_unavailable`) rather than serve calls it could not record, so what is held is
+at most the calls in flight when the disk filled; at a clean stop it goes straight into the
+ledger (ingest.LedgerWriter.stop). Only a SIGKILL while the disk refuses loses it.
+
 `server.spool_dir` is a root shared by every serving process of a host: each process
 `claim`s a folder of its own inside it and holds that folder's lock while it lives. A folder
 whose lock is free belongs to a process that is gone; `orphans` hands such folders, locked, to
@@ -17,13 +24,16 @@ call acknowledged before a SIGKILL reaches every report on that host without a r
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import logging
 import os
 import secrets
 import shutil
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -33,6 +43,8 @@ from typing import IO, Any, Protocol
 import orjson
 
 from .errors import ConfigError
+
+log = logging.getLogger("meterline.spool")
 
 SUFFIX = ".jsonl"
 LOCK = ".lock"
@@ -75,22 +87,63 @@ class Spool:
         self._seq = 0
         self._fd = -1
         self._dirty = False
+        self._unwritten: deque[bytes] = deque()  # events the disk refused, oldest first
+        self.error = ""  # why the disk refused the last write; "" while it takes them
         self._open_segment()
 
     def _open_segment(self) -> None:
         self._seq += 1
-        name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}{SUFFIX}"
-        self._active = self.dir / name
-        self._fd = os.open(self._active, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        path = self.dir / f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}{SUFFIX}"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._active = path
         self._count = 0
+        self._size = 0  # bytes of whole events in the active segment
+
+    @property
+    def healthy(self) -> bool:
+        """False while the disk refuses writes (and events wait in memory)."""
+        return not self.error
 
     def append(self, event: dict[str, Any]) -> None:
-        """Durable against a process crash when this returns (nothing to wait for)."""
+        """Durable against a process crash when this returns (nothing to wait for), unless the
+        disk refused it: then it waits in memory for `retry`, and `healthy` turns False."""
         line = orjson.dumps(event) + b"\n"
         with self._lock:
-            os.write(self._fd, line)
-            self._count += 1
-            self._dirty = True
+            if self._unwritten or not self._write(line):
+                self._unwritten.append(line)
+
+    def _write(self, line: bytes) -> bool:
+        """One event onto the active segment, whole or not at all (under the lock)."""
+        try:
+            if os.write(self._fd, line) != len(line):
+                raise OSError(errno.ENOSPC, "the disk took part of an event")
+        except OSError as e:
+            self.error = f"the spool folder {self.dir} is not writable: {e.strerror or e}"
+            try:
+                os.ftruncate(self._fd, self._size)  # no partial line left to spoil the next
+            except OSError:
+                pass  # the reader skips a torn line; the event is kept here either way
+            return False
+        self._size += len(line)
+        self._count += 1
+        self._dirty = True
+        return True
+
+    def retry(self) -> bool:
+        """Write the events the disk refused, in order; True once none waits (healthy again)."""
+        with self._lock:
+            while self._unwritten:
+                if not self._write(self._unwritten[0]):
+                    return False
+                self._unwritten.popleft()
+            self.error = ""
+            return True
+
+    def take_unwritten(self) -> list[dict[str, Any]]:
+        """The events still waiting in memory, handed over (to go into the ledger directly)."""
+        with self._lock:
+            lines, self._unwritten = list(self._unwritten), deque()
+        return [row for row in map(decode_event, lines) if row is not None]
 
     def sync(self) -> None:
         with self._lock:
@@ -117,10 +170,12 @@ class Spool:
         return sorted(p for p in self.dir.glob(f"*{SUFFIX}") if p != active)
 
     def pending(self) -> int:
-        """Events not yet moved to the database (sealed segments and the active one)."""
-        return sum(1 for p in self.dir.glob(f"*{SUFFIX}") for _ in _lines(p))
+        """Events not yet moved to the database (sealed segments, the active one, memory)."""
+        return len(self._unwritten) + sum(1 for p in self.dir.glob(f"*{SUFFIX}") for _ in _lines(p))
 
     def close(self) -> None:
+        if not self.retry():
+            log.error("%d events the disk refused are lost (%s)", len(self._unwritten), self.error)
         with self._lock:
             os.fsync(self._fd)
             os.close(self._fd)

@@ -62,12 +62,14 @@ def create_app(
         `jetstream`): `degraded` (200) while the ledger database is away and calls go on being
         spooled (seen by the writer, or by the key refresh when there is nothing to write);
         `unavailable` (503, with `reason`) while calls are refused because the event
-        broker is unreachable (docs/durability.md)."""
+        broker is unreachable or the spool's disk refuses writes (docs/durability.md)."""
         rt: Runtime = request.app.state.runtime
         writer = rt.writer
-        broker = rt.broker_state()
-        if broker not in (None, "ok"):
-            body = {"status": "unavailable", "reason": broker, "spool": rt.spool_kind, "broker": broker}
+        spool = rt.spool_state()
+        if spool != "ok":
+            body = {"status": "unavailable", "reason": spool, "spool": rt.spool_kind}
+            if rt.spool_kind == "jetstream":
+                body["broker"] = spool
             return JSONResponse(body, status_code=503)
         if writer.degraded or rt.ledger_error:
             said = writer.last_error if writer.degraded else rt.ledger_error

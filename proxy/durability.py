@@ -31,8 +31,8 @@ log = logging.getLogger("meterline.proxy")
 _HELD: ContextVar[list[Awaitable[None]] | None] = ContextVar("meterline_held_events", default=None)
 
 
-def unavailable() -> ProxyError:
-    return ProxyError(503, "spool_unavailable", "the proxy cannot record calls right now (its event broker is unreachable); try again")
+def unavailable(why: str = "its event broker is unreachable") -> ProxyError:
+    return ProxyError(503, "spool_unavailable", f"the proxy cannot record calls right now ({why}); try again")
 
 
 def hold(ack: Awaitable[None]) -> None:

@@ -252,13 +252,15 @@ class Runtime:
 
     def check_spool(self) -> None:
         """Raise 503 `spool_unavailable` while calls cannot be recorded durably: the JetStream
-        spool's broker is unreachable (the disk spool is always there)."""
-        if not isinstance(self.spool, Spool) and not self.spool.healthy:
-            raise unavailable()
+        spool's broker is unreachable, or the disk spool's disk refuses writes."""
+        if not self.spool.healthy:
+            raise unavailable("its spool disk refuses writes" if isinstance(self.spool, Spool) else "its event broker is unreachable")
 
-    def broker_state(self) -> str | None:
-        """The event broker's state for /healthz: "ok" or what is wrong; None without one."""
-        return None if isinstance(self.spool, Spool) else self.spool.state
+    def spool_state(self) -> str:
+        """The spool's state for /healthz: "ok" or what is wrong."""
+        if isinstance(self.spool, Spool):
+            return self.spool.error or "ok"
+        return self.spool.state
 
     async def flush_ledger(self) -> int:
         """Write what is spooled into the ledger now; how many events were new."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import pytest
 import sqlalchemy as sa
 import yaml
 
@@ -203,6 +205,57 @@ def _children(pid: int) -> list[int]:
     """The worker processes of a `--workers` server (uvicorn's supervisor is their parent)."""
     out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return [int(line.split()[0]) for line in out.splitlines() if "spawn_main" in line]
+
+
+def test_a_spool_disk_that_refuses_writes_turns_new_calls_away_and_loses_none_it_served(tmp_path, upstream, postgres_url):
+    # The ledger on PostgreSQL, the spool on the local disk: the disk filling up on a replica.
+    cfg = base_config(tmp_path, upstream.url, database=postgres_url)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(cfg))
+    key = json.loads(run_cli("keys", "create", "--team", "nlp", "--json", "--config", str(config_path)).stdout)["key"]
+    port = free_port()
+    proc = start_serve(config_path, port)
+    c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+
+    def ask() -> str:
+        raw = c.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+        raw.parse()
+        return raw.headers["x-meterline-call-id"]
+
+    def disk(refuses: bool) -> None:  # the kernel refuses the serving process any file past 1 byte
+        hard = resource.prlimit(proc.pid, resource.RLIMIT_FSIZE)[1]
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (1 if refuses else hard, hard))
+
+    def refused() -> None:
+        with pytest.raises(openai.APIStatusError) as e:
+            ask()
+        assert (e.value.status_code, e.value.body["code"]) == (503, "spool_unavailable")
+
+    try:
+        served = [ask()]
+        disk(refuses=True)
+        served.append(ask())  # its event is refused by the disk: answered, and held in memory
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+        assert health.status_code == 503 and health.json()["spool"] == "disk"
+        assert "not writable" in health.json()["reason"]
+        refused()  # nowhere durable to record it: turned away before the upstream
+        disk(refuses=False)
+        wait_for("the spool to take writes again", lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200)
+        served.append(ask())
+        wait_for("the calls served so far in the ledger", lambda: set(served) <= ledger_ids(postgres_url)[0])
+
+        disk(refuses=True)
+        served.append(ask())
+        refused()
+        proc.terminate()  # a clean stop with an event only in memory: it goes straight into the ledger
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            disk(refuses=False)
+            proc.terminate()
+            proc.wait(timeout=60)
+    ids, count, rollup = ledger_ids(postgres_url)
+    assert ids == set(served) and count == rollup == len(served)  # every call served once, none refused
 
 
 def test_an_unwritable_spool_root_is_one_line_not_a_traceback(tmp_path):
