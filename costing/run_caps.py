@@ -155,13 +155,16 @@ class RunCaps:
             waiting = list(st0.unlanded) if st0 is not None else []
         capped = sa.func.sum(sa.case((sa.and_(t.c.status == "rejected", t.c.error.like(CAPPED + "%")), 1), else_=0))
         with self.engine.connect() as conn:
+            # Which of ours landed before the sums: on PostgreSQL each statement sees the
+            # commits made before it, and a call landing in between is then counted twice
+            # until the next read (as budgets do), never left out.
+            landed = set(conn.execute(sa.select(t.c.call_id).where(t.c.call_id.in_(waiting))).scalars()) if waiting else set()
             row = conn.execute(
                 sa.select(
                     sa.func.count().filter(t.c.status != "rejected"), sa.func.coalesce(sa.func.sum(t.c.cost_pico), 0),
                     sa.func.min(t.c.ts), capped,
                 ).where(t.c.trace_id == trace_id)
             ).one()  # fmt: skip
-            landed = set(conn.execute(sa.select(t.c.call_id).where(t.c.call_id.in_(waiting))).scalars()) if waiting else set()
             asks = conn.execute(
                 sa.select(c.c.clue, c.c.tool, sa.func.count())
                 .where(c.c.trace_id == trace_id, c.c.clue.like("a:%"))
