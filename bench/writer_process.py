@@ -11,7 +11,8 @@ alone and of its process tree (the writer child included).
 
 `--diagnose` looks for what stalls one call in a hundred at concurrency 1 instead: the same
 side by side, with variants of Meterline that each take one suspect away (the writer's batches,
-the budget and key refresh threads, the collector, the GIL switch interval).
+the budget and key refresh threads, the collector, the serving process's fsyncs of sealed
+segments, the GIL switch interval).
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ def diagnose_targets(work: Path, upstream: str) -> list[Target]:
         variant(work, upstream, "process-quiet", "writer process, budget and key refresh off",
                 {"ledger_writer": "process", **quiet}, budgets={"refresh_seconds": 3600}, prelude=""),  # fmt: skip
         variant(work, upstream, "process-nogc", "writer process, collector off", {"ledger_writer": "process"}, prelude="import gc; gc.disable()"),
+        variant(work, upstream, "process-nofsync", "writer process, no fsync in the serving process", {"ledger_writer": "process"},
+                prelude="import os; os.fsync = lambda fd: None"),  # fmt: skip
         variant(work, upstream, "thread-switch", "writer thread, switch interval 0.5 ms", {"ledger_writer": "thread"},
                 prelude="sys.setswitchinterval(0.0005)"),  # fmt: skip
     ]

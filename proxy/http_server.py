@@ -6,7 +6,8 @@ first request. `GuardedHttpTools` adds both: a request line and headers over
 `server.max_header_bytes` get 431 and the connection closed, and a client that has not sent
 them whole within `server.header_timeout_seconds` of connecting (or of starting its next
 request) is disconnected. Without httptools, uvicorn's h11 takes the size limit
-(`h11_max_incomplete_event_size`), not the timeout.
+(`h11_max_incomplete_event_size`), not the timeout. Its connections also write once per turn
+of the event loop (`OneWritePerTurn`): a response's head and body in one `send(2)`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,57 @@ from typing import Any
 from meterline.costing.config import ServerConfig
 
 TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+class OneWritePerTurn:
+    """A transport whose writes made in one turn of the event loop leave as one `send(2)`.
+
+    uvicorn writes a response's head as soon as the app starts it and its body when it comes,
+    so every answer cost two system calls and two packets; an app that sends both without
+    waiting (every non-streamed answer) now costs one. A write is held until the loop's next
+    turn at most, so a stream's events leave as promptly as before.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._pending or ()))
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the transport, as it is
+        return getattr(self._transport, name)
 
 
 def uvicorn_options(server: ServerConfig) -> dict[str, Any]:
@@ -49,7 +101,7 @@ def guarded_httptools(max_head: int, head_timeout: float) -> type[asyncio.Protoc
         _timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            super().connection_made(OneWritePerTurn(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
             self._start_timer()
 
         def connection_lost(self, exc: Exception | None) -> None:
