@@ -98,6 +98,7 @@ class Spool:
         self._active = path
         self._count = 0
         self._size = 0  # bytes of whole events in the active segment
+        self._torn = False  # a refused write left part of an event that could not be cut off
 
     @property
     def healthy(self) -> bool:
@@ -114,17 +115,25 @@ class Spool:
 
     def _write(self, line: bytes) -> bool:
         """One event onto the active segment, whole or not at all (under the lock)."""
+        data = b"\n" + line if self._torn else line
         try:
-            if os.write(self._fd, line) != len(line):
+            if os.write(self._fd, data) != len(data):
                 raise OSError(errno.ENOSPC, "the disk took part of an event")
         except OSError as e:
             self.error = f"the spool folder {self.dir} is not writable: {e.strerror or e}"
             try:
                 os.ftruncate(self._fd, self._size)  # no partial line left to spoil the next
+                self._torn = False
             except OSError:
-                pass  # the reader skips a torn line; the event is kept here either way
+                # The next write ends the partial line first, so the reader skips it alone
+                # (the event itself is kept here either way).
+                self._torn = True
             return False
-        self._size += len(line)
+        if self._torn:
+            self._torn = False
+            self._size = os.fstat(self._fd).st_size
+        else:
+            self._size += len(data)
         self._count += 1
         self._dirty = True
         return True

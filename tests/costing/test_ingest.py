@@ -99,3 +99,30 @@ def test_a_database_that_hangs_between_flushes_shows_as_stalled(engine, spool, m
         answer.set()
         writer.stop(flush=False)
     assert not writer.stalled
+
+
+def test_a_disk_that_takes_part_of_an_event_and_cannot_cut_it_off_loses_no_event(engine, spool, monkeypatch):
+    import os
+
+    from meterline.costing import spool as spool_module
+
+    real_write, fd = os.write, spool._fd
+
+    def half(f, data):  # the disk takes half of what the spool writes, then refuses
+        return real_write(f, data[: len(data) // 2]) if f == fd else real_write(f, data)
+
+    def refuse(f, size):
+        raise OSError(28, "No space left on device")
+
+    first, second = spooled(call_id="1" * 16), spooled(call_id="2" * 16)
+    with monkeypatch.context() as m:
+        m.setattr(spool_module.os, "write", half)
+        m.setattr(spool_module.os, "ftruncate", refuse)
+        spool.append(first)  # half of it stays in the segment, and the event waits in memory
+    assert not spool.healthy and "not writable" in spool.error
+    spool.append(second)  # behind it, in order
+    assert spool.pending() == 2
+
+    assert LedgerWriter(engine, spool).flush() == 2  # the torn half is skipped on its own line
+    assert spool.healthy
+    assert set(stored(engine, "call_id")) == {"1" * 16, "2" * 16}
