@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from .config import RunCapsConfig, Settings
 from .errors import RunCapExceeded
+from .landings import in_ledger
 from .money import ZERO, from_pico
 from .notes import note_once
 from .run_links import CONTINUATION, HEADER
@@ -158,7 +159,7 @@ class RunCaps:
             # Which of ours landed before the sums: on PostgreSQL each statement sees the
             # commits made before it, and a call landing in between is then counted twice
             # until the next read (as budgets do), never left out.
-            landed = set(conn.execute(sa.select(t.c.call_id).where(t.c.call_id.in_(waiting))).scalars()) if waiting else set()
+            landed = in_ledger(conn, waiting)
             row = conn.execute(
                 sa.select(
                     sa.func.count().filter(t.c.status != "rejected"), sa.func.coalesce(sa.func.sum(t.c.cost_pico), 0),
