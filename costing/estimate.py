@@ -12,7 +12,6 @@ space, and a 20 MB stream once asked it for 35 GB). It is an estimate either way
 from __future__ import annotations
 
 import ctypes
-import gc
 import importlib.util
 import os
 from functools import lru_cache
@@ -54,7 +53,6 @@ def _release_freed_memory() -> None:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return  # not glibc: nothing to trim
-    gc.collect()
     libc.malloc_trim(0)
 
 
