@@ -13,9 +13,10 @@ capped by this replica's lease on the pool (budget_leases.py, on scopes `credits
 as the balance they may take the pool down to (a floor), so calls that land between the read
 and the lease's renewal are not counted again as room. A call that needs credits is admitted
 while a pool it may draw has something available, and reserves its estimate there; once
-recorded, its cost replaces the reservation. With nothing available it raises CreditsExhausted and the caller records the
-refusal (status `rejected`). What the calls really drew is always the derivation from the
-ledger (credits.py); this only decides admission between two reads.
+recorded, its cost replaces the reservation. With nothing available it raises
+CreditsExhausted and the caller records the refusal (status `rejected`). What the calls really
+drew is always the derivation from the ledger (credits.py); this only decides admission
+between two reads.
 """
 
 from __future__ import annotations
