@@ -353,6 +353,9 @@ class ServerConfig(_Section):
     # Where the spool's segments are written into the database: a child process of each serving
     # process (its Python work off the GIL the event loop needs), or a thread in it.
     ledger_writer: Literal["process", "thread"] = "process"
+    # Where tokens are counted for calls that came back without usage: a child process started
+    # on the first such call (the encoding's ~44 MB stay out of the serving process), or in it.
+    tokenizer: Literal["process", "thread"] = "process"
     key_refresh_seconds: float = Field(2.0, gt=0)
     store_prompts: bool = False
     admin_key_env: str = "METERLINE_ADMIN_KEY"

@@ -7,6 +7,10 @@ Bounded: a text longer than SAMPLE_CHARS is counted on SAMPLE_SLICES evenly spac
 it and scaled by its length, so no request or stream, however large, costs more than counting
 SAMPLE_CHARS characters (tiktoken's cost grows faster than linearly on long runs without a
 space, and a 20 MB stream once asked it for 35 GB). It is an estimate either way.
+
+Where the tokenizer runs is the caller's choice (`Tokens`): `LOCAL`, in this process, or a
+tokenizer_process.TokenizerProcess, in a child, which is what `meterline serve` uses. A loaded
+o200k encoding holds ~44 MB for good, in whichever process counted first.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import importlib.util
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 # OpenAI's documented overhead for counting chat messages.
 TOKENS_PER_MESSAGE = 3
@@ -56,29 +60,50 @@ def _release_freed_memory() -> None:
     libc.malloc_trim(0)
 
 
-def encoding_for(model: str) -> Any:
+def encoding_name(model: str) -> str:
     base = model.rsplit("/", 1)[-1]
-    return _encoding("o200k_base" if base.startswith(_O200K_PREFIXES) else "cl100k_base")
+    return "o200k_base" if base.startswith(_O200K_PREFIXES) else "cl100k_base"
 
 
-def count_text(text: str, model: str) -> int:
+def encoding_for(model: str) -> Any:
+    return _encoding(encoding_name(model))
+
+
+class Tokens(Protocol):
+    """Counts tokens: `lengths(encoding, texts)` is how many tokens each text is, in order."""
+
+    def lengths(self, encoding: str, texts: list[str]) -> list[int]: ...
+
+
+class LocalTokens:
+    """tiktoken in this process."""
+
+    def lengths(self, encoding: str, texts: list[str]) -> list[int]:
+        enc = _encoding(encoding)
+        return [len(enc.encode(t, disallowed_special=())) for t in texts]
+
+
+LOCAL = LocalTokens()
+
+
+def count_text(text: str, model: str, tokens: Tokens = LOCAL) -> int:
     """Tokens of `text`; over SAMPLE_CHARS, estimated from evenly spaced slices of it."""
     if not text:
         return 0
-    enc = encoding_for(model)
     if len(text) <= SAMPLE_CHARS:
-        return len(enc.encode(text, disallowed_special=()))
+        return tokens.lengths(encoding_name(model), [text])[0]
     size = SAMPLE_CHARS // SAMPLE_SLICES
     step = (len(text) - size) // (SAMPLE_SLICES - 1)
-    counted = sum(len(enc.encode(text[i * step : i * step + size], disallowed_special=())) for i in range(SAMPLE_SLICES))
+    counted = sum(tokens.lengths(encoding_name(model), [text[i * step : i * step + size] for i in range(SAMPLE_SLICES)]))
     return counted * len(text) // (size * SAMPLE_SLICES)
 
 
-def count_texts(texts: list[str], model: str) -> int:
+def count_texts(texts: list[str], model: str, tokens: Tokens = LOCAL) -> int:
     """Tokens of several texts, bounded like `count_text` however many there are."""
     if sum(len(t) for t in texts) <= SAMPLE_CHARS:
-        return sum(count_text(t, model) for t in texts)
-    return count_text("\n".join(texts), model)
+        counted = [t for t in texts if t]
+        return sum(tokens.lengths(encoding_name(model), counted)) if counted else 0
+    return count_text("\n".join(texts), model, tokens)
 
 
 def _content_text(content: Any) -> str:
@@ -91,7 +116,7 @@ def _content_text(content: Any) -> str:
     return ""
 
 
-def count_messages(messages: Any, model: str) -> int:
+def count_messages(messages: Any, model: str, tokens: Tokens = LOCAL) -> int:
     """Prompt tokens of a chat request, counted the way OpenAI's cookbook does."""
     if not isinstance(messages, list):
         return 0
@@ -108,20 +133,20 @@ def count_messages(messages: Any, model: str) -> int:
                 texts.append(value)
                 if key == "name":
                     total += TOKENS_PER_NAME
-    return total + count_texts(texts, model)
+    return total + count_texts(texts, model, tokens)
 
 
-def count_input(body: dict[str, Any], model: str) -> int:
+def count_input(body: dict[str, Any], model: str, tokens: Tokens = LOCAL) -> int:
     """Prompt tokens of any request shape the proxy serves (chat, responses, completions, embeddings)."""
     if "messages" in body:
-        return count_messages(body["messages"], model)
+        return count_messages(body["messages"], model, tokens)
     value = body.get("input", body.get("prompt"))
     if isinstance(value, str):
-        return count_text(value, model)
+        return count_text(value, model, tokens)
     if isinstance(value, list):
         if value and all(isinstance(v, dict) for v in value):  # Responses API input items
             return count_messages(
-                [{"role": v.get("role", "user"), "content": v.get("content", "")} for v in value], model
+                [{"role": v.get("role", "user"), "content": v.get("content", "")} for v in value], model, tokens
             )
-        return count_texts([v for v in value if isinstance(v, str)], model)
+        return count_texts([v for v in value if isinstance(v, str)], model, tokens)
     return 0

@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiohttp
+import anyio
 import httpx
 import orjson
 from starlette.responses import Response
@@ -35,7 +36,7 @@ from .responses import CALL_ID, error_event, meter_headers
 from .run_clues import StreamedToolCalls, produced_by_body
 from .sse import data_event
 from .streaming import RelayResponse
-from .usage import delta_text, estimate, parse_usage
+from .usage import Estimator, delta_text, estimate, parse_usage
 
 # litellm fetches its price map from the internet at import unless told to use the bundled
 # copy; the proxy must start offline and prices from its own price book anyway.
@@ -81,11 +82,13 @@ class LiteLLMProviders:
         stream: bool,
         *,
         strip_usage: bool = False,
+        estimator: Estimator | None = None,
     ) -> Response:
         """Send one OpenAI-format request through litellm and record the call: here, once on
         each way out, or for a stream by its relay.
 
         strip_usage: the client did not ask for the usage chunk (we did), so it is not sent on.
+        estimator: where a call without usage is estimated (its threads and tokenizer); None: here.
         """
         if path not in ("/chat/completions", "/embeddings"):
             meter.record(call, status="rejected", http_status=400, error=f"{path} is not served through litellm")
@@ -123,7 +126,7 @@ class LiteLLMProviders:
             whole = result.model_dump()
             usage = parse_usage(whole.get("usage"))
             if usage is None:
-                usage, source = estimate(doc, call.model, _message_text(result)), "estimated"
+                usage, source = await _estimate(estimator, doc, call.model, _message_text(result)), "estimated"
             else:
                 source = "reported"
             cost = meter.record(
@@ -137,7 +140,7 @@ class LiteLLMProviders:
             )
             return Response(data, 200, media_type="application/json", headers=meter_headers(call.call_id, cost))
         headers = {CALL_ID: call.call_id, "content-type": "text/event-stream", "cache-control": "no-cache"}
-        return RelayResponse(_relay(meter, result, call, doc, strip_usage), 200, headers)
+        return RelayResponse(_relay(meter, result, call, doc, strip_usage, estimator), 200, headers)
 
 
 def _warm_up() -> None:
@@ -222,8 +225,16 @@ def _outgoing(out: dict[str, Any], strip_usage: bool) -> dict[str, Any] | None:
     return out
 
 
+async def _estimate(estimator: Estimator | None, doc: dict[str, Any], model: str, text: str) -> Usage:
+    if estimator is None:
+        return estimate(doc, model, text)
+    # Shielded: a client that left cancels the relay, and the call must be recorded all the same.
+    with anyio.CancelScope(shield=True):
+        return await estimator.run(estimate, doc, model, text, estimator.tokens)
+
+
 async def _relay(
-    meter: Meter, stream: Any, call: Call, doc: dict[str, Any], strip_usage: bool
+    meter: Meter, stream: Any, call: Call, doc: dict[str, Any], strip_usage: bool, estimator: Estimator | None = None
 ) -> AsyncGenerator[bytes, None]:
     """litellm chunks as OpenAI SSE; the call's owner from its response's start.
 
@@ -263,7 +274,7 @@ async def _relay(
             status, error = "upstream_error", f"stream broke off: {broken}"
         finally:
             if usage is None:
-                usage = estimate(doc, call.model, "".join(text))  # bounded: a sample of a long text
+                usage = await _estimate(estimator, doc, call.model, "".join(text))  # bounded: a sample of a long text
                 if seen > kept:
                     usage = Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens * seen // kept)
                 meter.record(call, status=status, usage=usage, usage_source="estimated", response_bytes=size, error=error,

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from meterline.costing.errors import CostingError
+from meterline.costing.estimate import LOCAL, Tokens
 from meterline.costing.money import Usage
 from meterline.costing.run_links import NO_PRODUCE
 
@@ -134,7 +135,9 @@ async def forward(request: Request, path: str, kind: str) -> Response:
         body = orjson.dumps(doc) if len(body) < OFF_LOOP_BYTES else await rt.estimator.run(orjson.dumps, doc)
     try:
         if rt.litellm is not None and route.provider in rt.litellm.providers:
-            answer = await rt.litellm.forward(rt.meter, call, path, doc, route.upstream_model, stream, strip_usage=strip_usage)
+            answer = await rt.litellm.forward(
+                rt.meter, call, path, doc, route.upstream_model, stream, strip_usage=strip_usage, estimator=rt.estimator
+            )
             if limit_headers:
                 answer.headers.update(limit_headers)
             return answer
@@ -183,7 +186,7 @@ async def _send(
     usage, response_model, answer = usage_in_body(data) if small else await rt.estimator.run(usage_in_body, data)
     source = "reported"
     if usage is None:
-        usage, source = await rt.estimator.run(_estimate_body, doc, call.model, data), "estimated"
+        usage, source = await rt.estimator.run(_estimate_body, doc, call.model, data, rt.estimator.tokens), "estimated"
     # Only a body that names a tool call (or a Responses API answer, whose id a next turn may
     # name) is read for what it produced: plain chat pays one byte search.
     produced = produced_by_body(path, answer) if path == "/responses" or b'"tool_calls"' in data else NO_PRODUCE
@@ -293,8 +296,8 @@ def _headers(resp: aiohttp.ClientResponse, extra: dict[str, str], limits: dict[s
     return {k: v for k, v in headers.items() if not k.lower().startswith("x-ratelimit-")} | limits
 
 
-def _estimate_body(doc: dict[str, Any], model: str, data: bytes) -> Usage:
-    return estimate(doc, model, _text_of(data))
+def _estimate_body(doc: dict[str, Any], model: str, data: bytes, tokens: Tokens) -> Usage:
+    return estimate(doc, model, _text_of(data), tokens)
 
 
 def _text_of(data: bytes) -> str:
@@ -405,7 +408,7 @@ async def _relay(
             if tool_calls is not None:
                 produced = tool_calls.produced()
             if usage is None:
-                args = (doc, call.model, kept, kept_bytes, seen_bytes)
+                args = (doc, call.model, kept, kept_bytes, seen_bytes, estimator.tokens if estimator else LOCAL)
                 # Shielded: when the client left, this task is being cancelled, and the
                 # estimate's wait for its thread would be cancelled too, leaving the call unrecorded.
                 with anyio.CancelScope(shield=True):

@@ -17,6 +17,7 @@ from meterline.costing.config import Settings
 from meterline.costing.credit_balances import Credits, budget_allowance
 from meterline.costing.credits import Drawdown
 from meterline.costing.engine import create_engine, create_schema
+from meterline.costing.estimate import LOCAL
 from meterline.costing.ingest import LedgerWriter
 from meterline.costing.keys import KeyCache
 from meterline.costing.org import Org
@@ -27,6 +28,7 @@ from meterline.costing.redaction import Redactor
 from meterline.costing.run_caps import RunCaps, note_capped
 from meterline.costing.run_ledger import producer_of
 from meterline.costing.spool import Spool, claim
+from meterline.costing.tokenizer_process import TokenizerProcess
 
 from . import alerts
 from .anomaly_watch import AnomalyWatch
@@ -84,7 +86,7 @@ class Runtime:
         self.settings = settings
         self.max_body_bytes = server.max_body_bytes
         self.caps = Caps.from_settings(server)
-        self.estimator = Estimator()
+        self.estimator = Estimator(tokens=TokenizerProcess() if server.tokenizer == "process" else LOCAL)
         self.engine = engine
         self.router = Router(settings.models)
         self.org = Org(settings)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from meterline.costing.estimate import count_input, count_text
+from meterline.costing.estimate import LOCAL, Tokens, count_input, count_text
 from meterline.costing.money import INVALID_USAGE, MAX_TOKENS, Extra, Usage
 
 from .sse import event_data
@@ -124,16 +124,18 @@ def usage_of(doc: dict[str, Any]) -> Usage | None:
     return parse_usage(doc.get("usage"), doc.get("service_tier"), doc.get("output"))
 
 
-def estimate(doc: dict[str, Any], model: str, output_text: str) -> Usage:
+def estimate(doc: dict[str, Any], model: str, output_text: str, tokens: Tokens = LOCAL) -> Usage:
     """Usage counted with the model's tokenizer: the request's input, `output_text` as output
     (each bounded: costing.estimate counts a sample of a long text)."""
-    return Usage(input_tokens=count_input(doc, model), output_tokens=count_text(output_text, model))
+    return Usage(input_tokens=count_input(doc, model, tokens), output_tokens=count_text(output_text, model, tokens))
 
 
-def estimate_stream(doc: dict[str, Any], model: str, kept: list[bytes], kept_bytes: int, seen_bytes: int) -> Usage:
+def estimate_stream(
+    doc: dict[str, Any], model: str, kept: list[bytes], kept_bytes: int, seen_bytes: int, tokens: Tokens = LOCAL
+) -> Usage:
     """Usage of a stream that reported none, from the events `kept` (the first `kept_bytes` of
     `seen_bytes` bytes of text-bearing events): the output is scaled to the bytes not kept."""
-    usage = estimate(doc, model, streamed_text(kept))
+    usage = estimate(doc, model, streamed_text(kept), tokens)
     if seen_bytes <= kept_bytes or not kept_bytes:
         return usage
     return Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens * seen_bytes // kept_bytes)
@@ -146,16 +148,23 @@ class Estimator:
     """Runs token estimates on a small thread pool of its own: tokenizing holds a core for up
     to tens of ms, which on the event loop would stall every call in flight (and /healthz).
     Work past `workers` waits its turn; each piece is bounded by the sample caps.
+
+    `tokens` counts the tokens (estimate.LOCAL, or a tokenizer_process.TokenizerProcess: the
+    tokenizer in a child, `server.tokenizer: process`); the Estimator closes it.
     """
 
-    def __init__(self, workers: int = 2):
+    def __init__(self, workers: int = 2, tokens: Tokens = LOCAL):
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="meterline-estimate")
+        self.tokens = tokens
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        close = getattr(self.tokens, "close", None)
+        if close is not None:
+            close()
 
 
 def usage_in_body(body: bytes) -> tuple[Usage | None, str, dict[str, Any] | None]:

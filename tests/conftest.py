@@ -96,17 +96,18 @@ def proxy_environ() -> dict[str, str]:
 class ProxyServer:
     """The proxy app under uvicorn on a free port, in a thread of the test process.
 
-    Its ledger writer is a thread (`server.ledger_writer: thread`) unless the test asks for the
-    process: these tests are of what the proxy does, and a writer child's start (importing the
-    core, about 2 s of CPU) would be most of each one's time. The tests of `meterline serve`
-    (tests/cli, tests/replicas, tests/proxy/test_durability.py) run the default, the process.
+    Its ledger writer and its tokenizer are threads (`server.ledger_writer: thread`,
+    `server.tokenizer: thread`) unless the test asks for the processes: these tests are of what
+    the proxy does, and a child's start (a writer's imports are about 2 s of CPU) would be most
+    of each one's time. The tests of `meterline serve` (tests/cli, tests/replicas,
+    tests/proxy/test_durability.py, tests/proxy/test_tokenizer_process.py) run the default, the processes.
     """
 
     def __init__(self, cfg: dict[str, Any], tmp_path: Path):
         from meterline.proxy.app import create_app
         from meterline.proxy.http_server import uvicorn_options
 
-        cfg = {**cfg, "server": {"ledger_writer": "thread", **cfg.get("server", {})}}
+        cfg = {**cfg, "server": {"ledger_writer": "thread", "tokenizer": "thread", **cfg.get("server", {})}}
         self.settings = settings_from_dict(cfg, environ=proxy_environ())
         self.config_path = tmp_path / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(cfg))
