@@ -5,11 +5,15 @@ over-count) plus the largest output token count of the model's last 50 calls (be
 `budgets.default_output_tokens`), capped by the request's own `max_tokens` (or
 `max_completion_tokens`, `max_output_tokens`) when it sets one, at the price in force; for
 other calls, the largest cost of the last 50 calls of the same kind, provider and tool.
+
+Budgets, credits and (with an estimator of their own) rate limits each tell the estimator of
+the calls they settle; with budgets and credits both on, one call is told twice, so a call is
+taken in once whoever tells it (else the last 50 would be the last 25, each twice).
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -19,6 +23,7 @@ from .prices import PriceBook
 
 RECENT = 50  # calls per model/tool the estimate looks back on
 MAX_TOOLS = 10_000  # (kind, server, tool) whose recent costs are kept
+LEARNED_IDS = 1024  # call ids remembered as taken in: its observers tell of a call together
 BYTES_PER_TOKEN = 4
 
 
@@ -77,6 +82,7 @@ class Estimator:
         self._outputs: dict[str, deque[int]] = {}
         self._largest: dict[str, int] = {}  # max of each `_outputs`, kept as it changes (read per call)
         self._costs: dict[tuple[str, str, str], deque[Decimal]] = {}
+        self._learned: OrderedDict[str, None] = OrderedDict()
 
     def estimate(self, call: Admissible) -> Decimal:
         if call.kind in ("llm", "embedding"):
@@ -105,7 +111,14 @@ class Estimator:
         return call.request_bytes // BYTES_PER_TOKEN + self.output_tokens(call)
 
     def learn(self, event: dict[str, Any], cost: Decimal) -> None:
-        """Take in a recorded call (not a refused one): its output size or its cost."""
+        """Take in a recorded call (not a refused one): its output size or its cost, once."""
+        call_id = event.get("call_id")
+        if call_id is not None:
+            if call_id in self._learned:
+                return
+            self._learned[call_id] = None
+            if len(self._learned) > LEARNED_IDS:
+                self._learned.popitem(last=False)
         if event["kind"] in ("llm", "embedding"):
             if event["usage_source"] == "reported" and event["status"] == "ok":
                 model, n = event["model"], event["output_tokens"]
@@ -123,4 +136,4 @@ class Estimator:
                 self._costs.setdefault(k, deque(maxlen=RECENT)).append(cost)
 
 
-__all__ = ["BYTES_PER_TOKEN", "MAX_TOOLS", "RECENT", "Admissible", "Estimator"]
+__all__ = ["BYTES_PER_TOKEN", "LEARNED_IDS", "MAX_TOOLS", "RECENT", "Admissible", "Estimator"]

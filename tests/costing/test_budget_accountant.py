@@ -10,7 +10,7 @@ import pytest
 
 from meterline.costing import BudgetExceeded, PriceBook, settings_from_dict
 from meterline.costing.budget_accountant import Accountant, configured_limits
-from meterline.costing.budget_estimates import Estimator
+from meterline.costing.budget_estimates import RECENT, Estimator
 from tests.costing.test_budgets import FakeCall, _recorded
 
 TEAM = ("team", "nlp")
@@ -125,6 +125,22 @@ def test_estimates_learn_from_reported_outputs_and_not_from_refusals():
     a.settle(_recorded("s", "0.000001") | {"output_tokens": 20})
     a.settle(_recorded("refused", "0") | {"output_tokens": 5000, "status": "rejected"})
     assert a.estimate(FakeCall("e", request_bytes=40)) == 10 * Decimal("0.15") / 10**6 + 20 * Decimal("0.60") / 10**6
+
+
+def test_a_call_told_by_budgets_and_credits_alike_is_learned_once():
+    """Both settle each recorded call: the last RECENT calls must be RECENT calls, not half."""
+    a = accountant()
+
+    def settle_both(event):
+        a.estimator.learn(event, Decimal(event["cost_pico"]) / 10**12)  # the credits' settle
+        a.settle(event)  # the budgets'
+
+    settle_both(_recorded("big", "0.000001") | {"output_tokens": 900})
+    for i in range(RECENT - 1):
+        settle_both(_recorded(f"small-{i}", "0.000001") | {"output_tokens": 20})
+    assert a.estimator.output_tokens(FakeCall("e")) == 900  # still one of the last RECENT
+    settle_both(_recorded("one-more", "0.000001") | {"output_tokens": 20})
+    assert a.estimator.output_tokens(FakeCall("e")) == 20
 
 
 def test_an_alert_says_what_happened_as_a_value():
