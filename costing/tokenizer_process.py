@@ -27,7 +27,7 @@ class TokenizerProcess:
     """Token counts from a child process of this one (an estimate.Tokens)."""
 
     def __init__(self) -> None:
-        self.child = Child("tokenizer", "costing.tokenizer_process", {})
+        self.child = Child("tokenizer", "costing.tokenizer_process", {}, bare=True)  # tiktoken alone: no SQLAlchemy
         self._local = False
 
     def lengths(self, encoding: str, texts: list[str]) -> list[int]:

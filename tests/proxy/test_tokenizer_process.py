@@ -35,6 +35,9 @@ def test_the_childs_counts_are_the_ones_counted_in_process():
         body = {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": TEXTS[1], "name": "ann"}]}
         assert count_input(body, "gpt-4o", tokens) == count_input(body, "gpt-4o")
         assert tokens.child.pid not in (None, os.getpid())
+        # A bare child: tiktoken, not the core's imports (SQLAlchemy's compiled parts, ~50 MB).
+        maps = Path(f"/proc/{tokens.child.pid}/maps").read_text()
+        assert "_tiktoken" in maps and "sqlalchemy" not in maps
     finally:
         tokens.close()
 
