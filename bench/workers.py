@@ -12,7 +12,7 @@ host: other sessions' too). On a 2-core host the three share the cores with the 
 question is not "twice the throughput" but whether a second worker finds any idle core at all.
 
 Then every process of each target's tree by role (the supervisor, each worker, any child a
-worker starts, such as a ledger writer process): its peak resident memory (VmHWM, /proc), its
+worker starts, such as its ledger writer and tokenizer processes): its peak resident memory (VmHWM, /proc), its
 proportional share at the end (Pss, shared pages split between the processes mapping them)
 and its CPU time over the timed runs.
 """
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Start-up (spawn to first answered call): 1 worker {startup[one.name]:.2f} s, --workers {args.workers} "
         f"{startup[many.name]:.2f} s. Largest worker's peak RSS {worst:.0f} MB "
         f"(goal: under {RSS_GOAL_MB} MB per worker: {'met' if worst < RSS_GOAL_MB else '**not met**'}); "
-        f"with its children (a ledger writer) added: {worst_tree:.0f} MB (peaks added, so an upper bound).",
+        f"with its children (its ledger writer, its tokenizer once started) added: {worst_tree:.0f} MB (peaks added, so an upper bound).",
     ]
     text = "\n".join(lines)
     print(text)

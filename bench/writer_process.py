@@ -89,6 +89,17 @@ _rt.Runtime.start = classmethod(_started)
 """
 
 
+SCHED_IDLE_CHILD = """
+import os, subprocess
+_popen = subprocess.Popen
+def _idle_popen(*a, **k):
+    if 'writer_process' in ' '.join(a[0]):
+        k['preexec_fn'] = lambda: os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    return _popen(*a, **k)
+subprocess.Popen = _idle_popen
+"""
+
+
 def lag_counts(t: Target) -> list[int] | None:
     path = t.env.get("BENCH_LAG_FILE")
     if not path:
@@ -129,6 +140,10 @@ def diagnose_targets(work: Path, upstream: str) -> list[Target]:
         variant(work, upstream, "process-nogc", "writer process, collector off", {"ledger_writer": "process"}, prelude="import gc; gc.disable()"),
         variant(work, upstream, "process-nofsync", "writer process, no fsync in the serving process", {"ledger_writer": "process"},
                 prelude="import os; os.fsync = lambda fd: None"),  # fmt: skip
+        variant(work, upstream, "process-idle", "writer process, no batch during the run",
+                {"ledger_writer": "process", "flush_interval_ms": 600_000}, prelude=""),  # fmt: skip
+        variant(work, upstream, "process-schedidle", "writer process, child at SCHED_IDLE", {"ledger_writer": "process"},
+                prelude=SCHED_IDLE_CHILD),  # fmt: skip
         variant(work, upstream, "thread-switch", "writer thread, switch interval 0.5 ms", {"ledger_writer": "thread"},
                 prelude="sys.setswitchinterval(0.0005)"),  # fmt: skip
     ]
