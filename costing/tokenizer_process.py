@@ -34,6 +34,8 @@ class TokenizerProcess:
         if not self._local:
             try:
                 return [int(n) for n in self.child.call({"op": "count", "encoding": encoding, "texts": texts})["lengths"]]
+            except TypeError:
+                pass  # a text that cannot be sent as UTF-8 (a lone surrogate): counted here, as tiktoken would
             except (ChildGone, ChildFailed, OSError) as e:
                 self._local = True  # for good: a child that fails twice in a row would fail again
                 log.error("tokenizer process failed (%s); counting tokens in this process from now on", e)

@@ -42,6 +42,16 @@ def test_the_childs_counts_are_the_ones_counted_in_process():
         tokens.close()
 
 
+def test_a_text_the_pipe_cannot_carry_is_counted_here_and_the_child_goes_on():
+    tokens = TokenizerProcess()
+    try:
+        lone = "half a pair \ud800 here"  # not UTF-8: no frame can carry it
+        assert tokens.lengths("o200k_base", [lone]) == LOCAL.lengths("o200k_base", [lone])
+        assert tokens.lengths("o200k_base", ["one two"]) == [2] and tokens.child.restarts == 0
+    finally:
+        tokens.close()
+
+
 def test_a_killed_child_is_replaced_and_the_count_still_answered():
     tokens = TokenizerProcess()
     try:
