@@ -38,17 +38,18 @@ log = logging.getLogger("meterline.ledger")
 
 
 @cache
-def _column_limits() -> dict[str, tuple[type, int]]:
-    limits: dict[str, tuple[type, int]] = {}
+def _column_limits() -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+    """(text columns and their lengths, integer columns and their largest values)."""
+    texts, counts = [], []
     for c in EVENTS.columns:
         t = c.type.impl if isinstance(c.type, sa.TypeDecorator) else c.type  # SQLModel's AutoString
         if isinstance(t, sa.String) and t.length:
-            limits[c.name] = (str, t.length)
+            texts.append((c.name, t.length))
         elif isinstance(t, sa.BigInteger):
-            limits[c.name] = (int, 2**63 - 1)
+            counts.append((c.name, 2**63 - 1))
         elif isinstance(t, sa.Integer):
-            limits[c.name] = (int, 2**31 - 1)
-    return limits
+            counts.append((c.name, 2**31 - 1))
+    return tuple(texts), tuple(counts)
 
 
 def fit_to_columns(row: dict[str, Any]) -> dict[str, Any]:
@@ -59,11 +60,17 @@ def fit_to_columns(row: dict[str, Any]) -> dict[str, Any]:
     usage), and a refused batch would hold up every event spooled after it.
     """
     row.setdefault("link", "")  # spooled before the column existed
-    for name, (kind, limit) in _column_limits().items():
-        v = row.get(name)
-        if kind is str and isinstance(v, str) and len(v) > limit:
+    texts, counts = _column_limits()
+    get = row.get
+    # Exact classes: a spooled event is decoded JSON (a bool is no count), and this runs for
+    # every column of every event the writer writes.
+    for name, limit in texts:
+        v = get(name)
+        if v.__class__ is str and len(v) > limit:
             row[name] = v[:limit]
-        elif kind is int and isinstance(v, int) and not isinstance(v, bool) and not 0 <= v <= limit:
+    for name, limit in counts:
+        v = get(name)
+        if v.__class__ is int and not 0 <= v <= limit:
             row[name] = min(max(v, 0), limit)
     return row
 
