@@ -21,6 +21,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -185,15 +186,25 @@ class Accountant:
         self.check_soft(crossed)
 
     def _forget(self, call_id: str) -> None:
-        held = self._recorded.pop(call_id, None)
-        if held is not None:
-            period, scopes, cost = held
-            for s in scopes:
-                left = self._recorded_sum[(period, s)] - cost
-                if left:
-                    self._recorded_sum[(period, s)] = left
-                else:
-                    del self._recorded_sum[(period, s)]
+        self._forget_all((call_id,))
+
+    def _forget_all(self, call_ids: Iterable[str]) -> None:
+        # Summed per scope first, then one subtraction each: a refresh forgets every call that
+        # landed since the last (thousands a second), under the lock the request path takes.
+        dropped: dict[tuple[str, Scope], Decimal] = {}
+        pop = self._recorded.pop
+        for cid in call_ids:
+            held = pop(cid, None)
+            if held is not None:
+                period, scopes, cost = held
+                for s in scopes:
+                    dropped[(period, s)] = dropped.get((period, s), ZERO) + cost
+        for k, cost in dropped.items():
+            left = self._recorded_sum[k] - cost
+            if left:
+                self._recorded_sum[k] = left
+            else:
+                del self._recorded_sum[k]
 
     # -- what the ledger has ------------------------------------------------------------------
 
@@ -217,11 +228,8 @@ class Accountant:
                 self._alerted.clear()
             self.period = period
             self._ledger = spend
-            for cid in landed:
-                self._forget(cid)
-            for cid, (p, _, _) in list(self._recorded.items()):
-                if p != period:
-                    self._forget(cid)
+            self._forget_all(landed)
+            self._forget_all([cid for cid, (p, _, _) in self._recorded.items() if p != period])
             for cid, (scopes, amount, t0) in list(self._reservations.items()):
                 if t0 < cutoff:
                     del self._reservations[cid]
