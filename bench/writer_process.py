@@ -11,8 +11,9 @@ alone and of its process tree (the writer child included).
 
 `--diagnose` looks for what stalls one call in a hundred at concurrency 1 instead: the same
 side by side, with variants of Meterline that each take one suspect away (the writer's batches,
-the budget and key refresh threads, the collector, the serving process's fsyncs of sealed
-segments, the GIL switch interval).
+with the writer in a thread and in a process, the budget and key refresh threads, the collector,
+the serving process's fsyncs of sealed segments, the GIL switch interval) or put it last in the
+host's queue (the writer child at SCHED_IDLE).
 """
 
 from __future__ import annotations
