@@ -3,7 +3,7 @@
 A loaded o200k encoding keeps ~44 MB resident for the rest of a process's life (73 MB at its
 peak while loading), and a serving process needs one only for calls whose upstream reported no
 usage, a stream the client walked away from most often. In the serving process that put a
-worker that had estimated once at 165-170 MB against 120-126 MB for one that had not. Here the
+worker that had estimated once at 165-195 MB against 120-126 MB for one that had not. Here the
 encodings load in a child, started on the first estimate, and the worker stays as it was.
 
 The child counts; what to count (the request's texts, the slices of a long one) is decided in
