@@ -230,7 +230,8 @@ async def _estimate(estimator: Estimator | None, doc: dict[str, Any], model: str
         return estimate(doc, model, text)
     # Shielded: a client that left cancels the relay, and the call must be recorded all the same.
     with anyio.CancelScope(shield=True):
-        return await estimator.run(estimate, doc, model, text, estimator.tokens)
+        usage = await estimator.run(estimate, doc, model, text, estimator.tokens)
+    return usage
 
 
 async def _relay(
