@@ -61,3 +61,12 @@ def test_dimensions_bench_reports_the_in_process_paths_and_every_kind_of_answer(
         row = next(line for line in lines if line.startswith(f"| non-stream | {kind} |"))
         assert row.count("|") == 10 and row.endswith("| 0 |")
     assert "tier priority, audio:" in out and "with a cost breakdown" in out
+
+
+def test_adoption_bench_times_a_killed_workers_calls_into_the_ledger_and_finds_none_lost():
+    out = _bench("bench.adoption", "--kills", "1", "--clients", "4")
+
+    (row,) = [line for line in out.splitlines() if line.startswith("| 1 | ")]
+    acknowledged, seconds, missing = (cell.strip() for cell in row.strip("|").split("|")[1:])
+    assert int(acknowledged.replace(",", "")) > 0 and float(seconds) >= 0 and missing == "0"
+    assert " 0 of them missing from the ledger, 0 counted twice" in out
