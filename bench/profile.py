@@ -15,8 +15,8 @@ from pathlib import Path
 
 PY_SPY = shutil.which("py-spy")
 
-THREADS = (("LedgerWriter", "ledger writer thread (spool to DB)"), ("Budgets._run", "budgets refresh thread"),
-           ("KeyCache", "key refresh"), ("_worker (concurrent", "other threads"))
+THREADS = (("LedgerWriter", "ledger writer thread (spool to DB)"), ("Budgets.refresh", "budgets refresh thread"),
+           ("Credits.refresh", "credits refresh thread"), ("KeyCache", "key refresh"), ("_worker (concurrent", "other threads"))
 LEAF = (
     (r"\((proxy|costing)/", "Meterline: routes, metering, budgets, spool"),
     (r"\(prometheus_client/", "Meterline: Prometheus metrics"),

@@ -31,7 +31,6 @@ the same way.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -49,6 +48,7 @@ from .config import Settings
 from .ingest import LedgerWriter
 from .months import period_of
 from .prices import PriceBook
+from .refresh_loop import RefreshLoop
 
 log = logging.getLogger("meterline.budgets")
 
@@ -94,8 +94,9 @@ class Budgets:
         self.scopes, self.estimate, self.key_budget = a.scopes, a.estimate, a.key_budget
         self.replica = replica_id(settings.server.spool_dir)
         self.lease_ttl = timedelta(seconds=max(30.0, 10 * self.cfg.refresh_seconds))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="meterline-budgets", daemon=True)
+        self._loop = RefreshLoop(
+            "meterline-budgets", "budget spend", self.refresh, self.cfg.refresh_seconds, log=log, after=self._send_alerts
+        )
 
     @classmethod
     def from_settings(cls, engine: sa.Engine, settings: Settings, prices: PriceBook, *, on_alert: Announce | None = None) -> Budgets:
@@ -114,18 +115,12 @@ class Budgets:
         return self.accountant.limits
 
     def start(self) -> None:
-        try:
-            self.refresh()
-        except sa.exc.SQLAlchemyError as e:
-            # The proxy serves with the ledger down (calls are spooled); budgets then count only
-            # what this process sees until the ledger answers again.
-            log.warning("budget spend not read yet (ledger unavailable): %s", str(e).splitlines()[0])
-        self._thread.start()
+        # With the ledger down the proxy serves (calls are spooled); budgets then count only
+        # what this process sees until the ledger answers again.
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        self._loop.stop()
         self._send_alerts()
 
     def follow(self, writer: LedgerWriter) -> None:
@@ -133,15 +128,7 @@ class Budgets:
         ledger, instead of asking the ledger at each refresh. Before any call is recorded."""
         self.accountant.landings.follow(writer)
 
-    # -- the background thread ---------------------------------------------------------------
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.cfg.refresh_seconds):
-            try:
-                self.refresh()
-            except sa.exc.SQLAlchemyError as e:
-                log.warning("budget spend not refreshed (ledger unavailable): %s", str(e).splitlines()[0])
-            self._send_alerts()
+    # -- what the background thread does ------------------------------------------------------
 
     def refresh(self) -> None:
         """Re-read the month's spend per scope from the ledger and renew this replica's leases."""

@@ -20,7 +20,6 @@ Alerts: a team or department's `credit_alerts_usd` thresholds, checked at each r
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -40,6 +39,7 @@ from .credits import Drawdown, Scope
 from .ingest import LedgerWriter
 from .money import from_pico
 from .months import period_of
+from .refresh_loop import RefreshLoop
 
 log = logging.getLogger("meterline.credits")
 
@@ -91,30 +91,16 @@ class Credits:
             for d in settings.departments
         )  # fmt: skip
         self.on_refresh: list[Callable[[Drawdown, datetime], None]] = []  # budgets' allowance, alerts
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="meterline-credits", daemon=True)
+        self._loop = RefreshLoop("meterline-credits", "credit balances", self.refresh, self.refresh_seconds, log=log)
 
     def follow(self, writer: LedgerWriter) -> None:
         self.accountant.landings.follow(writer)
 
     def start(self) -> None:
-        try:
-            self.refresh()
-        except sa.exc.SQLAlchemyError as e:
-            log.warning("credit balances not read yet (ledger unavailable): %s", str(e).splitlines()[0])
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.refresh_seconds):
-            try:
-                self.refresh()
-            except sa.exc.SQLAlchemyError as e:
-                log.warning("credit balances not refreshed (ledger unavailable): %s", str(e).splitlines()[0])
+        self._loop.stop()
 
     def refresh(self) -> None:
         """Re-derive the draw-down from the ledger and renew this replica's pool leases."""
