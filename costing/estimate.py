@@ -65,10 +65,6 @@ def encoding_name(model: str) -> str:
     return "o200k_base" if base.startswith(_O200K_PREFIXES) else "cl100k_base"
 
 
-def encoding_for(model: str) -> Any:
-    return _encoding(encoding_name(model))
-
-
 class Tokens(Protocol):
     """Counts tokens: `lengths(encoding, texts)` is how many tokens each text is, in order."""
 

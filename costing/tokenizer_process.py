@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .child_process import Child, ChildFailed, ChildGone, child_main
+from .child_process import Child, ChildFailed, child_main
 from .estimate import LOCAL
 
 log = logging.getLogger("meterline.estimate")
@@ -36,7 +36,7 @@ class TokenizerProcess:
                 return [int(n) for n in self.child.call({"op": "count", "encoding": encoding, "texts": texts})["lengths"]]
             except TypeError:
                 pass  # a text that cannot be sent as UTF-8 (a lone surrogate): counted here, as tiktoken would
-            except (ChildGone, ChildFailed, OSError) as e:
+            except (ChildFailed, OSError) as e:  # OSError: ChildGone too
                 self._local = True  # for good: a child that fails twice in a row would fail again
                 log.error("tokenizer process failed (%s); counting tokens in this process from now on", e)
         return LOCAL.lengths(encoding, texts)
