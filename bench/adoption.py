@@ -23,7 +23,6 @@ import os
 import signal
 import sqlite3
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -34,6 +33,7 @@ import httpx
 
 from bench.report import replace_section
 from bench.targets import meterline, mock
+from bench.workers import roles
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 TARGET_SECONDS = 10.0
@@ -80,8 +80,8 @@ class Clients:
 
 
 def workers(supervisor: int) -> list[int]:
-    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(supervisor)], capture_output=True, text=True).stdout
-    return [int(line.split()[0]) for line in out.splitlines() if "spawn_main" in line]
+    """The worker processes of `serve --workers 2` (not their children), as bench.workers names them."""
+    return [pid for pid, role in roles(supervisor, 2).items() if role.startswith("worker ") and ":" not in role]
 
 
 def ledger(db: Path) -> tuple[set[str], int]:
