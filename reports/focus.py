@@ -90,11 +90,18 @@ _COMMON = [
     "ResourceName",
     "ResourceType",
     "SkuId",
+    "SkuPriceId",
+    "SkuMeter",
+    "SkuPriceDetails",
     "ConsumedQuantity",
     "ConsumedUnit",
     "PricingCategory",
     "PricingQuantity",
     "PricingUnit",
+    "PricingCurrency",
+    "PricingCurrencyListUnitPrice",
+    "PricingCurrencyContractedUnitPrice",
+    "PricingCurrencyEffectiveCost",
     "SubAccountId",
     "SubAccountName",
     "Tags",
@@ -136,8 +143,10 @@ MONEY_COLUMNS = (
     "x_UsageCost",
     "x_AllocatedCost",
     "x_Markup",
+    "PricingCurrencyEffectiveCost",
 )
-PRICE_COLUMNS = ("ListUnitPrice", "ContractedUnitPrice")  # per token or call: more than six places
+# Per token or call: more than six places.
+PRICE_COLUMNS = ("ListUnitPrice", "ContractedUnitPrice", "PricingCurrencyListUnitPrice", "PricingCurrencyContractedUnitPrice")
 QUANTITY_COLUMNS = ("ConsumedQuantity", "PricingQuantity")
 INTEGER_COLUMNS = tuple(X_COLUMNS[X_COLUMNS.index("x_Requests") : X_COLUMNS.index("x_ToolCalls") + 1])
 TIME_COLUMNS = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd")
@@ -305,7 +314,7 @@ def focus_records(
         for row in rows:
             if row is not rec and row.get("AllocatedMethodDetails"):  # a line split in rows: each its own share
                 row["AllocatedMethodDetails"] = _method_details(row["x_AllocatedCost"], row["x_UsageCost"], pool)
-            yield with_unit_prices(row)
+            yield with_unit_prices(row, cb.exchange_rate)
     yield from credit_records(cb, names, COLUMNS[version], _month_bounds(cb.period))  # focus_credits.py
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from meterline.costing import Chargeback
 
 from .chargeback import Q6
+from .focus_prices import in_pricing_currency
 from .numbering import statement_number
 
 CREDIT_SERVICE = ("AI credits", "AI Platforms")  # its own ServiceName, with one subcategory
@@ -79,6 +80,7 @@ def credit_records(cb: Chargeback, names: dict[str, str], columns: list[str], mo
         }
         if "ServiceProviderName" in columns:
             rec |= {"ServiceProviderName": ISSUER, "HostProviderName": ISSUER}
+        rec |= in_pricing_currency(rec, cb.exchange_rate)
         yield {c: rec[c] for c in columns}
 
 

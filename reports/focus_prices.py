@@ -70,10 +70,11 @@ def tier_rows(rec: dict[str, Any], ln: ChargebackLine) -> Iterator[dict[str, Any
         yield row
 
 
-def with_unit_prices(rec: dict[str, Any]) -> dict[str, Any]:
-    """Fill the row's ListUnitPrice and ContractedUnitPrice from its costs and quantity."""
+def with_unit_prices(rec: dict[str, Any], exchange_rate: Decimal = Decimal(1)) -> dict[str, Any]:
+    """Fill the row's unit prices from its costs and quantity, its SKU price, and the same
+    prices in the price book's currency (`exchange_rate`: billing currency units per USD)."""
     if rec["ChargeCategory"] not in ("Usage", "Purchase"):
-        return rec
+        return rec | in_pricing_currency(rec, exchange_rate)
     qty = rec["PricingQuantity"]
     if not qty and (rec["ListCost"] or rec["ContractedCost"]):
         # Cost without tokens (a call priced per request): priced per request instead.
@@ -82,7 +83,31 @@ def with_unit_prices(rec: dict[str, Any]) -> dict[str, Any]:
     for price, cost in (("ListUnitPrice", "ListCost"), ("ContractedUnitPrice", "ContractedCost")):
         if rec.get(price) is None:
             rec[price] = _per_unit(rec[cost], qty)
-    return rec
+    sku = rec.get("SkuId")
+    # One price per SKU is in force in the price book (or the card) at a time, and what it was
+    # is the row's unit price: the SKU price is named by its SKU, and counts its PricingUnit.
+    rec["SkuPriceId"] = sku
+    rec["SkuMeter"] = rec["PricingUnit"] if sku else None
+    rec["SkuPriceDetails"] = None
+    return rec | in_pricing_currency(rec, exchange_rate)
+
+
+def in_pricing_currency(rec: dict[str, Any], exchange_rate: Decimal) -> dict[str, Any]:
+    """The row's unit prices and effective cost in USD, the price book's currency, whatever the
+    chargeback is billed in: the amounts divided by the month's rate (exactly the same in a
+    USD chargeback; money to six places, unit prices to 28 significant digits)."""
+    def usd(value: Decimal | None, *, money: bool = False) -> Decimal | None:
+        if value is None or exchange_rate == 1:
+            return value
+        out = value / exchange_rate
+        return out.quantize(Q6) if money else out.normalize()
+
+    return {
+        "PricingCurrency": "USD",
+        "PricingCurrencyListUnitPrice": usd(rec.get("ListUnitPrice")),
+        "PricingCurrencyContractedUnitPrice": usd(rec.get("ContractedUnitPrice")),
+        "PricingCurrencyEffectiveCost": usd(rec["EffectiveCost"], money=True),
+    }
 
 
 def _places(d: Decimal) -> int:
@@ -102,4 +127,4 @@ def _rate_text(unit_price: Decimal, unit: str) -> str:
     return f"at {unit_price.normalize():f} per {unit.lower().rstrip('s')}"
 
 
-__all__ = ["tier_rows", "with_unit_prices"]
+__all__ = ["in_pricing_currency", "tier_rows", "with_unit_prices"]

@@ -132,3 +132,18 @@ def test_focus_parquet_holds_the_csv_data_with_money_as_decimals(month, tmp_path
 def test_an_unknown_focus_version_is_a_one_line_error(month):
     res = _export(month, "--format", "focus", "--focus-version", "1.1", check=False)
     assert res.returncode != 0 and "--focus-version" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_every_usage_row_names_its_sku_price_and_a_usd_chargeback_prices_in_its_own_currency(month):
+    rows = _rows(_export(month, "--format", "focus").stdout)
+    usage = [r for r in rows if r["ChargeCategory"] == "Usage"]
+    assert usage and {r["PricingCurrency"] for r in rows} == {"USD"}
+    for r in usage:
+        assert r["SkuPriceId"] == r["SkuId"]  # one price per SKU at a time: the row's unit price
+        assert r["SkuMeter"] == (r["PricingUnit"] if r["SkuId"] else "")
+        assert r["SkuPriceDetails"] == ""
+    for r in rows:  # billed in USD: the pricing currency's amounts are the billing ones
+        assert r["PricingCurrencyEffectiveCost"] == r["EffectiveCost"]
+        assert r["PricingCurrencyListUnitPrice"] == r["ListUnitPrice"]
+        assert r["PricingCurrencyContractedUnitPrice"] == r["ContractedUnitPrice"]
+    assert {r["SkuMeter"] for r in usage} >= {"Tokens", "Calls"}

@@ -5,7 +5,11 @@ The validator runs offline in an environment of its own (tests/reports/focus_val
 
 from __future__ import annotations
 
+import csv
+from decimal import Decimal
+
 import pytest
+import yaml
 
 from tests.conftest import run_cli
 from tests.reports import focus_validator
@@ -73,3 +77,31 @@ def test_rate_card_prices_pass_the_negotiated_pricing_rules(validator_env, tmp_p
     _check(report)
     for rule in ("ContractedUnitPrice-C-006-C", "ContractedUnitPrice-C-011-C"):
         assert rule in report.checked and rule not in report.failed
+
+
+def test_a_month_billed_in_euros_passes_the_price_list_unit_price_and_currency_rules(validator_env, tmp_path):
+    # Prices are in USD (the price book's) and the bill in EUR: FOCUS's PricingCurrency columns
+    # carry the USD side. Declared as a provider with a public price list, unit prices and
+    # pricing and billing currencies that differ, the validator checks the SkuPriceId, SkuMeter,
+    # SkuPriceDetails and PricingCurrency* columns too.
+    month = hard_month(tmp_path)
+    cfg = yaml.safe_load(month.config.read_text())
+    rate = Decimal("0.92")
+    cfg.setdefault("chargeback", {}).update(currency="EUR", exchange_rates={month.period: str(rate), month.previous: "0.9"})
+    month.config.write_text(yaml.safe_dump(cfg))
+    out = _export(month, tmp_path / "eur.csv")
+    criteria = ("PUBLIC_PRICE_LIST_SUPPORTED", "UNIT_PRICING_SUPPORTED", "PRICING_BILLING_CURRENCY_DIFFERENCES_SUPPORTED")
+    report = focus_validator.validate(out, tmp_path, criteria=criteria)
+    _check(report)
+    # (SkuPriceId-C-000-C itself is skipped: some of its parts are not machine-checkable.)
+    for rule in ("SkuPriceId-C-005-C", "SkuPriceId-C-008-M", "SkuMeter-C-000-C", "SkuPriceDetails-C-000-C", "PricingCurrency-C-000-C",
+                 "PricingCurrencyEffectiveCost-C-000-C", "PricingCurrencyListUnitPrice-C-000-C",
+                 "PricingCurrencyContractedUnitPrice-C-000-C"):  # fmt: skip
+        assert rule in report.checked and rule not in report.failed, rule
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["BillingCurrency"], r["PricingCurrency"]) for r in rows} == {("EUR", "USD")}
+    for r in rows:  # the USD amounts are the EUR ones at the month's rate, to the micro-dollar
+        assert abs(Decimal(r["PricingCurrencyEffectiveCost"]) * rate - Decimal(r["EffectiveCost"])) <= Decimal("0.000001")
+        if r["ListUnitPrice"]:
+            assert Decimal(r["PricingCurrencyListUnitPrice"]) * rate == pytest.approx(Decimal(r["ListUnitPrice"]), rel=Decimal("1e-20"))
