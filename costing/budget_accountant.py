@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -32,8 +31,8 @@ from .errors import BudgetExceeded
 from .landings import Landings
 from .money import ZERO, from_pico, usd
 from .months import period_of
-
-RESERVATION_MAX_AGE = 15 * 60.0  # seconds; a call not settled by then is assumed gone
+from .reservations import MAX_AGE as RESERVATION_MAX_AGE
+from .reservations import Reservations
 
 Scope = tuple[str, str]  # ("department" | "team" | "key", id)
 
@@ -72,10 +71,9 @@ class Accountant:
         # Running sums of `_recorded` per (month, scope): admit and settle read these on every
         # call, and summing `_recorded` there instead cost O(calls since the last refresh) each.
         self._recorded_sum: dict[tuple[str, Scope], Decimal] = {}
-        self._reserved: dict[Scope, Decimal] = {}
+        self._reserved: Reservations[Decimal] = Reservations(ZERO)
         # This replica's lease per scope, as a ceiling on spend: ledger + committed (budget_leases.py).
         self._ceiling: dict[Scope, Decimal] = {}
-        self._reservations: dict[str, tuple[tuple[Scope, ...], Decimal, float]] = {}
         self._alerted: set[tuple[str, Scope, str]] = set()
         # Which recorded calls the ledger has; its writer's word, else the ledger is asked.
         self.landings = Landings(lambda: bool(self.limits))
@@ -113,11 +111,11 @@ class Accountant:
     def reserved(self, scope: Scope) -> Decimal:
         """What calls in flight in this process hold on a scope's budget."""
         with self._lock:
-            return self._reserved.get(scope, ZERO)
+            return self._reserved.held(scope)
 
     def _spent(self, scope: Scope, *, with_reserved: bool) -> Decimal:
         recorded = self._recorded_sum.get((self.period, scope), ZERO)
-        reserved = self._reserved.get(scope, ZERO) if with_reserved else ZERO
+        reserved = self._reserved.held(scope) if with_reserved else ZERO
         return self._ledger.get(scope, ZERO) + recorded + reserved
 
     def estimate(self, call: Admissible) -> Decimal:
@@ -142,9 +140,7 @@ class Accountant:
         with self._lock:
             over = next((s for s in scopes if self._spent(s, with_reserved=True) >= self.cap(s)), None)
             if over is None:
-                for s in scopes:
-                    self._reserved[s] = self._reserved.get(s, ZERO) + estimate
-                self._reservations[call.call_id] = (scopes, estimate, time.monotonic())
+                self._reserved.hold(call.call_id, [(s, estimate) for s in scopes])
                 return estimate
             spent = self._spent(over, with_reserved=True)
         error = BudgetExceeded(over[0], over[1], usd(self.limits[over], 2), usd(spent, 2))
@@ -169,10 +165,7 @@ class Accountant:
         cost = from_pico(event["cost_pico"])
         scopes = self.scopes(event["department"], event["team"], event["key_id"])
         with self._lock:
-            held = self._reservations.pop(event["call_id"], None)
-            if held is not None:
-                for s in held[0]:
-                    self._reserved[s] = self._reserved.get(s, ZERO) - held[1]
+            self._reserved.release(event["call_id"])
             if event["status"] != "rejected":
                 self.estimator.learn(event, cost)
             if not (cost and scopes):
@@ -222,7 +215,6 @@ class Accountant:
 
         Returns our spend beyond that read per scope (for the lease) and each scope's spend
         (for `check_soft`). Reservations older than RESERVATION_MAX_AGE are dropped."""
-        cutoff = time.monotonic() - RESERVATION_MAX_AGE
         with self._lock:
             if period != self.period:
                 self._alerted.clear()
@@ -230,11 +222,7 @@ class Accountant:
             self._ledger = spend
             self._forget_all(landed)
             self._forget_all([cid for cid, (p, _, _) in self._recorded.items() if p != period])
-            for cid, (scopes, amount, t0) in list(self._reservations.items()):
-                if t0 < cutoff:
-                    del self._reservations[cid]
-                    for s in scopes:
-                        self._reserved[s] = self._reserved.get(s, ZERO) - amount
+            self._reserved.expire()
             crossed = [(s, self._spent(s, with_reserved=False)) for s in self.limits]
             mine = {s: self._spent(s, with_reserved=True) - spend.get(s, ZERO) for s in self.limits}
         return mine, crossed

@@ -22,7 +22,6 @@ between two reads.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -33,8 +32,8 @@ from .credits import Drawdown, Instance, Scope, to_pico
 from .errors import CreditsExhausted
 from .landings import Landings
 from .money import from_pico, usd
-
-RESERVATION_MAX_AGE = 15 * 60.0  # seconds; a call not settled by then is assumed gone
+from .reservations import MAX_AGE as RESERVATION_MAX_AGE
+from .reservations import Reservations
 
 
 def lease_scope(pool: Scope) -> Scope:
@@ -56,8 +55,7 @@ class CreditAccountant:
         self._pools: dict[Scope, list[Instance]] = {}  # at the last read, in draw order
         self._recorded: dict[str, list[tuple[Scope, int]]] = {}
         self._recorded_sum: dict[Scope, int] = {}
-        self._reserved: dict[Scope, int] = {}
-        self._reservations: dict[str, tuple[list[tuple[Scope, int]], float]] = {}
+        self._reserved: Reservations[int] = Reservations(0)
         self._floor: dict[Scope, int] = {}  # per pool: balance at the lease's read - the lease
         self.landings = Landings(lambda: bool(self.required))  # which recorded calls the ledger has
         self._lock = threading.Lock()
@@ -86,7 +84,7 @@ class CreditAccountant:
         # A call that lands moves from recorded into the read's balance, so the floor, not a
         # room counted from the read, keeps what the lease allows the same meanwhile.
         room = balance - max(0, self._floor.get(pool, 0))
-        return room - self._recorded_sum.get(pool, 0) - self._reserved.get(pool, 0)
+        return room - self._recorded_sum.get(pool, 0) - self._reserved.held(pool)
 
     def _ordered(self, department: str, team: str, at: datetime) -> list[Scope]:
         """The call's pools, the one holding the first grant to draw first."""
@@ -124,10 +122,7 @@ class CreditAccountant:
         with self._lock:
             pools = self._ordered(dept, team, at)
             if sum(max(0, self._available(p, at)) for p in pools) > 0:
-                parts = self._split(pools, estimate, at)
-                for p, amount in parts:
-                    self._reserved[p] = self._reserved.get(p, 0) + amount
-                self._reservations[call.call_id] = (parts, time.monotonic())
+                self._reserved.hold(call.call_id, self._split(pools, estimate, at))
                 return
         scope = ("team", team) if ("team", team) in self.required else ("department", dept)
         raise CreditsExhausted(scope[0], scope[1], usd(Decimal(0), 2))
@@ -136,16 +131,13 @@ class CreditAccountant:
         """Meter observer: a recorded call's cost replaces its reservation."""
         if not self.required:
             return
-        if event["call_id"] in self._reservations and event["status"] != "rejected":
+        if event["call_id"] in self._reserved and event["status"] != "rejected":
             # The estimates at the edge must not fall below what calls cost, or every call in
             # flight there overdraws: learn from this call's size even with no budget to (which
             # is where the estimator learns otherwise).
             self.estimator.learn(event, from_pico(int(event["cost_pico"])))
         with self._lock:
-            held = self._reservations.pop(event["call_id"], None)
-            if held is not None:
-                for p, amount in held[0]:
-                    self._reserved[p] = self._reserved.get(p, 0) - amount
+            self._reserved.release(event["call_id"])
             cost = int(event["cost_pico"])
             dept, team = event["department"], event["team"]
             if not cost or not any(p in self._pools for p in self.pools_of(dept, team)):
@@ -168,19 +160,14 @@ class CreditAccountant:
     def reread(self, drawdown: Drawdown, landed: set[str], at: datetime) -> tuple[dict[Scope, int], dict[Scope, int]]:
         """Take in a fresh draw-down. Returns, per tracked pool, its balance at `at` and what
         this process holds on it beyond the read (recorded and reserved), for the lease."""
-        cutoff = time.monotonic() - RESERVATION_MAX_AGE
         tracked = self.tracked()
         with self._lock:
             self._pools = {p: [i for i in drawdown.instances if i.grant.scope == p] for p in tracked}
             for cid in landed:
                 self._forget(cid)
-            for cid, (parts, t0) in list(self._reservations.items()):
-                if t0 < cutoff:
-                    del self._reservations[cid]
-                    for p, amount in parts:
-                        self._reserved[p] = self._reserved.get(p, 0) - amount
+            self._reserved.expire()
             balance = {p: sum(i.remaining_pico for i in self._pools[p] if i.counts_at(at)) for p in tracked}
-            mine = {p: self._recorded_sum.get(p, 0) + self._reserved.get(p, 0) for p in tracked}
+            mine = {p: self._recorded_sum.get(p, 0) + self._reserved.held(p) for p in tracked}
         return balance, mine
 
     def set_ceilings(self, committed: dict[Scope, int], balance: dict[Scope, int]) -> None:

@@ -44,9 +44,9 @@ from .config import RATE_LIMIT_FIELDS, RateLimitsConfig, Settings
 from .errors import KeyRequestError, RateLimited
 from .money import from_pico, to_pico
 from .prices import PriceBook
+from .reservations import MAX_AGE as RESERVATION_MAX_AGE
 
 MINUTE = 60.0
-RESERVATION_MAX_AGE = 15 * 60.0  # seconds; a call not settled by then is assumed gone
 COLD_WAIT = 0.2  # seconds a call waiting for a scope's first lease here is asked to wait
 # metric -> (what it counts, window length in minutes)
 METRICS: dict[str, tuple[str, int]] = {
