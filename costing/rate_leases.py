@@ -39,6 +39,7 @@ replicas (as last seen).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -144,8 +145,13 @@ class RateLeases:
                 lead = min(0.5, 3 * self.limits.refresh_seconds / w.seconds)
                 room = min(w.limit - (o_prev + used_prev) * (1.0 - f), w.limit - o_next) - o_cur - used
                 ending = f >= 1.0 - lead  # the last renewals of the window: half its room is for the next
-                lease = used + int(max(0.0, room) / (2 * live if ending else live))
-                lease_next = int(max(0, w.limit - o_cur - lease - o_next) / live) if ending else None
+                # Past what is left (its last call went over its lease, others hold the rest):
+                # the whole deficit comes off its own lease, so that it admits again only once
+                # its calls settle below it. Raising the lease to its count instead let every
+                # renewal at the edge admit one more call past it.
+                share = room / (2 * live if ending else live) if room > 0 else room
+                lease = used + math.floor(share)
+                lease_next = int(max(0, w.limit - o_cur - max(lease, used) - o_next) / live) if ending else None
                 # In force here before it is published, so that what this replica admitted while
                 # the renewal ran (under its previous lease) is in what it publishes.
                 used, lease, lease_next = self.limits.apply(w, b, lease, lease_next, tuple(counted.get((*k, b + i), 0) for i in (-1, 0, 1)))

@@ -420,18 +420,17 @@ class RateLimits:
         """A renewal's result for window `bucket` of `w`: this replica's leases and what the
         others have used in the previous, this and the next window. Returns what to publish:
         the count now (calls admitted since the snapshot included) and the leases, raised to
-        it where it passed them (nothing more is admitted there until the next renewal)."""
+        it where it passed them, since what was admitted is used whatever the lease. Here the
+        lease stays as given, below the count if need be: calls are admitted again only once
+        the count is back under it."""
         with self._lock:
             if w.bucket == bucket:
-                lease = max(lease, w.used)
                 w.lease, w.lease_next = lease, lease_next
                 w.others_prev, w.others, w.others_next = others
-                return w.used, lease, lease_next
+                return w.used, max(lease, w.used), lease_next
             if w.bucket == bucket + 1:  # the next window began meanwhile: its lease is `lease_next`
-                lease = max(lease, w.used_prev)
-                lease_next = max(lease_next or 0, w.used)
                 w.lease, w.others_prev, w.others = lease_next, others[1], others[2]
-                return w.used_prev, lease, lease_next
+                return w.used_prev, max(lease, w.used_prev), max(lease_next or 0, w.used)
             return w.used, lease, lease_next
 
 

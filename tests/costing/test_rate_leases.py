@@ -50,10 +50,10 @@ def _settle(limits: RateLimits, call: SimpleNamespace, tokens: int = 20) -> None
     )
 
 
-@pytest.fixture
-def fleet(ledger_engine):
+def _replicas(ledger_engine, **limit: int) -> tuple[Clock, list[tuple[RateLimits, RateLeases]]]:
+    """Two replicas on one database and one clock, counting team nlp's `limit`."""
     settings = settings_from_dict(
-        {"departments": [{"id": "research", "teams": [{"id": "nlp"}]}], "limits": [{"team": "nlp", "requests_per_minute": LIMIT}]},
+        {"departments": [{"id": "research", "teams": [{"id": "nlp"}]}], "limits": [{"team": "nlp", **limit}]},
         environ={},
     )
     clock = Clock()
@@ -62,6 +62,11 @@ def fleet(ledger_engine):
         limits = RateLimits(settings, PriceBook([]), refresh_seconds=REFRESH, clock=clock)
         replicas.append((limits, RateLeases(ledger_engine, limits, name, timedelta(seconds=30))))
     return clock, replicas
+
+
+@pytest.fixture
+def fleet(ledger_engine):
+    return _replicas(ledger_engine, requests_per_minute=LIMIT)
 
 
 def _sliding(admitted: list[float], now: float) -> float:
@@ -123,3 +128,36 @@ def test_a_call_refused_by_a_later_step_gives_its_reservation_back(fleet):
         limits.settle({"call_id": call.call_id, "status": "rejected", "kind": "llm", "input_tokens": 0, "output_tokens": 0, "cost_pico": 0})
     assert limits.windows()[0].used == 0
     limits.admit(_call())  # nothing was used: still admitted
+
+
+
+def test_replicas_at_a_token_limit_pass_it_by_less_than_a_call_each_however_many_renewals_run(ledger_engine):
+    # Calls use less than their estimates (20 tokens reserved, 8 used), so each settle frees
+    # room in a replica's lease. At the edge a replica's last call goes over its lease, and
+    # renewals run while its calls are in flight: they must take the excess off its own lease,
+    # not raise the lease to its count, or each such renewal lets it admit more past the limit.
+    limit, used = 600, 8
+    clock, pairs = _replicas(ledger_engine, tokens_per_minute=limit)
+    replicas = [(limits, leases, []) for limits, leases in pairs]
+    for _, leases, _ in replicas:
+        leases.renew()
+    recorded = 0
+    for _ in range(300):  # 30 s of renewals within one minute, most of them at the edge
+        clock.t += STEP
+        for limits, leases, in_flight in replicas:
+            for call in in_flight:  # the calls of the step before end
+                _settle(limits, call, tokens=used)
+                recorded += used
+            in_flight.clear()
+            for _ in range(3):  # three clients, each with a call in flight
+                call = _call()
+                try:
+                    limits.admit(call)
+                except RateLimited:
+                    break
+                in_flight.append(call)
+            leases.renew()  # while they are in flight
+    recorded += used * sum(len(in_flight) for _, _, in_flight in replicas)
+    reservation = 40 // 4 + 10  # request bytes / 4, and max_tokens
+    assert recorded >= limit * 0.7  # the limit was used, not refused away
+    assert recorded < limit + 2 * reservation, recorded  # less than one reservation past it per replica

@@ -1,6 +1,7 @@
 """Rate limits hold across two replicas under concurrent load (costing/rate_leases.py): a limit
 on requests is passed by at most each replica's first call before its first lease, one on
-tokens by less than one call's reservation per replica (estimates here are above the usage)."""
+tokens by less than one call's reservation per replica (estimates here are above the usage),
+however many renewals run while the replicas are at the edge."""
 
 from __future__ import annotations
 
