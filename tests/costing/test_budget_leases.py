@@ -129,3 +129,25 @@ def test_a_replica_that_stopped_renewing_releases_its_share_after_the_ttl(engine
     clock["now"] = NOW + a.lease_ttl * 2  # a is gone
     b.refresh()
     assert b.accountant.cap(TEAM) == BUDGET
+
+
+def test_replicas_whose_calls_cost_less_than_estimated_stay_within_a_call_each_through_renewals(engine, tmp_path):
+    # Each settle frees what a call's estimate held beyond its cost (it costs 40% of it here),
+    # and renewals run while calls are in flight. A replica past its share must have the excess
+    # taken off what it may still spend, or each renewal at the edge lets it spend one call more
+    # while its last calls are not in the ledger yet.
+    a, b = replica(engine, tmp_path, "a"), replica(engine, tmp_path, "b")
+    fleet = Fleet(engine, [a, b])
+    for r in (a, b):
+        r.refresh()
+    for step in range(150):
+        for r in (a, b):
+            for i in reversed([i for i, (owner, _) in enumerate(fleet.in_flight) if owner is r]):
+                fleet.settle(i, Decimal("0.4"))
+            for _ in range(3):
+                fleet.admit(r, 2000)
+            r.refresh()  # while they are in flight
+            assert fleet.committed() <= BUDGET + 2 * fleet.largest, step  # one call over, per replica
+        if step % 5 == 4:
+            fleet.land(len(fleet.unlanded))
+    assert fleet.refused > 0 and fleet.committed() > BUDGET * Decimal("0.7")
