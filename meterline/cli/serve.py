@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import sqlalchemy as sa
 import typer
 
-from meterline.costing import Settings
+from meterline.costing import ConfigError, Settings
 
 from .common import ConfigOption, fail, settings
 
@@ -53,6 +54,7 @@ def serve(
         _check_broker(s)
     else:
         _check_spool_root(s.server.spool_dir)
+    _check_database(s)
     logging.basicConfig(level=log_level.upper(), format=_LOG_FORMAT)
     for line in unset_keys(s):
         logging.getLogger("meterline.serve").warning(line)
@@ -107,7 +109,6 @@ def _check_broker(s: Settings) -> None:
     than a traceback from inside uvicorn's start-up; the stream and its consumer are made here."""
     import asyncio
 
-    from meterline.costing import ConfigError
     from meterline.costing.jetstream import connect
 
     async def check(url: str) -> None:
@@ -119,6 +120,26 @@ def _check_broker(s: Settings) -> None:
         asyncio.run(check(s.server.spool_url))
     except ConfigError as e:
         fail(str(e))
+
+
+def _check_database(s: Settings) -> None:
+    """One line now if the ledger cannot be opened, rather than a traceback from inside uvicorn's
+    start-up. Its schema is brought up to date here too, once, before any worker starts.
+
+    A database that is down at start is refused, not served around: keys are read from it, so
+    no call could be authenticated. One that goes down later is served around (the spool holds
+    the calls, `/healthz` says `database unavailable`)."""
+    from meterline.costing import create_engine, create_schema
+
+    engine = create_engine(s.database)
+    try:
+        create_schema(engine)
+    except sa.exc.OperationalError as e:
+        fail(f"cannot open the ledger database: {str(e.orig).splitlines()[0]}")
+    except ConfigError as e:
+        fail(str(e))
+    finally:
+        engine.dispose()
 
 
 def _check_spool_root(root: str) -> None:

@@ -266,3 +266,16 @@ def test_an_unwritable_spool_root_is_one_line_not_a_traceback(tmp_path):
     assert res.returncode != 0
     assert res.stderr.startswith("meterline: server.spool_dir: cannot create") and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_database_down_at_start_is_one_line_not_a_traceback(tmp_path):
+    # Keys are read from the ledger, so nothing could be authenticated: serve refuses to start.
+    cfg = base_config(tmp_path, "http://127.0.0.1:9")
+    cfg["database"] = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"  # nothing listens there
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for workers in ("1", "2"):
+        res = run_cli("serve", "--config", str(tmp_path / "config.yaml"), "--port", str(free_port()), "--workers", workers,
+                      check=False)  # fmt: skip
+        assert res.returncode != 0
+        assert res.stderr.startswith("meterline: cannot open the ledger database: connection failed"), res.stderr
+        assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
