@@ -20,7 +20,7 @@ from meterline.costing.money import Usage
 from meterline.costing.run_links import NO_PRODUCE
 
 from .auth import authenticate
-from .body import read_json_body
+from .body import header_map, read_json_body
 from .caps import DEFAULT as DEFAULT_CAPS
 from .caps import OFF_LOOP_BYTES, Caps
 from .errors import ProxyError, invalid_request, to_proxy_error
@@ -86,7 +86,8 @@ async def forward(request: Request, path: str, kind: str) -> Response:
     rt: Runtime = request.app.state.runtime
     key = await authenticate(rt, request)
     rt.check_spool()  # nowhere durable to record the call: refused before anything is spent
-    body = await read_json_body(request, rt.max_body_bytes)
+    headers = header_map(request)
+    body = await read_json_body(request, rt.max_body_bytes, headers)
     # A large body is parsed (and written back) on a thread: 8 MB of JSON is tens of ms of
     # CPU that would stall every call in flight. The usual body is parsed right here.
     doc = _parse(body) if len(body) < OFF_LOOP_BYTES else await rt.estimator.run(_parse, body)
@@ -103,7 +104,7 @@ async def forward(request: Request, path: str, kind: str) -> Response:
 
     call = rt.meter.start(
         key,
-        request.headers,
+        headers,
         kind=kind,
         method=path,
         provider=route.provider,
@@ -141,7 +142,7 @@ async def forward(request: Request, path: str, kind: str) -> Response:
             if limit_headers:
                 answer.headers.update(limit_headers)
             return answer
-        return await _send(rt, request, call, path, body, doc, stream, strip_usage, limit_headers)
+        return await _send(rt, headers, call, path, body, doc, stream, strip_usage, limit_headers)
     except ProxyError as e:
         e.headers[CALL_ID] = call.call_id  # an error answer is a proxied response too
         if limit_headers:
@@ -151,7 +152,7 @@ async def forward(request: Request, path: str, kind: str) -> Response:
 
 async def _send(
     rt: Runtime,
-    request: Request,
+    headers: dict[str, str],
     call: Call,
     path: str,
     body: bytes,
@@ -164,7 +165,7 @@ async def _send(
     out of here records it once, but a stream's, whose relay does. `limit_headers`: the
     `x-ratelimit-*` of the call's rate limits, added to its response."""
     try:
-        resp = await rt.upstreams.send(call.provider, path, body, request.headers, call.traceparent)
+        resp = await rt.upstreams.send(call.provider, path, body, headers, call.traceparent)
     except ProxyError as e:
         rt.meter.record(call, status="upstream_error", http_status=e.status, error=str(e))
         raise
