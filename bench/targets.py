@@ -167,17 +167,11 @@ def passthrough(workdir: Path, upstream: str) -> Target:
     )
 
 
-def meterline(workdir: Path, upstream: str, *, name: str = "meterline", label: str = "Meterline",
-              server: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
-              workers: int = 1) -> Target:  # fmt: skip
-    """Meterline as users run it (`meterline serve`), metering, budgets and the durable ledger on.
-    `server`: settings over the default `server:` (`spool_url`, say); `config`: top-level
-    sections in place of the default ones (`prices`, say); `workers`: `serve --workers`;
-    `name` names its files."""
-    workdir = workdir / name if name != "meterline" else workdir
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    cfg = {
+def meterline_config(workdir: Path, upstream: str, *, server: dict[str, Any] | None = None,
+                     config: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The config the bench runs Meterline with: one model priced, a department and a team with
+    budgets (never reached), the SQLite ledger and the spool in `workdir`."""
+    return {
         "database": f"sqlite:///{workdir / 'ledger.db'}",
         "providers": {"mock": {"base_url": upstream + "/v1", "api_key_env": "BENCH_MOCK_KEY"}},
         "models": [{"name": MODEL, "provider": "mock"}],
@@ -188,7 +182,20 @@ def meterline(workdir: Path, upstream: str, *, name: str = "meterline", label: s
         ],
         "server": {"spool_dir": str(workdir / "spool"), **(server or {})},
         **(config or {}),
-    }
+    }  # fmt: skip
+
+
+def meterline(workdir: Path, upstream: str, *, name: str = "meterline", label: str = "Meterline",
+              server: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+              workers: int = 1) -> Target:  # fmt: skip
+    """Meterline as users run it (`meterline serve`), metering, budgets and the durable ledger on.
+    `server`: settings over the default `server:` (`spool_url`, say); `config`: top-level
+    sections in place of the default ones (`prices`, say); `workers`: `serve --workers`;
+    `name` names its files."""
+    workdir = workdir / name if name != "meterline" else workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cfg = meterline_config(workdir, upstream, server=server, config=config)
     path = workdir / "meterline.yaml"
     path.write_text(json.dumps(cfg, indent=2))  # JSON is YAML
     env = {"BENCH_MOCK_KEY": MOCK_KEY, "METERLINE_CONFIG": str(path)}

@@ -70,3 +70,12 @@ def test_adoption_bench_times_a_killed_workers_calls_into_the_ledger_and_finds_n
     acknowledged, seconds, missing = (cell.strip() for cell in row.strip("|").split("|")[1:])
     assert int(acknowledged.replace(",", "")) > 0 and float(seconds) >= 0 and missing == "0"
     assert " 0 of them missing from the ledger, 0 counted twice" in out
+
+
+def test_in_process_bench_times_metered_calls_through_the_app_and_profiles_them():
+    out = _bench("bench.in_process", "--calls", "300", "--rounds", "2", "--profile")
+
+    row = next(line for line in out.splitlines() if line.startswith("| ") and line[2].isdigit())
+    median, fastest, rounds = (cell.strip() for cell in row.strip("|").split("|"))
+    assert float(fastest) <= float(median) and len(rounds.split(",")) == 2 and float(fastest) > 0
+    assert "proxy/llm.py" in out and "(forward)" in out  # the profile of the metered path

@@ -10,67 +10,14 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-import orjson
 import sqlalchemy as sa
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from meterline.costing import create_engine, create_key, create_schema, settings_from_dict
 from meterline.proxy.app import create_app
+from meterline.testing.stand_in import COMPLETION, StandInUpstream
 from tests.conftest import base_config, proxy_environ
 
 UPSTREAM = "http://upstream.invalid"
-COMPLETION = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "model": "gpt-4o-mini-2024-07-18",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500},
-}
-
-
-class FakeContent:
-    def __init__(self, body: bytes):
-        self._body = body
-
-    def at_eof(self) -> bool:
-        return True
-
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        yield self._body
-
-
-class FakeResponse:
-    """What the proxy reads of an `aiohttp.ClientResponse`."""
-
-    def __init__(self, status: int, body: bytes):
-        self.status, self._body = status, body
-        self.headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
-        self.content_length = len(body)
-        self.content = FakeContent(body)
-        self.released = False
-
-    async def read(self) -> bytes:
-        return self._body
-
-    def release(self) -> None:
-        self.released = True
-
-    def close(self) -> None:
-        self.released = True
-
-
-class FakeUpstream:
-    """An aiohttp-compatible client (its `post`) answering every call with `COMPLETION`."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any], dict[str, str]]] = []
-        self.responses: list[FakeResponse] = []
-
-    async def post(self, url: str, *, data: bytes, headers: dict[str, str], timeout: Any, allow_redirects: bool) -> FakeResponse:
-        assert allow_redirects is False
-        self.sent.append((url, orjson.loads(data), headers))
-        self.responses.append(FakeResponse(200, orjson.dumps(COMPLETION)))
-        return self.responses[-1]
 
 
 @asynccontextmanager
@@ -100,7 +47,7 @@ def events(rt: Any) -> list[dict[str, Any]]:
 
 
 async def test_an_injected_upstream_client_carries_llm_calls_and_they_are_metered(tmp_path):
-    upstream = FakeUpstream()
+    upstream = StandInUpstream()
     async with serving(tmp_path, upstream_client=upstream) as (client, rt, key):
         r = await client.post(
             "/v1/chat/completions",
