@@ -74,7 +74,7 @@ def with_unit_prices(rec: dict[str, Any], exchange_rate: Decimal = Decimal(1)) -
     """Fill the row's unit prices from its costs and quantity, its SKU price, and the same
     prices in the price book's currency (`exchange_rate`: billing currency units per USD)."""
     if rec["ChargeCategory"] not in ("Usage", "Purchase"):
-        return rec | in_pricing_currency(rec, exchange_rate)
+        return rec | dict.fromkeys(("SkuPriceId", "SkuMeter", "SkuPriceDetails")) | in_pricing_currency(rec, exchange_rate)
     qty = rec["PricingQuantity"]
     if not qty and (rec["ListCost"] or rec["ContractedCost"]):
         # Cost without tokens (a call priced per request): priced per request instead.
