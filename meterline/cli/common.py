@@ -39,15 +39,21 @@ def settings(config: Path | None) -> Settings:
         fail(str(e))
 
 
-def ledger(s: Settings) -> sa.Engine:
-    """The ledger, with whatever this host's dead serving processes left spooled written in
-    first: a call acknowledged before a SIGKILL is in every report at once, no restart needed.
-    """
+def open_ledger(s: Settings) -> sa.Engine:
+    """The ledger with its schema up to date, or one line and exit 1 if it cannot be opened."""
     engine = create_engine(s.database)
     try:
         create_schema(engine)
     except sa.exc.OperationalError as e:
         fail(f"cannot open the ledger database: {str(e.orig).splitlines()[0]}")
+    return engine
+
+
+def ledger(s: Settings) -> sa.Engine:
+    """The ledger, with whatever this host's dead serving processes left spooled written in
+    first: a call acknowledged before a SIGKILL is in every report at once, no restart needed.
+    """
+    engine = open_ledger(s)
     try:
         adopt_orphans(engine, s.server.spool_dir)
     except (sa.exc.SQLAlchemyError, OSError) as e:  # report what the ledger holds; say what it lacks

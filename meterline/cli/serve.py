@@ -10,12 +10,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import sqlalchemy as sa
 import typer
 
 from meterline.costing import ConfigError, Settings
 
-from .common import ConfigOption, fail, settings
+from .common import ConfigOption, fail, open_ledger, settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -129,17 +128,7 @@ def _check_database(s: Settings) -> None:
     A database that is down at start is refused, not served around: keys are read from it, so
     no call could be authenticated. One that goes down later is served around (the spool holds
     the calls, `/healthz` says `database unavailable`)."""
-    from meterline.costing import create_engine, create_schema
-
-    engine = create_engine(s.database)
-    try:
-        create_schema(engine)
-    except sa.exc.OperationalError as e:
-        fail(f"cannot open the ledger database: {str(e.orig).splitlines()[0]}")
-    except ConfigError as e:
-        fail(str(e))
-    finally:
-        engine.dispose()
+    open_ledger(s).dispose()
 
 
 def _check_spool_root(root: str) -> None:
