@@ -73,23 +73,22 @@ def tier_rows(rec: dict[str, Any], ln: ChargebackLine) -> Iterator[dict[str, Any
 def with_unit_prices(rec: dict[str, Any], exchange_rate: Decimal = Decimal(1)) -> dict[str, Any]:
     """Fill the row's unit prices from its costs and quantity, its SKU price, and the same
     prices in the price book's currency (`exchange_rate`: billing currency units per USD)."""
-    if rec["ChargeCategory"] not in ("Usage", "Purchase"):
-        return rec | dict.fromkeys(("SkuPriceId", "SkuMeter", "SkuPriceDetails")) | in_pricing_currency(rec, exchange_rate)
-    qty = rec["PricingQuantity"]
-    if not qty and (rec["ListCost"] or rec["ContractedCost"]):
-        # Cost without tokens (a call priced per request): priced per request instead.
-        qty = Decimal(max(int(rec.get("x_Requests") or 0), 1)).quantize(Decimal("0.0"))
-        rec["PricingQuantity"], rec["PricingUnit"] = qty, "Requests"
-    for price, cost in (("ListUnitPrice", "ListCost"), ("ContractedUnitPrice", "ContractedCost")):
-        if rec.get(price) is None:
-            rec[price] = _per_unit(rec[cost], qty)
-    sku = rec.get("SkuId")
+    sku = None
+    if rec["ChargeCategory"] in ("Usage", "Purchase"):
+        qty = rec["PricingQuantity"]
+        if not qty and (rec["ListCost"] or rec["ContractedCost"]):
+            # Cost without tokens (a call priced per request): priced per request instead.
+            qty = Decimal(max(int(rec.get("x_Requests") or 0), 1)).quantize(Decimal("0.0"))
+            rec["PricingQuantity"], rec["PricingUnit"] = qty, "Requests"
+        for price, cost in (("ListUnitPrice", "ListCost"), ("ContractedUnitPrice", "ContractedCost")):
+            if rec.get(price) is None:
+                rec[price] = _per_unit(rec[cost], qty)
+        sku = rec.get("SkuId")
     # One price per SKU is in force in the price book (or the card) at a time, and what it was
     # is the row's unit price: the SKU price is named by its SKU, and counts its PricingUnit.
-    rec["SkuPriceId"] = sku
-    rec["SkuMeter"] = rec["PricingUnit"] if sku else None
-    rec["SkuPriceDetails"] = None
-    return rec | in_pricing_currency(rec, exchange_rate)
+    rec["SkuPriceId"], rec["SkuMeter"], rec["SkuPriceDetails"] = sku, rec["PricingUnit"] if sku else None, None
+    rec.update(in_pricing_currency(rec, exchange_rate))
+    return rec
 
 
 def in_pricing_currency(rec: dict[str, Any], exchange_rate: Decimal) -> dict[str, Any]:
