@@ -133,9 +133,9 @@ def test_a_replica_that_stopped_renewing_releases_its_share_after_the_ttl(engine
 
 def test_replicas_whose_calls_cost_less_than_estimated_stay_within_a_call_each_through_renewals(engine, tmp_path):
     # Each settle frees what a call's estimate held beyond its cost (it costs 40% of it here),
-    # and renewals run while calls are in flight. A replica past its share must have the excess
-    # taken off what it may still spend, or each renewal at the edge lets it spend one call more
-    # while its last calls are not in the ledger yet.
+    # and renewals run while calls are in flight: the pattern that let rate leases ratchet past
+    # their limit, one call per renewal (test_rate_leases.py). Budgets hold here because each
+    # replica also checks its own spend against the budget itself.
     a, b = replica(engine, tmp_path, "a"), replica(engine, tmp_path, "b")
     fleet = Fleet(engine, [a, b])
     for r in (a, b):
