@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from collections.abc import Mapping
 from typing import Literal, Protocol
 
 import sqlalchemy as sa
@@ -89,17 +90,21 @@ class Credentials(Protocol):
     def lookups(self) -> KeyLookups: ...
 
 
-def bearer(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
+def bearer(request: Request, headers: Mapping[str, str] | None = None) -> str | None:
+    """The request's bearer token. `headers`: the request's as a dict, when the caller has it."""
+    auth = (headers if headers is not None else request.headers).get("authorization", "")
     scheme, _, token = auth.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def authenticate(rt: Credentials, request: Request, *, challenge: str | None = None) -> KeyInfo:
+async def authenticate(
+    rt: Credentials, request: Request, *, challenge: str | None = None, headers: Mapping[str, str] | None = None
+) -> KeyInfo:
     """The client's virtual key, or a 401. `challenge`: the `WWW-Authenticate` value the 401
-    carries (MCP clients look for one: the spec's authorization flow)."""
+    carries (MCP clients look for one: the spec's authorization flow). `headers`: the
+    request's as a dict (`body.header_map`), which saves building Starlette's `Headers`."""
     try:
-        digest = rt.keys.digest(bearer(request))
+        digest = rt.keys.digest(bearer(request, headers))
         info = rt.keys.check(digest)  # the common case: known, no I/O
         if info is None:
             await rt.lookups.find(digest)

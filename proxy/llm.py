@@ -84,9 +84,9 @@ async def forward(request: Request, path: str, kind: str) -> Response:
     """Serve one call. Its owner from admission on: a refusal is recorded here, every other
     end in `_send` (for a stream, by the relay `_send` hands the call to)."""
     rt: Runtime = request.app.state.runtime
-    key = await authenticate(rt, request)
-    rt.check_spool()  # nowhere durable to record the call: refused before anything is spent
     headers = header_map(request)
+    key = await authenticate(rt, request, headers=headers)
+    rt.check_spool()  # nowhere durable to record the call: refused before anything is spent
     body = await read_json_body(request, rt.max_body_bytes, headers)
     # A large body is parsed (and written back) on a thread: 8 MB of JSON is tens of ms of
     # CPU that would stall every call in flight. The usual body is parsed right here.
