@@ -13,7 +13,10 @@ alone and of its process tree (the writer child included).
 side by side, with variants of Meterline that each take one suspect away (the writer's batches,
 with the writer in a thread and in a process, the budget and key refresh threads, the collector,
 the serving process's fsyncs of sealed segments, the GIL switch interval) or put it last in the
-host's queue (the writer child at SCHED_IDLE).
+host's queue (the writer child at SCHED_IDLE). And the bare pass-through once more with a
+neighbour: a process busy at SCHED_IDLE as the writer child is at concurrency 1 (16 ms of CPU
+in every 200), started for that target's runs only. What it adds to the pass-through's p99 is
+what any background work on the host adds, whoever does it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,13 +47,33 @@ def own_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# The neighbour: 16 ms busy, then idle to the next 200 ms, at the host's lowest priority.
+NEIGHBOUR_BUSY_S, NEIGHBOUR_PERIOD_S = 0.016, 0.2
+NEIGHBOUR = f"""
+import os, time
+os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+while True:
+    t = time.perf_counter()
+    while time.perf_counter() - t < {NEIGHBOUR_BUSY_S}:
+        pass
+    time.sleep({NEIGHBOUR_PERIOD_S - NEIGHBOUR_BUSY_S})
+"""
+BESIDE = "passthrough-beside"  # the target measured with the neighbour running
+
+
 def measure(t: Target, concurrency: int, seconds: float) -> dict[str, float]:
     assert t.proc is not None
     pid = t.proc.pid
     lag0 = lag_counts(t)
-    own0, tree0 = own_cpu_seconds(pid), cpu_seconds(pid)
-    r = wrk(t.url, t.key, body(False, 20), concurrency, seconds)
-    own, tree = own_cpu_seconds(pid) - own0, cpu_seconds(pid) - tree0
+    neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if t.name == BESIDE else None
+    try:
+        own0, tree0 = own_cpu_seconds(pid), cpu_seconds(pid)
+        r = wrk(t.url, t.key, body(False, 20), concurrency, seconds)
+        own, tree = own_cpu_seconds(pid) - own0, cpu_seconds(pid) - tree0
+    finally:
+        if neighbour is not None:
+            neighbour.kill()
+            neighbour.wait()
     n = max(r.requests - r.errors, 1)
     out = {"rps": r.rps, "p50": r.p50, "p99": r.p99, "own": own / n * 1e6, "tree": tree / n * 1e6, "errors": r.errors}
     lag1 = lag_counts(t)
@@ -131,7 +155,11 @@ def variant(work: Path, upstream: str, name: str, label: str, server: dict[str, 
 
 def diagnose_targets(work: Path, upstream: str) -> list[Target]:
     quiet = {"key_refresh_seconds": 3600}
+    beside = passthrough(work, upstream)
+    beside.name, beside.log = BESIDE, work / f"{BESIDE}.log"
+    beside.label = f"bare pass-through, a neighbour busy {NEIGHBOUR_BUSY_S * 1000:.0f} ms in {NEIGHBOUR_PERIOD_S * 1000:.0f} (SCHED_IDLE)"
     return [
+        beside,
         variant(work, upstream, "thread", "writer thread (as before)", {"ledger_writer": "thread"}, prelude=""),
         variant(work, upstream, "thread-idle", "writer thread, no batch during the run",
                 {"ledger_writer": "thread", "flush_interval_ms": 600_000}, prelude=""),  # fmt: skip
