@@ -35,6 +35,7 @@ from .reservations import MAX_AGE as RESERVATION_MAX_AGE
 from .reservations import Reservations
 
 Scope = tuple[str, str]  # ("department" | "team" | "key", id)
+MAX_CACHED_SCOPES = 100_000  # (department, team, key) triples whose scopes are remembered
 
 
 def configured_limits(settings: Settings) -> dict[Scope, Decimal]:
@@ -49,6 +50,36 @@ def configured_limits(settings: Settings) -> dict[Scope, Decimal]:
     for key_id, amount in settings.budgets.keys.items():
         limits[("key", key_id)] = amount
     return limits
+
+
+class _PerScope:
+    """What admission and settlement read per scope on every call, derived from the limits,
+    the credit allowance and this replica's ceilings (the objects it was made from)."""
+
+    __slots__ = ("allowance", "caps", "ceiling", "limits", "scopes_of", "soft_at")
+
+    def __init__(self, limits: dict[Scope, Decimal], allowance: dict[Scope, Decimal], ceiling: dict[Scope, Decimal],
+                 soft_threshold_percent: Decimal, scopes_of: dict[tuple[str, str, str], tuple[Scope, ...]]):  # fmt: skip
+        self.limits, self.allowance, self.ceiling = limits, allowance, ceiling
+        self.caps: dict[Scope, Decimal] = {}  # the budget plus its allowance, or the lease when lower
+        self.soft_at: dict[Scope, Decimal] = {}  # spend * 100 from which `budget_soft` is due
+        for s, limit in limits.items():
+            spendable = limit + allowance.get(s, ZERO)
+            c = ceiling.get(s)
+            self.caps[s] = spendable if c is None else min(spendable, c)
+            self.soft_at[s] = spendable * soft_threshold_percent
+        self.scopes_of = scopes_of  # shared with the next set while the limits are the same
+
+    def scopes(self, department: str, team: str, key_id: str) -> tuple[Scope, ...]:
+        """The scopes of these that have a budget."""
+        k = (department, team, key_id)
+        scopes = self.scopes_of.get(k)
+        if scopes is None:
+            found = (("department", department), ("team", team), ("key", key_id))
+            scopes = tuple(s for s in found if s[1] and s in self.limits)
+            if len(self.scopes_of) < MAX_CACHED_SCOPES:  # key ids come and go: stay bounded
+                self.scopes_of[k] = scopes
+        return scopes
 
 
 class Accountant:
@@ -82,6 +113,7 @@ class Accountant:
         # What a scope may spend beyond its budget: credits drawn this month and left to draw
         # (credit_balances.budget_allowance); replaced, never changed in place.
         self.allowance: dict[Scope, Decimal] = {}
+        self._per_scope = _PerScope(self.limits, self.allowance, self._ceiling, soft_threshold_percent, {})
 
     def key_budget(self, key_id: str, budget: Decimal | None) -> None:
         """A key's own monthly budget, from the keys table (None: it has none). The config's
@@ -100,8 +132,19 @@ class Accountant:
     # -- the request path ---------------------------------------------------------------------
 
     def scopes(self, department: str, team: str, key_id: str) -> tuple[Scope, ...]:
-        found = (("department", department), ("team", team), ("key", key_id))
-        return tuple(s for s in found if s[1] and s in self.limits)
+        return self._derived().scopes(department, team, key_id)
+
+    def _derived(self) -> _PerScope:
+        """The per-scope values of the current limits, allowance and ceilings. Each of those is
+        replaced, never changed in place, so one identity check each tells whether they are
+        still current; a new set is built whole and swapped in as one object."""
+        d = self._per_scope
+        limits, allowance, ceiling = self.limits, self.allowance, self._ceiling
+        if d.limits is limits and d.allowance is allowance and d.ceiling is ceiling:
+            return d
+        d = _PerScope(limits, allowance, ceiling, self.soft_threshold_percent, d.scopes_of if d.limits is limits else {})
+        self._per_scope = d
+        return d
 
     def spent(self, scope: Scope) -> Decimal:
         """Spend of the current month as this process knows it, reservations included."""
@@ -133,12 +176,19 @@ class Accountant:
             self.key_budget(call.key.id, own)
         if not self.limits:
             return ZERO
-        scopes = self.scopes(call.payer.department, call.payer.team, call.key.id)
+        d = self._derived()  # one set of scopes and caps for the whole decision
+        scopes = d.scopes(call.payer.department, call.payer.team, call.key.id)
         if not scopes:
             return ZERO
         estimate = max(call.reserved or ZERO, self.estimator.estimate(call))
         with self._lock:
-            over = next((s for s in scopes if self._spent(s, with_reserved=True) >= self.cap(s)), None)
+            caps, ledger, recorded, held = d.caps, self._ledger, self._recorded_sum, self._reserved.held
+            period = self.period
+            over = None
+            for s in scopes:
+                if ledger.get(s, ZERO) + recorded.get((period, s), ZERO) + held(s) >= caps[s]:
+                    over = s
+                    break
             if over is None:
                 self._reserved.hold(call.call_id, [(s, estimate) for s in scopes])
                 return estimate
@@ -154,44 +204,56 @@ class Accountant:
 
     def cap(self, scope: Scope) -> Decimal:
         """The budget (plus its credit allowance), or this replica's lease on it when that is lower."""
-        limit = self.limits[scope] + self.allowance.get(scope, ZERO)
-        ceiling = self._ceiling.get(scope)
-        return limit if ceiling is None else min(limit, ceiling)
+        return self._derived().caps[scope]
 
     def settle(self, event: dict[str, Any], call: Any = None) -> None:
         """Meter observer: a recorded call replaces its reservation with its actual cost."""
         if not self.limits:
             return
         cost = from_pico(event["cost_pico"])
-        scopes = self.scopes(event["department"], event["team"], event["key_id"])
+        d = self._derived()
+        scopes = d.scopes(event["department"], event["team"], event["key_id"])
+        call_id = event["call_id"]
         with self._lock:
-            self._reserved.release(event["call_id"])
+            self._reserved.release(call_id)
             if event["status"] != "rejected":
                 self.estimator.learn(event, cost)
             if not (cost and scopes):
                 return
-            self._forget(event["call_id"])
+            if call_id in self._recorded:  # recorded twice (a bug upstream): counted once
+                self._forget(call_id)
             period = period_of(event["ts"])
-            self._recorded[event["call_id"]] = (period, scopes, cost)
+            self._recorded[call_id] = (period, scopes, cost)
+            sums, ledger, soft_at = self._recorded_sum, self._ledger, d.soft_at
+            crossed = []
             for s in scopes:
-                self._recorded_sum[(period, s)] = self._recorded_sum.get((period, s), ZERO) + cost
-            crossed = [(s, self._spent(s, with_reserved=False)) for s in scopes]
-        self.check_soft(crossed)
+                total = sums.get((period, s), ZERO) + cost
+                sums[(period, s)] = total
+                spent = ledger.get(s, ZERO) + total if period == self.period else None
+                # Only a scope at its soft threshold goes on to check_soft (and its alert).
+                if spent is not None and spent * 100 >= soft_at[s]:
+                    crossed.append((s, spent))
+        if crossed:
+            self.check_soft(crossed)
 
     def _forget(self, call_id: str) -> None:
         self._forget_all((call_id,))
 
     def _forget_all(self, call_ids: Iterable[str]) -> None:
-        # Summed per scope first, then one subtraction each: a refresh forgets every call that
-        # landed since the last (thousands a second), under the lock the request path takes.
-        dropped: dict[tuple[str, Scope], Decimal] = {}
+        # Summed per month and set of scopes first (calls share a few), then one subtraction
+        # per scope: a refresh forgets every call that landed since the last (thousands a
+        # second), under the lock the request path takes.
+        by_scopes: dict[tuple[str, tuple[Scope, ...]], Decimal] = {}
         pop = self._recorded.pop
         for cid in call_ids:
             held = pop(cid, None)
             if held is not None:
-                period, scopes, cost = held
-                for s in scopes:
-                    dropped[(period, s)] = dropped.get((period, s), ZERO) + cost
+                group = held[:2]
+                by_scopes[group] = by_scopes.get(group, ZERO) + held[2]
+        dropped: dict[tuple[str, Scope], Decimal] = {}
+        for (period, scopes), cost in by_scopes.items():
+            for s in scopes:
+                dropped[(period, s)] = dropped.get((period, s), ZERO) + cost
         for k, cost in dropped.items():
             left = self._recorded_sum[k] - cost
             if left:
@@ -237,8 +299,9 @@ class Accountant:
 
     def check_soft(self, spends: list[tuple[Scope, Decimal]]) -> None:
         """Queue `budget_soft` for each scope whose spend reached the soft threshold."""
+        soft_at = self._derived().soft_at
         for s, spent in spends:
-            if spent * 100 >= (self.limits[s] + self.allowance.get(s, ZERO)) * self.soft_threshold_percent:
+            if s in soft_at and spent * 100 >= soft_at[s]:
                 self._alert("budget_soft", s, spent)
 
     def _alert(self, kind: str, scope: Scope, spent: Decimal) -> None:

@@ -120,6 +120,22 @@ def test_a_lease_below_the_budget_caps_admission_for_its_month_only():
     assert a.cap(TEAM) == Decimal("1")
 
 
+def test_caps_and_scopes_follow_a_new_allowance_and_a_key_budget_given_or_taken():
+    # Both are worked out once per change of what they derive from: a change must show at once.
+    a = accountant(team_budget="0.1")
+    a.settle(_recorded("spent", "0.1"))
+    with pytest.raises(BudgetExceeded):
+        a.admit(FakeCall("over"))
+    a.allowance = {TEAM: Decimal("1")}  # credits to draw beyond the budget, replaced as credits do
+    assert a.cap(TEAM) == Decimal("1.1")
+    assert a.admit(FakeCall("on-credit")) == a.reserved(TEAM) > 0
+    assert a.scopes("research", "nlp", "key_9") == (TEAM,)
+    a.key_budget("key_9", Decimal("5"))
+    assert a.scopes("research", "nlp", "key_9") == (TEAM, ("key", "key_9"))
+    a.key_budget("key_9", None)
+    assert a.scopes("research", "nlp", "key_9") == (TEAM,)
+
+
 def test_estimates_learn_from_reported_outputs_and_not_from_refusals():
     a = accountant()
     a.settle(_recorded("s", "0.000001") | {"output_tokens": 20})
