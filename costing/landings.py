@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+import orjson
 import sqlalchemy as sa
 
 from .tables import EVENTS
@@ -84,14 +85,30 @@ class Landings:
 
 
 def in_ledger(conn: sa.Connection, call_ids: list[str]) -> set[str]:
-    """Which of `call_ids` the ledger has."""
+    """Which of `call_ids` the ledger has.
+
+    On SQLite each chunk is asked for in one parameter and answered in one row, the ids found
+    as a JSON array. The driver lets go of the GIL for every row it steps to and for every
+    parameter it binds, and under load each of those is a wait for the serving thread to give
+    it back: the same question row by row took 60-80 µs a row at concurrency 16, several
+    hundred ms a refresh. psycopg reads a whole result in C, so PostgreSQL gets plain rows.
+    """
     found: set[str] = set()
+    sqlite = conn.dialect.name == "sqlite"
     for i in range(0, len(call_ids), CHUNK):
         chunk = call_ids[i : i + CHUNK]
-        found.update(
-            conn.execute(sa.select(EVENTS.c.call_id).where(EVENTS.c.call_id.in_(chunk))).scalars()
-        )
+        if sqlite:
+            ids = orjson.dumps(chunk).decode()
+            found.update(orjson.loads(conn.execute(_FOUND_SQLITE, {"ids": ids}).scalar_one()))
+        else:
+            found.update(conn.execute(sa.select(EVENTS.c.call_id).where(EVENTS.c.call_id == sa.any_(sa.literal(chunk, _ID_ARRAY)))).scalars())
     return found
+
+
+_ID_ARRAY = sa.ARRAY(sa.String)
+_FOUND_SQLITE = sa.text(
+    f"SELECT json_group_array(call_id) FROM {EVENTS.name} WHERE call_id IN (SELECT value FROM json_each(:ids))"
+)
 
 
 __all__ = ["CHUNK", "Landings", "Writer", "in_ledger"]
