@@ -136,10 +136,25 @@ class PriceBook:
         for versions in self._versions.values():
             versions.sort(key=lambda v: v.effective_from or "")
         self._cache: dict[tuple[str, ...], Price | None] = {}
+        # (names, day) -> the price in force: every call is priced (and estimated) this way,
+        # and the book does not change once built.
+        self._in_force: dict[tuple[tuple[str, ...], date], Price | None] = {}
 
     def lookup(self, *names: str, at: datetime | date | None = None) -> Price | None:
         """The price for the first of `names` that has one, in force at `at` (default: now)."""
-        day = (at.date() if isinstance(at, datetime) else at or date.today()).isoformat()
+        day = at.date() if isinstance(at, datetime) else at or date.today()
+        key = (names, day)
+        try:
+            return self._in_force[key]
+        except KeyError:
+            pass
+        found = self._in_force_on(names, day.isoformat())
+        if len(self._in_force) >= 10_000:  # names may be the client's (a glob route): stay bounded
+            self._in_force.clear()
+        self._in_force[key] = found
+        return found
+
+    def _in_force_on(self, names: tuple[str, ...], day: str) -> Price | None:
         for name in names:
             for v in reversed(self._versions.get(name, [])):
                 if v.effective_from is None or v.effective_from <= day:
