@@ -13,6 +13,7 @@ each dimension's cost separately; `cost_of` is their exact sum.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
@@ -383,7 +384,12 @@ def from_pico(pico: int) -> Decimal:
 
 def usd(amount: Decimal, places: int = 6) -> str:
     """A fixed-point string, as exports and headers show money."""
-    return f"{amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN):f}"
+    return f"{amount.quantize(_quantum(places), rounding=ROUND_HALF_EVEN):f}"
+
+
+@functools.cache
+def _quantum(places: int) -> Decimal:
+    return Decimal(1).scaleb(-places)
 
 
 def exact(amount: Decimal) -> str:
