@@ -107,8 +107,17 @@ class Upstreams:
 def passes(name: str) -> bool:
     """Whether an upstream's response header reaches the client: not hop-by-hop, and not one of
     ours (an upstream must not add to a call's `X-Meterline-Cost-USD` or name another call id)."""
+    known = _PASSES.get(name)
+    if known is not None:
+        return known
     lower = name.lower()
-    return lower not in DROP_RESPONSE_HEADERS and not lower.startswith(OWN_PREFIX)
+    verdict = lower not in DROP_RESPONSE_HEADERS and not lower.startswith(OWN_PREFIX)
+    if len(_PASSES) < 1_000:  # an upstream names the same few headers on every answer; a hostile one is bounded
+        _PASSES[name] = verdict
+    return verdict
+
+
+_PASSES: dict[str, bool] = {}  # header name as sent -> passes()
 
 
 def response_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
