@@ -34,6 +34,7 @@ from pathlib import Path
 
 from bench.load import body, wrk
 from bench.report import replace_section
+from bench.side_by_side import load_average, rotations, running
 from bench.targets import Target, cpu_seconds, meterline, mock, passthrough
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -232,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="meterline-bench-wp-") as tmp:
         work = Path(tmp)
         up = mock(work)
-        up.start()
         targets = [up, passthrough(work, up.url)]
         if args.diagnose:
             targets += diagnose_targets(work, up.url)
@@ -241,26 +241,18 @@ def main(argv: list[str] | None = None) -> int:
                 meterline(work, up.url, name="thread", label="Meterline, writer thread", server={"ledger_writer": "thread"}),
                 meterline(work, up.url, name="process", label="Meterline, writer process", server={"ledger_writer": "process"}),
             ]
-        try:
-            for t in targets[1:]:
-                t.start()
-                if t.failed:
-                    raise SystemExit(f"{t.label}: {t.failed}")
-            for r in range(args.rounds):
-                order = targets[r % len(targets) :] + targets[: r % len(targets)]
+        with running(targets):
+            for _, order in rotations(targets, args.rounds):
                 for c in levels:
                     for t in order:
                         rows.setdefault((t.name, c), []).append(measure(t, c, args.seconds))
-        finally:
-            for t in reversed(targets):
-                t.stop()
         labels = {t.name: t.label for t in targets}
 
     med = statistics.median
     lines = [
         f"Run of {datetime.now(UTC).isoformat(timespec='seconds')} (UTC): `python -m bench.writer_process --seconds {args.seconds:g} "
         f"--rounds {args.rounds} --concurrency {args.concurrency}{' --diagnose' if args.diagnose else ''}`; load average at the end "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}. Non-stream chat completions (wrk, one thread), SQLite ledger, "
+        f"{load_average()}. Non-stream chat completions (wrk, one thread), SQLite ledger, "
         "one serving process each, medians over rounds.",
         "",
         "| concurrency | target | req/s | p50 ms | p99 ms | added p99 ms | CPU µs/call, serving process | CPU µs/call, process tree | errors |"
