@@ -10,7 +10,8 @@ answer read for usage, pricing, the spool, the meter's observers and the respons
 leaves out is what the bare pass-through also pays (HTTP parsing, aiohttp, the sockets), so
 the number moves with Meterline's own code only, not with the host's network or scheduling:
 a change to the hot path is measured here in a minute, to within a few per cent. The ledger
-writer runs in its child process, as by default, and its CPU is not counted.
+writer's child starts as by default but is handed nothing during the rounds (`SERVER`), and
+the heap is frozen after the warm-up, as `serve` freezes it.
 
 `--profile` adds cProfile's top functions of one more round (which runs about twice as slow).
 """
