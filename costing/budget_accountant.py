@@ -56,15 +56,16 @@ class _PerScope:
     """What admission and settlement read per scope on every call, derived from the limits,
     the credit allowance and this replica's ceilings (the objects it was made from)."""
 
-    __slots__ = ("allowance", "caps", "ceiling", "limits", "scopes_of", "soft_at")
+    __slots__ = ("allowance", "caps", "ceiling", "limits", "scopes_of", "soft_at", "spendable")
 
     def __init__(self, limits: dict[Scope, Decimal], allowance: dict[Scope, Decimal], ceiling: dict[Scope, Decimal],
                  soft_threshold_percent: Decimal, scopes_of: dict[tuple[str, str, str], tuple[Scope, ...]]):  # fmt: skip
         self.limits, self.allowance, self.ceiling = limits, allowance, ceiling
-        self.caps: dict[Scope, Decimal] = {}  # the budget plus its allowance, or the lease when lower
+        self.spendable: dict[Scope, Decimal] = {}  # the budget plus its credit allowance
+        self.caps: dict[Scope, Decimal] = {}  # that, or the lease when lower
         self.soft_at: dict[Scope, Decimal] = {}  # spend * 100 from which `budget_soft` is due
         for s, limit in limits.items():
-            spendable = limit + allowance.get(s, ZERO)
+            spendable = self.spendable[s] = limit + allowance.get(s, ZERO)
             c = ceiling.get(s)
             self.caps[s] = spendable if c is None else min(spendable, c)
             self.soft_at[s] = spendable * soft_threshold_percent
@@ -184,23 +185,23 @@ class Accountant:
         with self._lock:
             caps, ledger, recorded, held = d.caps, self._ledger, self._recorded_sum, self._reserved.held
             period = self.period
-            over = None
+            over, spent = None, ZERO
             for s in scopes:
-                if ledger.get(s, ZERO) + recorded.get((period, s), ZERO) + held(s) >= caps[s]:
+                # `_spent(s, with_reserved=True)`, written out: this runs for every call.
+                spent = ledger.get(s, ZERO) + recorded.get((period, s), ZERO) + held(s)
+                if spent >= caps[s]:
                     over = s
                     break
             if over is None:
                 self._reserved.hold(call.call_id, [(s, estimate) for s in scopes])
                 return estimate
-            spent = self._spent(over, with_reserved=True)
         error = BudgetExceeded(over[0], over[1], usd(self.limits[over], 2), usd(spent, 2))
         self._alert("budget_hard", over, spent)
         raise error
 
     def spendable(self) -> dict[Scope, Decimal]:
         """Each scope's budget plus its credit allowance: what its spend may reach."""
-        allowance = self.allowance
-        return {s: v + allowance.get(s, ZERO) for s, v in self.limits.items()}
+        return dict(self._derived().spendable)
 
     def cap(self, scope: Scope) -> Decimal:
         """The budget (plus its credit allowance), or this replica's lease on it when that is lower."""
