@@ -1,8 +1,8 @@
 """The budget accountant: admission and settlement in memory, no I/O, per process.
 
-    spent(scope) = ledger    the month's spend as the ledger had it at the last read
-                 + recorded  calls this process recorded that the last read did not include
-                 + reserved  estimates of the calls in flight
+    spent(scope) = committed  the month's spend as the ledger had it at the last read, plus the
+                              calls this process recorded that the read did not include
+                 + reserved   estimates of the calls in flight
 
 A call is admitted while `spent < cap` for every scope it is charged to, where the cap is the
 budget or this replica's lease on it when lower (budget_leases.py); it then reserves an
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -63,12 +62,12 @@ class _PerScope:
         self.limits, self.allowance, self.ceiling = limits, allowance, ceiling
         self.spendable: dict[Scope, Decimal] = {}  # the budget plus its credit allowance
         self.caps: dict[Scope, Decimal] = {}  # that, or the lease when lower
-        self.soft_at: dict[Scope, Decimal] = {}  # spend * 100 from which `budget_soft` is due
+        self.soft_at: dict[Scope, Decimal] = {}  # the spend from which `budget_soft` is due
         for s, limit in limits.items():
             spendable = self.spendable[s] = limit + allowance.get(s, ZERO)
             c = ceiling.get(s)
             self.caps[s] = spendable if c is None else min(spendable, c)
-            self.soft_at[s] = spendable * soft_threshold_percent
+            self.soft_at[s] = (spendable * soft_threshold_percent).scaleb(-2)  # exact: / 100
         self.scopes_of = scopes_of  # shared with the next set while the limits are the same
 
     def scopes(self, department: str, team: str, key_id: str) -> tuple[Scope, ...]:
@@ -81,6 +80,10 @@ class _PerScope:
             if len(self.scopes_of) < MAX_CACHED_SCOPES:  # key ids come and go: stay bounded
                 self.scopes_of[k] = scopes
         return scopes
+
+
+def _year_month(period: str) -> tuple[int, int]:
+    return int(period[:4]), int(period[5:7])
 
 
 class Accountant:
@@ -98,11 +101,16 @@ class Accountant:
         self.estimator = estimator
         self.soft_threshold_percent = soft_threshold_percent
         self.period = period
-        self._ledger: dict[Scope, Decimal] = {}
+        self._month = _year_month(period)  # `period` as (year, month), to place an event's ts
+        # Per scope, the ledger's spend at the last read plus the calls of `period` recorded
+        # since that the read did not include: one running sum, which admit reads and settle
+        # adds to on every call, and which each read of the ledger moves on (`reread`).
+        self._committed: dict[Scope, Decimal] = {}
+        self._ledger: dict[Scope, Decimal] = {}  # that read
+        # Recorded calls not yet known to be in the ledger, of any month (a call of the next
+        # one counts from the read that moves `period` on; one of the last, never again).
         self._recorded: dict[str, tuple[str, tuple[Scope, ...], Decimal]] = {}
-        # Running sums of `_recorded` per (month, scope): admit and settle read these on every
-        # call, and summing `_recorded` there instead cost O(calls since the last refresh) each.
-        self._recorded_sum: dict[tuple[str, Scope], Decimal] = {}
+        self._elsewhere = 0  # how many of them are not of `period`
         self._reserved: Reservations[Decimal] = Reservations(ZERO)
         # This replica's lease per scope, as a ceiling on spend: ledger + committed (budget_leases.py).
         self._ceiling: dict[Scope, Decimal] = {}
@@ -158,9 +166,8 @@ class Accountant:
             return self._reserved.held(scope)
 
     def _spent(self, scope: Scope, *, with_reserved: bool) -> Decimal:
-        recorded = self._recorded_sum.get((self.period, scope), ZERO)
-        reserved = self._reserved.held(scope) if with_reserved else ZERO
-        return self._ledger.get(scope, ZERO) + recorded + reserved
+        committed = self._committed.get(scope, ZERO)
+        return committed + self._reserved.held(scope) if with_reserved else committed
 
     def estimate(self, call: Admissible) -> Decimal:
         """A conservative guess of the call's cost, made before it is sent."""
@@ -181,14 +188,16 @@ class Accountant:
         scopes = d.scopes(call.payer.department, call.payer.team, call.key.id)
         if not scopes:
             return ZERO
-        estimate = max(call.reserved or ZERO, self.estimator.estimate(call))
+        estimate = self.estimator.estimate(call)
+        known = call.reserved
+        if known and known > estimate:
+            estimate = known
         with self._lock:
-            caps, ledger, recorded, held = d.caps, self._ledger, self._recorded_sum, self._reserved.held
-            period = self.period
+            caps, committed, held = d.caps, self._committed, self._reserved.held
             over, spent = None, ZERO
             for s in scopes:
                 # `_spent(s, with_reserved=True)`, written out: this runs for every call.
-                spent = ledger.get(s, ZERO) + recorded.get((period, s), ZERO) + held(s)
+                spent = committed.get(s, ZERO) + held(s)
                 if spent >= caps[s]:
                     over = s
                     break
@@ -214,7 +223,8 @@ class Accountant:
         cost = from_pico(event["cost_pico"])
         d = self._derived()
         scopes = d.scopes(event["department"], event["team"], event["key_id"])
-        call_id = event["call_id"]
+        call_id, ts = event["call_id"], event["ts"]
+        crossed: list[tuple[Scope, Decimal]] = []
         with self._lock:
             self._reserved.release(call_id)
             if event["status"] != "rejected":
@@ -223,44 +233,27 @@ class Accountant:
                 return
             if call_id in self._recorded:  # recorded twice (a bug upstream): counted once
                 self._forget(call_id)
-            period = period_of(event["ts"])
-            self._recorded[call_id] = (period, scopes, cost)
-            sums, ledger, soft_at = self._recorded_sum, self._ledger, d.soft_at
-            crossed = []
+            if (ts.year, ts.month) != self._month:  # not the month being counted
+                self._recorded[call_id] = (period_of(ts), scopes, cost)
+                self._elsewhere += 1
+                return
+            self._recorded[call_id] = (self.period, scopes, cost)
+            committed, soft_at = self._committed, d.soft_at
             for s in scopes:
-                total = sums.get((period, s), ZERO) + cost
-                sums[(period, s)] = total
-                spent = ledger.get(s, ZERO) + total if period == self.period else None
+                spent = committed[s] = committed.get(s, ZERO) + cost
                 # Only a scope at its soft threshold goes on to check_soft (and its alert).
-                if spent is not None and spent * 100 >= soft_at[s]:
+                if spent >= soft_at[s]:
                     crossed.append((s, spent))
         if crossed:
             self.check_soft(crossed)
 
     def _forget(self, call_id: str) -> None:
-        self._forget_all((call_id,))
-
-    def _forget_all(self, call_ids: Iterable[str]) -> None:
-        # Summed per month and set of scopes first (calls share a few), then one subtraction
-        # per scope: a refresh forgets every call that landed since the last (thousands a
-        # second), under the lock the request path takes.
-        by_scopes: dict[tuple[str, tuple[Scope, ...]], Decimal] = {}
-        pop = self._recorded.pop
-        for cid in call_ids:
-            held = pop(cid, None)
-            if held is not None:
-                group = held[:2]
-                by_scopes[group] = by_scopes.get(group, ZERO) + held[2]
-        dropped: dict[tuple[str, Scope], Decimal] = {}
-        for (period, scopes), cost in by_scopes.items():
-            for s in scopes:
-                dropped[(period, s)] = dropped.get((period, s), ZERO) + cost
-        for k, cost in dropped.items():
-            left = self._recorded_sum[k] - cost
-            if left:
-                self._recorded_sum[k] = left
-            else:
-                del self._recorded_sum[k]
+        period, scopes, cost = self._recorded.pop(call_id)
+        if period != self.period:
+            self._elsewhere -= 1
+            return
+        for s in scopes:
+            self._committed[s] -= cost
 
     # -- what the ledger has ------------------------------------------------------------------
 
@@ -281,14 +274,43 @@ class Accountant:
         with self._lock:
             if period != self.period:
                 self._alerted.clear()
-            self.period = period
-            self._ledger = spend
-            self._forget_all(landed)
-            self._forget_all([cid for cid, (p, _, _) in self._recorded.items() if p != period])
+            beyond = self._beyond_read(period, landed)
+            self.period, self._month = period, _year_month(period)
+            committed = dict(spend)
+            for s, amount in beyond.items():
+                if amount:
+                    committed[s] = committed.get(s, ZERO) + amount
+            self._ledger, self._committed = spend, committed
             self._reserved.expire()
             crossed = [(s, self._spent(s, with_reserved=False)) for s in self.limits]
             mine = {s: self._spent(s, with_reserved=True) - spend.get(s, ZERO) for s in self.limits}
         return mine, crossed
+
+    def _beyond_read(self, period: str, landed: set[str]) -> dict[Scope, Decimal]:
+        """Forget the calls of `landed` and of months other than `period`; what the rest add
+        to the ledger per scope. Worked out from the last read unless some recorded call is
+        of another month, so that a refresh (under the lock the request path takes) costs
+        O(landed calls), not O(recorded calls)."""
+        pop = self._recorded.pop
+        if period == self.period and not self._elsewhere:
+            last = self._ledger
+            beyond = {s: c - last.get(s, ZERO) for s, c in self._committed.items()}
+            for cid in landed:
+                held = pop(cid, None)
+                if held is not None:
+                    for s in held[1]:
+                        beyond[s] = beyond.get(s, ZERO) - held[2]
+            return beyond
+        for cid in landed:
+            pop(cid, None)
+        for cid in [cid for cid, (p, _, _) in self._recorded.items() if p != period]:
+            pop(cid)
+        self._elsewhere = 0
+        beyond = {}
+        for _, scopes, cost in self._recorded.values():
+            for s in scopes:
+                beyond[s] = beyond.get(s, ZERO) + cost
+        return beyond
 
     def set_ceilings(self, period: str, spend: dict[Scope, Decimal], committed: dict[Scope, Decimal]) -> None:
         """This replica's leases for `period`: spend may reach the ledger read plus `committed`."""
@@ -302,7 +324,7 @@ class Accountant:
         """Queue `budget_soft` for each scope whose spend reached the soft threshold."""
         soft_at = self._derived().soft_at
         for s, spent in spends:
-            if s in soft_at and spent * 100 >= soft_at[s]:
+            if s in soft_at and spent >= soft_at[s]:
                 self._alert("budget_soft", s, spent)
 
     def _alert(self, kind: str, scope: Scope, spent: Decimal) -> None:

@@ -3,15 +3,18 @@ alerts, all in memory (no database anywhere in this file)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meterline.costing import BudgetExceeded, PriceBook, settings_from_dict
 from meterline.costing.budget_accountant import Accountant, configured_limits
 from meterline.costing.budget_estimates import RECENT, Estimator
-from tests.costing.test_budgets import FakeCall, _recorded
+from tests.costing.test_budgets import NOW, FakeCall, _recorded
 
 TEAM = ("team", "nlp")
 KEY = ("key", "key_1")
@@ -184,3 +187,47 @@ def test_with_no_budget_at_all_calls_are_neither_reserved_nor_recorded():
     assert a.admit(FakeCall("c")) == 0
     a.settle(_recorded("c", "1"))
     assert a.pending() == [] and a.spent(TEAM) == 0
+
+
+
+# A replica's life as steps: a call recorded (id, cost in micro-dollars, month), some recorded
+# calls landing in the ledger, a ledger read of the month counted or of the next.
+MONTHS = {"2026-10": datetime(2026, 10, 31, 23, tzinfo=UTC), PERIOD: NOW, "2026-12": datetime(2026, 12, 1, tzinfo=UTC)}
+STEP = st.one_of(
+    st.tuples(st.just("record"), st.integers(0, 12), st.integers(1, 10**6), st.sampled_from(sorted(MONTHS))),
+    st.tuples(st.just("land"), st.sets(st.integers(0, 12))),
+    st.tuples(st.just("read"), st.booleans()),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(STEP, max_size=40))
+def test_spend_is_the_last_read_plus_the_recorded_calls_it_lacked_through_any_interleaving(steps):
+    """Admission reads running sums that settle adds to and each ledger read adjusts (or, when
+    a month ends, builds anew): after every step they equal the sum worked out from scratch."""
+    a = accountant(team_budget="1000000")
+    ledger: dict[str, dict[str, Decimal]] = {}  # month -> call -> cost: what the ledger holds
+    unlanded: dict[str, tuple[str, Decimal]] = {}  # recorded, not in the ledger yet
+    known: dict[str, tuple[str, Decimal]] = {}  # recorded, not yet known to have landed
+    last_read = Decimal(0)
+    for op, *args in steps:
+        if op == "record":
+            n, micros, month = args
+            cid, cost = f"c{n}", Decimal(micros) / 10**6
+            if any(cid in calls for calls in ledger.values()):
+                continue  # a call lands once
+            a.settle(_recorded(cid, cost, MONTHS[month]))
+            unlanded[cid] = known[cid] = (month, cost)  # recorded twice: the last record, once
+        elif op == "land":
+            for cid in [f"c{n}" for n in args[0] if f"c{n}" in unlanded]:
+                month, cost = unlanded.pop(cid)
+                ledger.setdefault(month, {})[cid] = cost
+        else:
+            period = "2026-12" if args[0] else a.period
+            landed = {cid for calls in ledger.values() for cid in calls}
+            last_read = sum(ledger.get(period, {}).values(), Decimal(0))
+            a.reread(period, {TEAM: last_read} if last_read else {}, landed)
+            known = {cid: (m, c) for cid, (m, c) in known.items() if cid not in landed and m == period}
+        beyond = sum((c for m, c in known.values() if m == a.period), Decimal(0))
+        assert a.spent(TEAM) == last_read + beyond
+        assert sorted(a.pending()) == sorted(known)  # another month's until the next read
