@@ -32,7 +32,7 @@ from meterline.costing.run_links import NO_PRODUCE
 from .caps import DEFAULT as DEFAULT_CAPS
 from .errors import ProxyError
 from .meter import Call, Meter
-from .responses import CALL_ID, error_event, meter_headers
+from .responses import CALL_ID, error_event, meter_headers, raw_headers
 from .run_clues import StreamedToolCalls, produced_by_body
 from .sse import data_event
 from .streaming import RelayResponse
@@ -140,7 +140,7 @@ class LiteLLMProviders:
             )
             return Response(data, 200, media_type="application/json", headers=meter_headers(call.call_id, cost))
         headers = {CALL_ID: call.call_id, "content-type": "text/event-stream", "cache-control": "no-cache"}
-        return RelayResponse(_relay(meter, result, call, doc, strip_usage, estimator), 200, headers)
+        return RelayResponse(_relay(meter, result, call, doc, strip_usage, estimator), 200, raw_headers(headers))
 
 
 def _warm_up() -> None:

@@ -26,12 +26,12 @@ from .caps import OFF_LOOP_BYTES, Caps
 from .errors import ProxyError, invalid_request, to_proxy_error
 from .meter import Call, Meter
 from .openapi import body
-from .responses import CALL_ID, error_event, meter_headers
+from .responses import CALL_ID, RelayedResponse, error_event, meter_headers, raw_headers
 from .run_clues import StreamedToolCalls, asked_by_request, produced_by_body, produced_by_response
 from .runtime import Runtime
 from .sse import SSEEvents, event_data
 from .streaming import RelayResponse
-from .upstream import response_headers
+from .upstream import raw_response_headers
 from .usage import (
     Estimator,
     estimate,
@@ -182,7 +182,7 @@ async def _send(
     if not ok:
         error = data[:200].decode("utf-8", "replace")
         rt.meter.record(call, status="upstream_error", http_status=resp.status, response_bytes=len(data), error=error)
-        return Response(data, resp.status, headers=_headers(resp, {CALL_ID: call.call_id}, limit_headers))
+        return RelayedResponse(data, resp.status, _headers(resp, {CALL_ID: call.call_id}, limit_headers))
     small = len(data) < OFF_LOOP_BYTES  # a large body is read for usage on a thread
     usage, response_model, answer = usage_in_body(data) if small else await rt.estimator.run(usage_in_body, data)
     source = "reported"
@@ -195,7 +195,7 @@ async def _send(
         call, status="ok", usage=usage, usage_source=source, response_model=response_model, response_bytes=len(data),
         produced=produced,
     )  # fmt: skip
-    return Response(data, resp.status, headers=_headers(resp, meter_headers(call.call_id, cost), limit_headers))
+    return RelayedResponse(data, resp.status, _headers(resp, meter_headers(call.call_id, cost), limit_headers))
 
 
 def _max_output_tokens(doc: dict[str, Any]) -> int:
@@ -288,13 +288,17 @@ async def _read(resp: aiohttp.ClientResponse, provider: str, limit: int) -> byte
         resp.release()
 
 
-def _headers(resp: aiohttp.ClientResponse, extra: dict[str, str], limits: dict[str, str] | None = None) -> dict[str, str]:
-    """The upstream's headers with ours; the upstream's own `x-ratelimit-*` give way to the
-    proxy's limits when one applies (the client is held to ours)."""
-    headers = response_headers(resp) | extra
-    if not limits:
-        return headers
-    return {k: v for k, v in headers.items() if not k.lower().startswith("x-ratelimit-")} | limits
+def _headers(
+    resp: aiohttp.ClientResponse, extra: dict[str, str], limits: dict[str, str] | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The upstream's headers with ours, raw; the upstream's own `x-ratelimit-*` give way to
+    the proxy's limits when one applies (the client is held to ours)."""
+    headers = raw_response_headers(resp)
+    if limits:
+        headers = [h for h in headers if not h[0].startswith(b"x-ratelimit-")]
+        extra = extra | limits
+    headers += raw_headers(extra)
+    return headers
 
 
 def _estimate_body(doc: dict[str, Any], model: str, data: bytes, tokens: Tokens) -> Usage:

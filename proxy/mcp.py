@@ -45,7 +45,7 @@ from .mcp_metering import (
 )
 from .mcp_upstream import MCPTarget, response_headers
 from .meter import Call
-from .responses import CALL_ID
+from .responses import CALL_ID, raw_headers
 from .run_clues import asked_by_tool_call
 from .runtime import Runtime
 from .sse import SSEEvents
@@ -138,7 +138,7 @@ async def _post(rt: Runtime, request: Request, key: KeyInfo, target: MCPTarget) 
         relay = _relay(resp, exchange, _sse_frames(resp, exchange))
     else:
         relay = _relay(resp, exchange, _json_frames(resp, exchange, rt.max_body_bytes))
-    return RelayResponse(relay, resp.status_code, headers)
+    return RelayResponse(relay, resp.status_code, raw_headers(headers))
 
 
 async def _start(
@@ -193,8 +193,8 @@ async def _pass_through(rt: Runtime, request: Request, target: MCPTarget) -> Res
     exchange = _exchange(rt, request, target)
     if exchange.session and rt.mcp_resumed.has(exchange.session) and _is_sse(resp):
         # A resumed stream may carry the responses of calls whose POST stream ended early.
-        return RelayResponse(_relay(resp, exchange, _sse_frames(resp, exchange)), resp.status_code, headers)
-    return RelayResponse(_relay_bytes(resp), resp.status_code, headers)
+        return RelayResponse(_relay(resp, exchange, _sse_frames(resp, exchange)), resp.status_code, raw_headers(headers))
+    return RelayResponse(_relay_bytes(resp), resp.status_code, raw_headers(headers))
 
 
 def _exchange(rt: Runtime, request: Request, target: MCPTarget) -> Exchange:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import orjson
+from starlette.responses import Response
 
 from meterline.costing.money import usd
 
@@ -26,6 +27,23 @@ def meter_headers(call_id: str, cost: Decimal | None) -> dict[str, str]:
     if cost is not None:
         headers[COST] = usd(cost, 12).rstrip("0").rstrip(".") if cost else "0"
     return headers
+
+
+class RelayedResponse(Response):
+    """A whole response whose headers are already the raw pairs ASGI sends (the relay's):
+    Starlette's Response, without encoding each header again and searching the list for
+    `content-length`."""
+
+    def __init__(self, body: bytes, status_code: int, raw_headers: list[tuple[bytes, bytes]]):
+        self.body, self.status_code, self.background = body, status_code, None
+        if status_code >= 200 and status_code not in (204, 304):  # as Starlette's: no body otherwise
+            raw_headers.append((b"content-length", b"%d" % len(body)))
+        self.raw_headers = raw_headers
+
+
+def raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """Our own headers (ids, costs, limits: ASCII) as raw pairs."""
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
 def error_event(err: ProxyError, path: str) -> bytes:

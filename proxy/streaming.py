@@ -16,11 +16,12 @@ from starlette.types import Receive, Scope, Send
 
 
 class RelayResponse(Response):
-    def __init__(self, body: AsyncGenerator[bytes, None], status_code: int, headers: dict[str, str]):
+    def __init__(self, body: AsyncGenerator[bytes, None], status_code: int, headers: list[tuple[bytes, bytes]]):
+        """`headers`: raw, as ASGI sends them (llm.py's `_headers`)."""
         self.body_iterator = body
         self.status_code = status_code
         self.background = None
-        self.init_headers(headers)
+        self.raw_headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def stream() -> None:

@@ -122,3 +122,22 @@ _PASSES: dict[str, bool] = {}  # header name as sent -> passes()
 
 def response_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
     return {k: v for k, v in resp.headers.items() if passes(k)}
+
+
+def raw_response_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+    """The headers of `resp` that pass, as the (lower-case name, value) bytes an ASGI response
+    starts with: the value as the upstream sent it, not decoded and then encoded again, and
+    each of a repeated header kept."""
+    out = []
+    for name, value in resp.raw_headers:
+        lower = _RAW_PASSES.get(name)
+        if lower is None:
+            lower = name.lower() if passes(name.decode("latin-1")) else b""
+            if len(_RAW_PASSES) < 1_000:  # as in passes()
+                _RAW_PASSES[name] = lower
+        if lower:
+            out.append((lower, value))
+    return out
+
+
+_RAW_PASSES: dict[bytes, bytes] = {}  # header name as sent -> its lower case if it passes, else b""

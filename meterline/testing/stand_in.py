@@ -40,6 +40,7 @@ class StandInResponse:
     def __init__(self, status: int, body: bytes):
         self.status, self._body = status, body
         self.headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
+        self.raw_headers = tuple((k.encode(), v.encode()) for k, v in self.headers.items())
         self.content_length = len(body)
         self.content = StandInContent(body)
         self.released = False

@@ -42,6 +42,18 @@ def test_an_upstream_cannot_set_the_x_meterline_headers_the_client_sees(junk_pro
     assert "x-meterline-team" not in r.headers and r.headers["x-request-id"] == "kept"
 
 
+def test_an_upstream_header_sent_twice_reaches_the_client_twice_and_hop_by_hop_ones_never(junk_proxy, junk):
+    # Headers are relayed as the upstream's raw pairs: each of a repeated one is kept.
+    proxy = junk_proxy()
+    body = b'{"model":"junk-model","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}'
+    extra = b"Link: <https://a.example>\r\nlink: <https://b.example>\r\nKeep-Alive: timeout=5\r\nServer: junk\r\n"
+    r = _post(proxy, proxy.key(), junk.answer("twice", json_response(body, headers=extra)))
+    assert r.status_code == 200 and r.json()["model"] == "junk-model"
+    assert r.headers.get_list("link") == ["<https://a.example>", "<https://b.example>"]
+    assert "keep-alive" not in r.headers and r.headers.get("server") != "junk"
+    assert r.headers["content-length"] == str(len(body))
+
+
 def test_a_provider_key_echoed_in_an_error_body_never_reaches_the_ledger(junk_proxy, junk):
     """Item 17: the client gets the upstream's answer as sent; the ledger's copy is redacted,
     also when the 200-character cut falls inside the key."""
