@@ -21,8 +21,7 @@ from typing import Any, NamedTuple, Protocol
 from meterline.costing.attribution import (
     clean,
     from_header,
-    new_span_id,
-    new_trace_id,
+    new_ids,
     parse_tags,
     parse_traceparent,
     traceparent,
@@ -214,7 +213,7 @@ class Meter:
         trace_id, parent_call_id, link = (ctx.trace_id, parent if parent_payer else "", TRACEPARENT) if ctx else ("", "", "")
         if not parent_call_id:
             link = ""
-        call_id = new_span_id()
+        call_id, fresh_trace_id = new_ids()
         run = None if ctx else headers.get("x-meterline-run")
         if run:
             trace_id, parent, link = self._header_run(key.team, run, call_id, asked)
@@ -239,7 +238,7 @@ class Meter:
             project=clean(from_header(headers.get("x-meterline-project"))) or key.project,
             user=clean(from_header(headers.get("x-meterline-user"))) or (clean(body_user) if isinstance(body_user, str) else ""),
             tags=parse_tags(from_header(headers.get("x-meterline-tags"))),
-            trace_id=trace_id or new_trace_id(),
+            trace_id=trace_id or fresh_trace_id,
             parent_span_id=parent,
             parent_call_id=parent_call_id,
             link=link,
