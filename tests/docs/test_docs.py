@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from meterline.cli import app
 from meterline.costing.config import Settings
+from meterline.proxy.upstream import DROP_RESPONSE_HEADERS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -119,3 +120,10 @@ def test_link_check_finds_a_broken_link(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text("[ok](page.md) [gone](nowhere.md#x) [anchor](#top) [web](https://example.com)", encoding="utf-8")
     assert broken_links(page) == ["nowhere.md#x"]
+
+
+def test_the_response_headers_never_relayed_are_the_ones_docs_http_lists() -> None:
+    text = (DOCS / "http.md").read_text(encoding="utf-8")
+    listed = re.search(r"those the proxy's server sets itself \(([^)]*)\)", text)
+    assert listed is not None, "docs/http.md no longer says which upstream headers are dropped"
+    assert set(re.findall(r"`([a-z-]+)`", listed.group(1))) == DROP_RESPONSE_HEADERS
