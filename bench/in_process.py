@@ -14,6 +14,8 @@ writer's child starts as by default but is handed nothing during the rounds (`SE
 the heap is frozen after the warm-up, as `serve` freezes it.
 
 `--profile` adds cProfile's top functions of one more round (which runs about twice as slow).
+`--no-refresh` turns the budget and key refreshes off, so that only the request path runs:
+bench/instructions.py counts it so.
 """
 
 from __future__ import annotations
@@ -41,17 +43,21 @@ SECTION = "in_process"
 # The ledger is not written during the rounds: the writer child and its commits share the
 # host with the rounds and moved them by +-20%, which hid any change under 10 µs.
 SERVER = {"flush_interval_ms": 3_600_000}
+QUIET = {"budgets": {"refresh_seconds": 3600}}  # `--no-refresh`; the key refresh: QUIET_SERVER
+QUIET_SERVER = {"key_refresh_seconds": 3600}
 BODY = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 40})
 
 
-async def run(calls: int, rounds: int, profile: bool) -> tuple[list[float], str]:
+async def run(calls: int, rounds: int, profile: bool, quiet: bool = False) -> tuple[list[float], str]:
     """µs of CPU per call in each round, and the profile's text (empty without `profile`)."""
     from meterline.costing import create_engine, create_key, create_schema, settings_from_dict
     from meterline.proxy.app import create_app
     from meterline.testing.stand_in import StandInUpstream
 
     with tempfile.TemporaryDirectory(prefix="meterline-bench-inproc-") as tmp:
-        settings = settings_from_dict(meterline_config(Path(tmp), "http://upstream.invalid", server=SERVER), environ={"BENCH_MOCK_KEY": MOCK_KEY})
+        server, config = (SERVER | QUIET_SERVER, QUIET) if quiet else (SERVER, None)
+        cfg = meterline_config(Path(tmp), "http://upstream.invalid", server=server, config=config)
+        settings = settings_from_dict(cfg, environ={"BENCH_MOCK_KEY": MOCK_KEY})
         engine = create_engine(settings.database)
         create_schema(engine)
         _, key = create_key(engine, team="nlp")
@@ -113,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=15000, help="calls per round")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--profile", action="store_true", help="cProfile's top functions of one more round")
+    ap.add_argument("--no-refresh", action="store_true", help="budget and key refreshes off: the request path only")
     ap.add_argument("--write-results", action="store_true", help=f"replace the {SECTION} section of RESULTS.md")
     a = ap.parse_args(argv)
-    per_call, text = asyncio.run(run(a.calls, a.rounds, a.profile))
+    per_call, text = asyncio.run(run(a.calls, a.rounds, a.profile, a.no_refresh))
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     rounds = ", ".join(f"{x:.0f}" for x in per_call)
     lines = [

@@ -79,3 +79,10 @@ def test_in_process_bench_times_metered_calls_through_the_app_and_profiles_them(
     median, fastest, rounds = (cell.strip() for cell in row.strip("|").split("|"))
     assert float(fastest) <= float(median) and len(rounds.split(",")) == 2 and float(fastest) > 0
     assert "proxy/llm.py" in out and "(forward)" in out  # the profile of the metered path
+
+
+def test_in_process_bench_runs_the_request_path_alone_for_the_instruction_count():
+    # bench.instructions runs this under callgrind (too slow for CI): it must run, and answer.
+    out = _bench("bench.in_process", "--calls", "300", "--rounds", "1", "--no-refresh")
+    row = next(line for line in out.splitlines() if line.startswith("| ") and line[2].isdigit())
+    assert float(row.strip("|").split("|")[0]) > 0
