@@ -34,11 +34,11 @@ class RelayedResponse(Response):
     Starlette's Response, without encoding each header again and searching the list for
     `content-length`."""
 
-    def __init__(self, body: bytes, status_code: int, raw_headers: list[tuple[bytes, bytes]]):
+    def __init__(self, body: bytes, status_code: int, headers: list[tuple[bytes, bytes]]):
         self.body, self.status_code, self.background = body, status_code, None
         if status_code >= 200 and status_code not in (204, 304):  # as Starlette's: no body otherwise
-            raw_headers.append((b"content-length", b"%d" % len(body)))
-        self.raw_headers = raw_headers
+            headers.append((b"content-length", b"%d" % len(body)))
+        self.raw_headers = headers
 
 
 def raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

@@ -22,7 +22,7 @@ _LARGE_BODY = 1 << 20  # aiohttp warns past this for a bytes body: it is one wri
 # stays here.
 FORWARD_REQUEST_HEADERS = ("content-type", "accept", "openai-beta", "idempotency-key")
 # Response headers never passed back: hop-by-hop, or recomputed by our server. `x-meterline-*`
-# are ours alone (see `response_headers`).
+# are ours alone (see `passes`).
 DROP_RESPONSE_HEADERS = frozenset(
     ("connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "server", "date")
 )
@@ -118,10 +118,6 @@ def passes(name: str) -> bool:
 
 
 _PASSES: dict[str, bool] = {}  # header name as sent -> passes()
-
-
-def response_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
-    return {k: v for k, v in resp.headers.items() if passes(k)}
 
 
 def raw_response_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
