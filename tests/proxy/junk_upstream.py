@@ -54,10 +54,15 @@ class JunkUpstream:
                 async for piece in raw():
                     writer.write(piece)
                     await writer.drain()
-                return
-            for i in range(0, len(raw), 4096):  # in pieces, so events straddle reads
-                writer.write(raw[i : i + 4096])
-                await writer.drain()
+            else:
+                for i in range(0, len(raw), 4096):  # in pieces, so events straddle reads
+                    writer.write(raw[i : i + 4096])
+                    await writer.drain()
+            # All of it out before the abort below, which drops what the transport still holds:
+            # drain() waits only down to the high-water mark, and on a busy host the last of a
+            # long stream was lost, ending it mid-event.
+            writer.transport.set_write_buffer_limits(0)
+            await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
