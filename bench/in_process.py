@@ -43,8 +43,10 @@ SECTION = "in_process"
 # The ledger is not written during the rounds: the writer child and its commits share the
 # host with the rounds and moved them by +-20%, which hid any change under 10 µs.
 SERVER = {"flush_interval_ms": 3_600_000}
-QUIET = {"budgets": {"refresh_seconds": 3600}}  # `--no-refresh`; the key refresh: QUIET_SERVER
-QUIET_SERVER = {"key_refresh_seconds": 3600}
+# `--no-refresh`: the budget refresh is set in its own section, the key refresh under `server:`.
+NO_REFRESH = {"budgets": {"refresh_seconds": 3600}}
+NO_REFRESH_SERVER = {"key_refresh_seconds": 3600}
+WARM_UP = 1000  # calls before the rounds, at most: caches, the estimator, the first lease
 BODY = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 40})
 
 
@@ -55,7 +57,7 @@ async def run(calls: int, rounds: int, profile: bool, quiet: bool = False) -> tu
     from meterline.testing.stand_in import StandInUpstream
 
     with tempfile.TemporaryDirectory(prefix="meterline-bench-inproc-") as tmp:
-        server, config = (SERVER | QUIET_SERVER, QUIET) if quiet else (SERVER, None)
+        server, config = (SERVER | NO_REFRESH_SERVER, NO_REFRESH) if quiet else (SERVER, None)
         cfg = meterline_config(Path(tmp), "http://upstream.invalid", server=server, config=config)
         settings = settings_from_dict(cfg, environ={"BENCH_MOCK_KEY": MOCK_KEY})
         engine = create_engine(settings.database)
@@ -92,7 +94,7 @@ async def run(calls: int, rounds: int, profile: bool, quiet: bool = False) -> tu
         out: list[float] = []
         text = ""
         async with app.router.lifespan_context(app):  # type: ignore[attr-defined]
-            for _ in range(min(calls, 1000)):  # warm: caches, the estimator, the first lease
+            for _ in range(min(calls, WARM_UP)):
                 if await one() != 200:
                     raise SystemExit("the app did not answer 200: see its log")
             gc.collect()

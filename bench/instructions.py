@@ -8,7 +8,7 @@ the noise. The number of instructions a call executes does not move with the hos
 agree to about 0.3%. This counts the path of bench/in_process.py (the app of `meterline serve`,
 a stand-in upstream, the bench's config) with the budget and key refreshes off
 (`--no-refresh`), so that only the request path counts. It runs that bench twice under
-callgrind, for one round of WARM and of WARM + `calls` calls (both warm up on the same 1,000),
+callgrind, for one round of WARM_UP and of WARM_UP + `calls` calls (both warm up alike),
 and divides the difference by `calls`. Only the serving process is counted (the writer child is
 given nothing during the rounds). An instruction is not a nanosecond (a cache miss costs more):
 this ranks changes to Meterline's own code, and bench/writer_process.py measures what users get.
@@ -27,12 +27,12 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.in_process import WARM_UP
 from bench.report import replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "instructions"
-WARM = 1000  # calls: bench.in_process warms up on min(calls, 1000)
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if shutil.which("valgrind") is None:
         raise SystemExit("bench.instructions: needs valgrind (apt-get install valgrind)")
-    per_call = (count(WARM + a.calls) - count(WARM)) / a.calls
+    # Both runs warm up on WARM_UP calls: the difference is the `calls` counted.
+    per_call = (count(WARM_UP + a.calls) - count(WARM_UP)) / a.calls
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     lines = [
