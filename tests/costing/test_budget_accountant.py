@@ -189,7 +189,6 @@ def test_with_no_budget_at_all_calls_are_neither_reserved_nor_recorded():
     assert a.pending() == [] and a.spent(TEAM) == 0
 
 
-
 # A replica's life as steps: a call recorded (id, cost in micro-dollars, month), some recorded
 # calls landing in the ledger, a ledger read of the month counted or of the next.
 MONTHS = {"2026-10": datetime(2026, 10, 31, 23, tzinfo=UTC), PERIOD: NOW, "2026-12": datetime(2026, 12, 1, tzinfo=UTC)}
