@@ -7,6 +7,7 @@ aiohttp `ClientSession` forwarded ~4,350 req/s at concurrency 16 against 430-560
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ DROP_RESPONSE_HEADERS = frozenset(
     ("connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "server", "date")
 )
 OWN_PREFIX = "x-meterline-"
+USER_AGENT = f"meterline/{importlib.metadata.version('meterline')}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +40,15 @@ class Target:
 
 
 def new_session() -> aiohttp.ClientSession:
-    """The proxy's own pooled session (call it inside the running loop, which it binds to)."""
+    """The proxy's own pooled session (call it inside the running loop, which it binds to).
+
+    Providers see the proxy's `User-Agent`, not aiohttp's and not the client's. It is set as a
+    default header rather than aiohttp's own skipped: `skip_auto_headers` costs every request
+    a sort and two header copies in aiohttp."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
         auto_decompress=False,
-        skip_auto_headers=("User-Agent",),
+        headers={"User-Agent": USER_AGENT},
     )
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from meterline.cli import app
 from meterline.costing.config import Settings
-from meterline.proxy.upstream import DROP_RESPONSE_HEADERS
+from meterline.proxy.upstream import DROP_RESPONSE_HEADERS, FORWARD_REQUEST_HEADERS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -127,3 +127,10 @@ def test_the_response_headers_never_relayed_are_the_ones_docs_http_lists() -> No
     listed = re.search(r"those the proxy's server sets itself \(([^)]*)\)", text)
     assert listed is not None, "docs/http.md no longer says which upstream headers are dropped"
     assert set(re.findall(r"`([a-z-]+)`", listed.group(1))) == DROP_RESPONSE_HEADERS
+
+
+def test_the_request_headers_passed_on_are_the_ones_docs_http_lists() -> None:
+    text = (DOCS / "http.md").read_text(encoding="utf-8")
+    listed = re.search(r"of the client's headers only these\s+\(([^)]*)\)", text)
+    assert listed is not None, "docs/http.md no longer says which request headers reach a provider"
+    assert set(re.findall(r"`([a-z-]+)`", listed.group(1))) == set(FORWARD_REQUEST_HEADERS)

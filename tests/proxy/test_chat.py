@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from decimal import Decimal
 
 import openai
 import pytest
 
+from meterline.proxy.upstream import FORWARD_REQUEST_HEADERS
 from tests.conftest import PROVIDER_KEY
 
 
@@ -43,6 +45,11 @@ def test_upstream_gets_provider_key_and_traceparent_never_the_virtual_key(proxy,
     (req,) = [r for r in upstream.requests if r["path"] == "/v1/chat/completions"]
     assert req["headers"]["authorization"] == f"Bearer {PROVIDER_KEY}"
     assert key not in str(req["headers"])
+    # The proxy's own agent, and none of the SDK's telemetry headers (x-stainless-*).
+    assert req["headers"]["user-agent"] == f"meterline/{importlib.metadata.version('meterline')}"
+    assert set(req["headers"]) - set(FORWARD_REQUEST_HEADERS) <= {
+        "host", "authorization", "traceparent", "accept-encoding", "user-agent", "content-length"
+    }  # fmt: skip
     (event,) = proxy.events()
     assert req["headers"]["traceparent"] == f"00-{event['trace_id']}-{event['call_id']}-01"
 
