@@ -87,7 +87,7 @@ class Estimator:
     def estimate(self, call: Admissible) -> Decimal:
         if call.kind in ("llm", "embedding"):
             upstream = getattr(call, "upstream_model", "")  # the bundled map knows the provider's name
-            price = self.prices.lookup(call.model, *([upstream] if upstream else []), at=call.ts)
+            price = self.prices.lookup(call.model, upstream, at=call.ts) if upstream else self.prices.lookup(call.model, at=call.ts)
             if price is None:
                 return ZERO  # unpriced calls are recorded at 0
             return (call.request_bytes // BYTES_PER_TOKEN) * price.input + self.output_tokens(call) * price.output

@@ -40,7 +40,8 @@ def header_map(request: Request) -> dict[str, str]:
     Starlette's `Headers` gives it. A metered call reads a dozen headers, most of them absent,
     and each miss on `Headers` is a scan of the list and a KeyError caught (with the body read
     above, about 20 µs a call: bench/in_process.py)."""
-    out: dict[str, str] = {}
-    for name, value in request.scope["headers"]:
-        out.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-    return out
+    pairs = request.scope["headers"]  # a list from uvicorn; ASGI allows any iterable
+    if not isinstance(pairs, list):
+        pairs = list(pairs)
+    # Built from the last pair to the first, so that the first of a repeated name stays.
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(pairs)}

@@ -115,7 +115,8 @@ async def forward(request: Request, path: str, kind: str) -> Response:
         body_user=doc.get("user"),
         asked=asked_by_request(path, doc, body),
     )
-    call = await rt.prepare(call)
+    if rt.capped(call):
+        call = await rt.prepare(call)
     try:
         limit_headers = rt.admit(call)
     except CostingError as e:  # a refusal: rate limit, budget, ...

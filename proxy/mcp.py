@@ -164,7 +164,8 @@ async def _start(
         tracestate=meta_tracestate(m),
         asked=asked_by_tool_call(tool, m.get("params")) if tool else None,
     )
-    call = await rt.prepare(call)  # before the exchange owns it: a call cancelled here was never admitted
+    if rt.capped(call):  # before the exchange owns it: a call cancelled here was never admitted
+        call = await rt.prepare(call)
     exchange.add(m, call)
     rt.admit(call)
     return call

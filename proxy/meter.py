@@ -228,6 +228,7 @@ class Meter:
             else:  # served elsewhere, or never: the ledger links it if its producer lands
                 asked = asked._replace(kind=TOOL_REQUEST if kind == "mcp" else CONTINUATION)
         payer = parent_payer if parent_payer and self.subcalls == "root_caller" else own
+        project, user, tags = headers.get("x-meterline-project"), headers.get("x-meterline-user"), headers.get("x-meterline-tags")
         return Call(
             call_id=call_id,
             kind=kind,
@@ -235,9 +236,9 @@ class Meter:
             key=key,
             payer=payer,
             key_team=key.team,
-            project=clean(from_header(headers.get("x-meterline-project"))) or key.project,
-            user=clean(from_header(headers.get("x-meterline-user"))) or (clean(body_user) if isinstance(body_user, str) else ""),
-            tags=parse_tags(from_header(headers.get("x-meterline-tags"))),
+            project=(clean(from_header(project)) if project else "") or key.project,
+            user=(clean(from_header(user)) if user else "") or (clean(body_user) if isinstance(body_user, str) else ""),
+            tags=parse_tags(from_header(tags)) if tags else "",
             trace_id=trace_id or fresh_trace_id,
             parent_span_id=parent,
             parent_call_id=parent_call_id,
@@ -352,10 +353,11 @@ class Meter:
         # A failed call costs nothing unless tokens were used (a stream that broke mid-way).
         billable = status not in ("upstream_error", "rejected") or usage != NO_USAGE
         extra = usage.extra or NO_EXTRA
-        p = Priced(cost, "", extra.flag, "" if call.kind == "mcp" else tier_of(extra.service_tier))
         if cost is None and billable and call.kind != "mcp":
             p = self.price(call, usage)
             cost = p.cost
+        else:
+            p = Priced(cost, "", extra.flag, "" if call.kind == "mcp" else tier_of(extra.service_tier))
         is_priced = cost is not None or not billable
         event = {
             "call_id": call.call_id,

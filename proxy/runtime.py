@@ -281,12 +281,17 @@ class Runtime:
                 headers = h if headers is None else headers | h
         return headers
 
+    def capped(self, call: Call) -> bool:
+        """Whether run caps apply to the call's team: only then is it `prepare`d."""
+        return self.run_caps.enabled and self.run_caps.caps(call.payer.team) is not None
+
     async def prepare(self, call: Call) -> Call:
         """What run caps need from the ledger at admission, read off the event loop: the run of
         a call whose clues name a call another process served, and what that run has spent
         elsewhere. Returns the call, placed in its run if the ledger knew it. Without caps
-        for the call's team this does nothing (its links are made when it lands)."""
-        capped = self.run_caps.enabled and self.run_caps.caps(call.payer.team) is not None
+        for the call's team this does nothing (its links are made when it lands), and the
+        routes skip it (`capped`): most calls need no coroutine here."""
+        capped = self.capped(call)
         waited = False
         try:
             if call.asked is not None and capped:

@@ -6,6 +6,7 @@ import csv
 import io
 from datetime import UTC, datetime
 
+import httpx
 import openai
 
 from tests.conftest import run_cli
@@ -33,3 +34,17 @@ def test_hostile_attribution_headers_are_cleaned_capped_and_exported_as_plain_te
     for column in ("project", "user"):
         assert exported[column] == row[column] or exported[column] == "'" + row[column]
         assert not exported[column].startswith(("=", "+", "-", "@"))
+
+
+def test_a_repeated_attribution_header_counts_at_its_first_value(proxy):
+    # As Starlette's Headers reads a repeated name: the first one sent.
+    headers = [
+        ("authorization", f"Bearer {proxy.key()}"),
+        ("x-meterline-project", "first"),
+        ("X-Meterline-Project", "second"),
+    ]
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    r = httpx.post(proxy.url + "/v1/chat/completions", json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    (row,) = proxy.events()
+    assert row["project"] == "first"
