@@ -6,8 +6,8 @@ the ledger, in exact pico-dollars, is the source of truth for money.
 
 The three counters every call adds to (requests, tokens, cost) are kept as plain numbers per
 label set and turned into samples when /metrics is read (`CallCounters`): a prometheus_client
-`Counter.inc` takes a lock and checks its argument, about 0.5 µs, and a call made five of
-them. Both sides run on the event loop, so nothing is locked.
+`Counter.inc` takes a lock and checks its argument, about 0.5 µs, and a plain call made four
+(requests, input and output tokens, cost). Both sides run on the event loop: nothing is locked.
 """
 
 from __future__ import annotations
