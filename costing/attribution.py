@@ -37,11 +37,9 @@ def from_header(value: str | None) -> str | None:
 def parse_tags(header: str | None) -> str:
     """`k=v,k2=v2` cleaned and normalised; malformed pairs are dropped, not fatal, and so are
     the pairs past MAX_TAGS or past MAX_TAGS_CHARS in all."""
-    if not header:  # most calls carry no tags
-        return ""
     pairs: list[str] = []
     size = -1
-    for item in header.split(",")[:MAX_TAGS]:
+    for item in (header or "").split(",")[:MAX_TAGS]:
         k, sep, v = item.partition("=")
         k, v = clean(k, 64), clean(v, 128)
         if sep and k and "," not in v:
