@@ -6,8 +6,10 @@ loop; SQLAlchemy's per-row work was most of a batch's time on both dialects (ben
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,21 +20,28 @@ def sqlite_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any
 
     SQLAlchemy's per-row parameter processing cost about three quarters of a batch's time
     (bench/RESULTS.md), and on the proxy it runs on a thread that shares the GIL with the
-    event loop. Values are bound as SQLAlchemy would store them: datetimes as naive UTC text
-    with microseconds (the SQLite dialect's storage format), booleans as 0/1.
+    event loop. A plain DateTime column is bound as SQLAlchemy would store it (naive UTC text
+    with microseconds, the SQLite dialect's format), booleans as 0/1. The ledger's own time
+    columns (`ts`, `hour`) are UTCDateTime, a TypeDecorator: they reach the driver as aware
+    datetimes, which sqlite3 stores as ISO text with its offset (`...+00:00`), as every ledger
+    written so far holds them. Changing that would split an hour's rollup into two rows; the
+    readers that compare these columns in SQL allow for it (credit_ledger.SLACK).
     """
     cols = [c for c in rows[0] if c in table.c]
-    dates = {i for i, c in enumerate(cols) if isinstance(table.c[c].type, sa.DateTime)}
+    dates = [i for i, c in enumerate(cols) if isinstance(table.c[c].type, sa.DateTime)]
     names = ", ".join(f'"{c}"' for c in cols)
     one = "(" + ", ".join("?" * len(cols)) + ")"
+    # A row's values in one C call, not a Python step per value: this runs for every column of
+    # every event written.
+    values: Callable[[dict[str, Any]], Sequence[Any]] = itemgetter(*cols) if len(cols) > 1 else lambda r: (r[cols[0]],)
+    if dates:
+        values = _naive_at(values, dates)
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         for chunk in _sized_chunks(rows):
-            params: list[Any] = []
-            for r in chunk:
-                params.extend(_naive(r[c]) if i in dates else r[c] for i, c in enumerate(cols))
+            params = list(chain.from_iterable(map(values, chunk)))
             sql = f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join([one] * len(chunk))} {tail}'
-            yield from (row[0] for row in cur.execute(sql, params))
+            yield from map(itemgetter(0), cur.execute(sql, params))
     finally:
         cur.close()
 
@@ -75,6 +84,16 @@ def _sized_chunks(rows: list[Any]) -> Iterable[list[Any]]:
         while len(rows) - i >= size:
             yield rows[i : i + size]
             i += size
+
+
+def _naive_at(values: Callable[[dict[str, Any]], Sequence[Any]], dates: list[int]) -> Callable[[dict[str, Any]], Sequence[Any]]:
+    def dated(r: dict[str, Any]) -> Sequence[Any]:
+        out = list(values(r))
+        for i in dates:
+            out[i] = _naive(out[i])
+        return out
+
+    return dated
 
 
 def _naive(ts: datetime | None) -> str | None:
