@@ -20,14 +20,13 @@ def link_parents(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     secret, so a client could name anyone's call as the parent span of a trace of its own).
     """
     t = EVENTS
-    same_trace = _same_trace()
+    parents_in_ledger, children_in_ledger = _lookups()
     found: list[str] = []
     orphans = [r["call_id"] for r in rows if r["parent_span_id"] and not r["parent_call_id"]]
     for chunk in _chunks(orphans, 500):
-        found += conn.execute(sa.select(t.c.call_id).where(t.c.call_id.in_(chunk), same_trace)).scalars()
+        found += conn.execute(parents_in_ledger, {"ids": chunk}).scalars()
     for chunk in _chunks([r["call_id"] for r in rows], 500):
-        q = sa.select(t.c.call_id).where(t.c.parent_call_id == "", t.c.parent_span_id.in_(chunk), same_trace)
-        found += conn.execute(q).scalars()
+        found += conn.execute(children_in_ledger, {"ids": chunk}).scalars()
     for chunk in _chunks(found, 500):  # found first: most batches have none, and write nothing
         conn.execute(sa.update(t).where(t.c.call_id.in_(chunk)).values(parent_call_id=t.c.parent_span_id, link=TRACEPARENT))
 
@@ -38,6 +37,19 @@ def _same_trace() -> sa.Exists:
     is made on first use, and making it per batch was a tenth of the writer's CPU."""
     p = EVENTS.alias("p")
     return sa.exists().where(p.c.call_id == EVENTS.c.parent_span_id, p.c.trace_id == EVENTS.c.trace_id)
+
+
+@cache
+def _lookups() -> tuple[sa.Select[str], sa.Select[str]]:
+    """(calls among `ids` whose parent is in the ledger, calls waiting for a parent among `ids`).
+    Built once, `ids` bound at execution: a statement built per batch with its ids in it took
+    about 1.6 times as long to run (a bound value made and keyed per id)."""
+    t = EVENTS
+    ids: sa.BindParameter[list[str]] = sa.bindparam("ids", expanding=True)
+    return (
+        sa.select(t.c.call_id).where(t.c.call_id.in_(ids), _same_trace()),
+        sa.select(t.c.call_id).where(t.c.parent_call_id == "", t.c.parent_span_id.in_(ids), _same_trace()),
+    )
 
 
 def _chunks(items: list[Any], n: int) -> Iterable[list[Any]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -166,11 +167,10 @@ def sweep_moves(engine: sa.Engine) -> None:
 
 def _follow_moves(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     """Calls of a trace that moved before they landed go where it moved."""
-    m = TRACE_MOVES
     traces = list({r["trace_id"] for r in rows if r["trace_id"]})
     moved: dict[str, str] = {}
     for chunk in _chunks(traces, 500):
-        moved.update((o, n) for o, n in conn.execute(sa.select(m.c.old_trace, m.c.new_trace).where(m.c.old_trace.in_(chunk))))
+        moved.update((o, n) for o, n in conn.execute(_moves_of(), {"traces": chunk}))
     if not moved:
         return
     for old, new in moved.items():
@@ -179,6 +179,15 @@ def _follow_moves(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
             conn.execute(sa.update(EVENTS).where(EVENTS.c.call_id.in_(chunk)).values(trace_id=new))
     for r in rows:
         r["trace_id"] = moved.get(r["trace_id"], r["trace_id"])
+
+
+@cache
+def _moves_of() -> sa.Select[str, str]:
+    """(old, new) of the moves of `traces`. Built once, `traces` bound at execution: nearly every
+    batch asks (every call has a trace), and a statement built with the ids in it took about
+    1.5 times as long to run (a bound value made and keyed per id)."""
+    m = TRACE_MOVES
+    return sa.select(m.c.old_trace, m.c.new_trace).where(m.c.old_trace.in_(sa.bindparam("traces", expanding=True)))
 
 
 def _by_team(clues: set[tuple[str, str]]) -> Iterable[tuple[str, list[str]]]:
