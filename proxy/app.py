@@ -17,6 +17,7 @@ from . import admin, key_usage, llm, mcp, metrics
 from .errors import HANDLED, respond
 from .fastpath import MeterlineApp
 from .runtime import Runtime
+from .upstream import VERSION
 
 
 def create_app(
@@ -47,7 +48,7 @@ def create_app(
         finally:
             await runtime.stop()
 
-    app = MeterlineApp(title="Meterline", version="0.1.0", lifespan=lifespan)
+    app = MeterlineApp(title="Meterline", version=VERSION, lifespan=lifespan)
     # The metered routes, served ahead of the middleware stack (see fastpath.py).
     app.fast_routes = {r.path: r.endpoint for r in llm.router.routes if isinstance(r, APIRoute) and "POST" in (r.methods or ())}
     app.include_router(llm.router)

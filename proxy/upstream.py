@@ -28,7 +28,8 @@ DROP_RESPONSE_HEADERS = frozenset(
     ("connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "server", "date")
 )
 OWN_PREFIX = "x-meterline-"
-USER_AGENT = f"meterline/{importlib.metadata.version('meterline')}"
+VERSION = importlib.metadata.version("meterline")  # the installed package's: the one source of it
+USER_AGENT = f"meterline/{VERSION}"
 
 
 @dataclass(frozen=True, slots=True)
