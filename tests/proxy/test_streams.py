@@ -81,12 +81,15 @@ def test_upstream_breaking_mid_stream_is_recorded_estimated_and_the_client_gets_
 
 
 def test_responses_stream_broken_by_the_upstream_ends_with_an_error_event(proxy):
-    events = []
-    with pytest.raises(openai.APIError):
+    # The client sees the break as an `error` event, or as the SDK's own error when the
+    # connection ends first; either way the stream does not end as a completed response.
+    types = []
+    try:
         for ev in client(proxy, proxy.key()).responses.create(model="gpt-4o-mini", input="go sim:break_after=2", stream=True):
-            events.append(ev)
-            if ev.type == "error":
-                raise openai.APIError(ev.message, request=None, body=None)
+            types.append(ev.type)
+    except openai.APIError:
+        types.append("raised")
+    assert types[-1] in ("error", "raised") and "response.completed" not in types
     (event,) = proxy.events()
     assert (event["status"], event["usage_source"]) == ("upstream_error", "estimated")
     assert event["output_tokens"] == count_text(completion_text(2), "gpt-4o-mini")
