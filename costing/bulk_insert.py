@@ -15,8 +15,12 @@ from typing import Any
 import sqlalchemy as sa
 
 
-def sqlite_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], tail: str) -> Iterable[Any]:
+def sqlite_insert(
+    conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], tail: str, pace: Callable[[], None] | None = None
+) -> Iterable[Any]:
     """Multi-row INSERTs straight through the driver, in the connection's transaction.
+
+    With `pace` (pacing.Pace), the rows go in statements of at most 16, `pace` called after each.
 
     SQLAlchemy's per-row parameter processing cost about three quarters of a batch's time
     (bench/RESULTS.md), and on the proxy it runs on a thread that shares the GIL with the
@@ -38,10 +42,12 @@ def sqlite_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any
         values = _naive_at(values, dates)
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        for chunk in _sized_chunks(rows):
+        for chunk in _sized_chunks(rows, 256 if pace is None else 16):
             params = list(chain.from_iterable(map(values, chunk)))
             sql = f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join([one] * len(chunk))} {tail}'
             yield from map(itemgetter(0), cur.execute(sql, params))
+            if pace is not None:
+                pace()
     finally:
         cur.close()
 
@@ -75,12 +81,14 @@ def postgres_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, A
         cur.close()
 
 
-def _sized_chunks(rows: list[Any]) -> Iterable[list[Any]]:
-    """Chunks of 256, 64, 16, 4 or 1 rows: a handful of statement shapes, so the driver's
-    statement cache holds a few prepared INSERTs instead of up to 128 large ones, one per
-    batch size, which grew the proxy's memory by tens of MB under load."""
+def _sized_chunks(rows: list[Any], largest: int = 256) -> Iterable[list[Any]]:
+    """Chunks of 256, 64, 16, 4 or 1 rows (none over `largest`): a handful of statement shapes,
+    so the driver's statement cache holds a few prepared INSERTs instead of up to 128 large
+    ones, one per batch size, which grew the proxy's memory by tens of MB under load."""
     i = 0
     for size in (256, 64, 16, 4, 1):
+        if size > largest:
+            continue
         while len(rows) - i >= size:
             yield rows[i : i + size]
             i += size

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from .errors import LedgerWriteError
 from .ledger_writes import write_events
 from .months import charge_period
+from .pacing import PACED_ROWS, Pace
 from .run_ledger import sweep_moves
 from .spool import (
     LOCK,
@@ -89,6 +90,7 @@ class LedgerWriter:
     """
 
     ADOPT_SECONDS = 2.0  # how often the spool root is scanned for dead processes' folders
+    PACED_SHARE = 0.5  # of an interval, the longest a periodic flush's segment is paced for (pacing.py)
 
     def __init__(
         self, engine: sa.Engine, spool: Spool, interval: float = 0.2, root: str | os.PathLike[str] | None = None, mode: str = "thread"
@@ -149,10 +151,15 @@ class LedgerWriter:
         progress = self._progress
         return progress is not None and time.monotonic() - progress > self.stall_seconds
 
-    def flush(self) -> int:
-        """Write everything spooled so far. Raises if the database refuses."""
+    def flush(self, paced: bool = False) -> int:
+        """Write everything spooled so far. Raises if the database refuses.
+
+        paced: spread the flush's CPU over up to PACED_SHARE of an interval (pacing.py), as the
+            periodic flushes do; a flush asked for (a drain, the admin API's) runs flat out.
+        """
         with self._flush_lock, self._waiting_on_database():
-            return self._flush()
+            return self._flush(self.interval * self.PACED_SHARE if paced else 0.0)
+
 
     @contextmanager
     def _waiting_on_database(self) -> Iterator[None]:
@@ -164,18 +171,24 @@ class LedgerWriter:
         finally:
             self._progress = None
 
-    def _flush(self) -> int:
+    def _flush(self, pace_seconds: float) -> int:
         n = 0
         self.spool.retry()  # events the disk refused, if any, onto it first (in order)
+        deadline = time.perf_counter() + pace_seconds
         for path in self.spool.seal():
+            # The pacing's budget is the flush's, not each segment's: a backlog (the database
+            # was away) is written flat out once it is spent.
+            pace_for = deadline - time.perf_counter()
+            pace_for = pace_for if pace_for > Pace.SLICE_SECONDS else 0.0
             for announce in self.on_writing:
                 announce()
             landed: list[str] = []
             try:
                 if self.child is not None:
-                    written, landed = self.child.write_segment(path, self.spool.dir / REJECTED)
+                    written, landed = self.child.write_segment(path, self.spool.dir / REJECTED, pace_for)
                 else:
-                    written, landed = write_segment(self.engine, path, self.spool.dir / REJECTED)
+                    pace = Pace(pace_for) if pace_for else None
+                    written, landed = write_segment(self.engine, path, self.spool.dir / REJECTED, pace)
                 path.unlink()
             finally:
                 for observer in self.on_written:
@@ -205,7 +218,7 @@ class LedgerWriter:
         last_sync = last_adopt = time.monotonic()
         while not self._stop.wait(backoff):
             try:
-                self.flush()
+                self.flush(paced=True)
                 if time.monotonic() - last_adopt > self.ADOPT_SECONDS:
                     last_adopt = time.monotonic()
                     with self._waiting_on_database():
@@ -230,13 +243,13 @@ class LedgerWriter:
             self.degraded, self.last_error, backoff = False, "", self.interval
 
 
-def write_segment(engine: sa.Engine, path: Path, rejected: Path) -> tuple[int, list[str]]:
+def write_segment(engine: sa.Engine, path: Path, rejected: Path, pace: Callable[[], None] | None = None) -> tuple[int, list[str]]:
     """Write one segment's events once each; returns how many were new and the ids that landed.
 
     Events the database refuses for what they hold are kept in `rejected` (see write_rows).
     """
     rows = read_segment(path)
-    n, refused = write_rows(engine, rows, path.name)
+    n, refused = write_rows(engine, rows, path.name, pace)
     if refused:
         rejected.mkdir(exist_ok=True)
         with (rejected / path.name).open("ab") as f:
@@ -246,18 +259,23 @@ def write_segment(engine: sa.Engine, path: Path, rejected: Path) -> tuple[int, l
     return n, [str(r["call_id"]) for r in rows if str(r.get("call_id")) not in aside]
 
 
-def write_rows(engine: sa.Engine, rows: list[dict[str, Any]], source: str) -> tuple[int, list[dict[str, Any]]]:
+def write_rows(
+    engine: sa.Engine, rows: list[dict[str, Any]], source: str, pace: Callable[[], None] | None = None
+) -> tuple[int, list[dict[str, Any]]]:
     """Write events once each; returns how many were new and the events the ledger refused.
 
     A batch the database refuses for what a row holds is written event by event, and the
     events still refused are handed back, so they cannot hold up the ones behind them (the
     caller sets them aside). Anything else (the database is away) raises: retry it whole.
     Periods are assigned in the insert's transaction, so a month being closed meanwhile gets
-    each event either in its snapshot or as a later adjustment.
+    each event either in its snapshot or as a later adjustment. `pace`: see write_events.
     """
-    rows = [fit_to_columns(r) for r in rows]
+    for i, row in enumerate(rows, 1):
+        fit_to_columns(row)  # in place
+        if pace is not None and i % PACED_ROWS == 0:
+            pace()
     try:
-        return write_events(engine, rows, periods=charge_period), []
+        return write_events(engine, rows, periods=charge_period, pace=pace), []
     except LedgerWriteError as e:
         log.error("ledger refused a batch from %s (%s); writing its events one by one", source, e.reason)
     n, refused = 0, []

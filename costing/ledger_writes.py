@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from .bulk_insert import postgres_insert, sqlite_insert
 from .errors import LedgerWriteError
+from .pacing import PACED_ROWS
 from .parents import link_parents
 from .period_lock import lock_periods
 from .run_ledger import link_runs
@@ -37,12 +38,16 @@ _WRITE_ERRORS = (sa.exc.StatementError, sqlite3.Error, OverflowError, ValueError
 Periods = Callable[[datetime, set[str]], tuple[str, bool]]
 
 
-def write_events(engine: sa.Engine, rows: Iterable[dict[str, Any]], *, periods: Periods | None = None) -> int:
+def write_events(
+    engine: sa.Engine, rows: Iterable[dict[str, Any]], *, periods: Periods | None = None, pace: Callable[[], None] | None = None
+) -> int:
     """Insert events once each and add the new ones to the rollups, in one transaction.
 
     Returns how many were new. Safe to call again with the same rows. With `periods`, each
     row's `charge_period` and `adjustment` are set inside the transaction from the months
-    closed at that moment (see lock_periods). Raises LedgerWriteError, with nothing written,
+    closed at that moment (see lock_periods). With `pace` (pacing.Pace), called between steps
+    (and on SQLite between the insert's statements), a live flush's CPU is spread out. Raises
+    LedgerWriteError, with nothing written,
     when the ledger refuses what the rows hold; errors reaching the database as they are.
     """
     # One row per call id, the first: a batch can hold a call twice (a broker's redelivery, a
@@ -52,7 +57,7 @@ def write_events(engine: sa.Engine, rows: Iterable[dict[str, Any]], *, periods: 
     if not rows:
         return 0
     try:
-        return _write(engine, rows, periods)
+        return _write(engine, rows, periods, pace)
     except _WRITE_ERRORS as e:
         if not _refused_for_content(e):
             raise
@@ -80,7 +85,7 @@ def _refused_for_content(e: BaseException) -> bool:
     return True
 
 
-def _write(engine: sa.Engine, rows: list[dict[str, Any]], periods: Periods | None) -> int:
+def _write(engine: sa.Engine, rows: list[dict[str, Any]], periods: Periods | None, pace: Callable[[], None] | None) -> int:
     table = EVENTS
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -93,13 +98,17 @@ def _write(engine: sa.Engine, rows: list[dict[str, Any]], periods: Periods | Non
             for r in rows:
                 r["charge_period"], r["adjustment"] = periods(r["ts"], closed)
         if conn.dialect.name == "sqlite":
-            inserted = set(sqlite_insert(conn, table, rows, 'ON CONFLICT ("call_id") DO NOTHING RETURNING "call_id"'))
+            inserted = set(sqlite_insert(conn, table, rows, 'ON CONFLICT ("call_id") DO NOTHING RETURNING "call_id"', pace))
         else:
             inserted = set(postgres_insert(conn, table, rows, 'ON CONFLICT ("call_id") DO NOTHING RETURNING "call_id"'))
         new = [r for r in rows if r["call_id"] in inserted]
-        _add_to_rollups(engine, conn, new)
+        _add_to_rollups(engine, conn, new, pace)
         link_runs(conn, new)  # first: it moves calls into the traces their parents are in
+        if pace is not None:
+            pace()
         link_parents(conn, new)
+        if pace is not None:
+            pace()  # the commit's own work comes next, in one piece
     return len(new)
 
 
@@ -108,9 +117,11 @@ _DIMS = itemgetter(*ROLLUP_DIMS[1:])
 _TOKENS = itemgetter(*TOKEN_FIELDS)
 
 
-def _add_to_rollups(engine: sa.Engine, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+def _add_to_rollups(engine: sa.Engine, conn: sa.Connection, rows: list[dict[str, Any]], pace: Callable[[], None] | None) -> None:
     sums: dict[tuple[Any, ...], list[int]] = {}
-    for r in rows:
+    for i, r in enumerate(rows, 1):
+        if pace is not None and i % PACED_ROWS == 0:
+            pace()
         dims = (r["ts"].replace(minute=0, second=0, microsecond=0), *_DIMS(r))
         acc = sums.get(dims)
         if acc is None:
@@ -119,6 +130,8 @@ def _add_to_rollups(engine: sa.Engine, conn: sa.Connection, rows: list[dict[str,
         acc[:] = map(iadd, acc, (1, *_TOKENS(r), tool_call, r["cost_pico"]))  # `+=`, its results and errors
     if not sums:
         return
+    if pace is not None:
+        pace()
     table = ROLLUPS
     values = [
         dict(zip(ROLLUP_DIMS, dims, strict=True)) | {s: min(v, ROLLUP_MAX) for s, v in zip(ROLLUP_SUMS, acc, strict=True)}

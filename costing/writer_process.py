@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .child_process import Child, ChildFailed, ChildGone, child_main, short
+from .pacing import Pace
 
 log = logging.getLogger("meterline.ledger")
 
@@ -54,9 +55,10 @@ class WriterProcess(Child):
     def __init__(self, database: str):
         super().__init__("ledger writer", "costing.writer_process", {"database": database})
 
-    def write_segment(self, path: Path, rejected: Path) -> tuple[int, list[str]]:
-        """ingest.write_segment, in the child: (events new, call ids that landed)."""
-        r = self._ask({"op": "write", "path": str(path), "rejected": str(rejected)})
+    def write_segment(self, path: Path, rejected: Path, pace_seconds: float = 0.0) -> tuple[int, list[str]]:
+        """ingest.write_segment, in the child: (events new, call ids that landed). With
+        `pace_seconds`, paced for up to that long (pacing.Pace)."""
+        r = self._ask({"op": "write", "path": str(path), "rejected": str(rejected), "pace": pace_seconds})
         return int(r["written"]), [str(i) for i in r["landed"]]
 
     def adopt(self, root: str | os.PathLike[str]) -> int:
@@ -89,7 +91,8 @@ class _Session:
 
         try:
             if request["op"] == "write":
-                written, landed = write_segment(self.engine, Path(request["path"]), Path(request["rejected"]))
+                pace = Pace(float(request["pace"])) if request.get("pace") else None
+                written, landed = write_segment(self.engine, Path(request["path"]), Path(request["rejected"]), pace)
                 return {"ok": True, "written": written, "landed": landed}
             if request["op"] == "adopt":
                 return {"ok": True, "written": adopt_orphans(self.engine, request["root"])}
