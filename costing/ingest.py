@@ -160,7 +160,6 @@ class LedgerWriter:
         with self._flush_lock, self._waiting_on_database():
             return self._flush(self.interval * self.PACED_SHARE if paced else 0.0)
 
-
     @contextmanager
     def _waiting_on_database(self) -> Iterator[None]:
         """While inside, `stalled` says so once the database has not answered for stall_seconds

@@ -45,10 +45,10 @@ def write_events(
 
     Returns how many were new. Safe to call again with the same rows. With `periods`, each
     row's `charge_period` and `adjustment` are set inside the transaction from the months
-    closed at that moment (see lock_periods). With `pace` (pacing.Pace), called between steps
-    (and on SQLite between the insert's statements), a live flush's CPU is spread out. Raises
-    LedgerWriteError, with nothing written,
-    when the ledger refuses what the rows hold; errors reaching the database as they are.
+    closed at that moment (see lock_periods). With `pace` (pacing.Pace), called between the
+    steps of a write to SQLite, a live flush's CPU is spread out. Raises LedgerWriteError, with
+    nothing written, when the ledger refuses what the rows hold; errors reaching the database
+    as they are.
     """
     # One row per call id, the first: a batch can hold a call twice (a broker's redelivery, a
     # publish retried past its duplicate window), and the insert below skips the second copy
@@ -88,6 +88,10 @@ def _refused_for_content(e: BaseException) -> bool:
 def _write(engine: sa.Engine, rows: list[dict[str, Any]], periods: Periods | None, pace: Callable[[], None] | None) -> int:
     table = EVENTS
     with engine.begin() as conn:
+        if conn.dialect.name != "sqlite":
+            # PostgreSQL does a write's work on its own host; pauses here would only hold the
+            # rollups' row locks longer against other replicas' writers.
+            pace = None
         if conn.dialect.name == "postgresql":
             # Every statement below is a keyed lookup. With statistics from when the ledger was
             # small (autovacuum off or behind, a big spool replayed), the planner chose to scan
