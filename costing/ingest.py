@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from .errors import LedgerWriteError
 from .ledger_writes import write_events
 from .months import charge_period
-from .pacing import PACED_ROWS, Pace
+from .pacing import Pace, in_slices
 from .run_ledger import sweep_moves
 from .spool import (
     LOCK,
@@ -269,10 +269,8 @@ def write_rows(
     Periods are assigned in the insert's transaction, so a month being closed meanwhile gets
     each event either in its snapshot or as a later adjustment. `pace`: see write_events.
     """
-    for i, row in enumerate(rows, 1):
+    for row in in_slices(rows, pace):
         fit_to_columns(row)  # in place
-        if pace is not None and i % PACED_ROWS == 0:
-            pace()
     try:
         return write_events(engine, rows, periods=charge_period, pace=pace), []
     except LedgerWriteError as e:

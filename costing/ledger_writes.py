@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from .bulk_insert import postgres_insert, sqlite_insert
 from .errors import LedgerWriteError
-from .pacing import PACED_ROWS
+from .pacing import in_slices
 from .parents import link_parents
 from .period_lock import lock_periods
 from .run_ledger import link_runs
@@ -88,11 +88,10 @@ def _refused_for_content(e: BaseException) -> bool:
 def _write(engine: sa.Engine, rows: list[dict[str, Any]], periods: Periods | None, pace: Callable[[], None] | None) -> int:
     table = EVENTS
     with engine.begin() as conn:
-        if conn.dialect.name != "sqlite":
+        if conn.dialect.name == "postgresql":
             # PostgreSQL does a write's work on its own host; pauses here would only hold the
             # rollups' row locks longer against other replicas' writers.
             pace = None
-        if conn.dialect.name == "postgresql":
             # Every statement below is a keyed lookup. With statistics from when the ledger was
             # small (autovacuum off or behind, a big spool replayed), the planner chose to scan
             # all events for each batch's parent links: ingest slowed with the ledger's size.
@@ -123,9 +122,7 @@ _TOKENS = itemgetter(*TOKEN_FIELDS)
 
 def _add_to_rollups(engine: sa.Engine, conn: sa.Connection, rows: list[dict[str, Any]], pace: Callable[[], None] | None) -> None:
     sums: dict[tuple[Any, ...], list[int]] = {}
-    for i, r in enumerate(rows, 1):
-        if pace is not None and i % PACED_ROWS == 0:
-            pace()
+    for r in in_slices(rows, pace):
         dims = (r["ts"].replace(minute=0, second=0, microsecond=0), *_DIMS(r))
         acc = sums.get(dims)
         if acc is None:

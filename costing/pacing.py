@@ -10,13 +10,29 @@ measurable. A flush of 200 events is about 5 ms of CPU, so the writer takes it i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
 
 PACED_ROWS = 64
 """How many rows a paced loop handles between two calls of its pace: each takes a few µs."""
 
 
+def in_slices(rows: list[T], pace: Callable[[], None] | None) -> Iterable[T]:
+    """`rows` as they are, or with `pace` called after every PACED_ROWS of them."""
+    return rows if pace is None else _paced(rows, pace)
+
+
+def _paced(rows: list[T], pace: Callable[[], None]) -> Iterator[T]:
+    for i, row in enumerate(rows, 1):
+        yield row
+        if i % PACED_ROWS == 0:
+            pace()
+
+
 class Pace:
-    """Called between steps of a write: pauses once `slice_seconds` of the write have run since
+    """Called between steps of a write: pauses once SLICE_SECONDS of the write have run since
     the last pause, until the write has taken `budget_seconds` in all. From then on it runs
     flat out, so a writer with more to do than its pauses allow never falls behind.
 
@@ -39,4 +55,4 @@ class Pace:
         self._mark = time.perf_counter()
 
 
-__all__ = ["PACED_ROWS", "Pace"]
+__all__ = ["PACED_ROWS", "Pace", "in_slices"]
